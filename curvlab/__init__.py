@@ -1,0 +1,17 @@
+"""curvlab — a curvature laboratory for small neural networks.
+
+Exact Hessian, GGN, Fisher (true, empirical, Monte-Carlo), K-FAC, KFLR, KFRA and the exact
+per-layer Hessian blocks of small layered networks, plus matrix-free products, all in float64
+and in one flat parameter layout (see `curvlab.nn`).
+"""
+
+from . import datasets, engine, losses, nn, objectives
+from ._checks import DenseTooLargeError, memory_budget, set_memory_budget
+from .curvature import (KroneckerFactored, fd_hvp, fisher, fishervp, ggn, ggn_blocks, ggnvp,
+                        hessian, hessian_blocks, hvp, jvp, kfac, kflr, kfra, make_fishervp,
+                        make_ggnvp, make_hvp, operator, vjp)
+from .losses import BCE, MSE, CrossEntropy
+from .nn import MLP, Dense
+from .problem import Objective, Problem
+
+__version__ = "0.1.0"

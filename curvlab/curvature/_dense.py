@@ -1,0 +1,51 @@
+"""Shared machinery for dense builds: the memory guard and Gram matrices of backprop rows."""
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import engine
+from .._checks import check_dense, memory_budget
+
+# Working memory a single batched pass may use, whatever the budget (keeps BLAS in cache-sized
+# blocks without thrashing).
+_CHUNK_BYTES = 256 * 2**20
+
+
+def chunk_size(per_item_bytes, total):
+    cap = min(_CHUNK_BYTES, memory_budget() // 4)
+    return int(max(1, min(total, cap // max(per_item_bytes, 1))))
+
+
+def gram_of_seeds(name, pt, seeds):
+    """(1/N) Σ_q Σ_n (Jₙᵀ s_{q,n})(Jₙᵀ s_{q,n})ᵀ + λI for output seeds s (Q, N, K).
+
+    Each seed is backpropagated (all at once, in chunks), the per-sample rows Jₙᵀ s form a
+    (Q·N, P) matrix M, and the result is the single product MᵀM / N.
+    """
+    P, N = pt.problem.n_params, pt.N
+    Q = seeds.shape[0]
+    per_seed = 8 * N * (P + 2 * sum(pt.problem.model.sizes[1:]))
+    step = chunk_size(per_seed, Q)
+    check_dense(name, P, extra_bytes=step * per_seed)
+    out = np.zeros((P, P))
+    for q0 in range(0, Q, step):
+        rows = engine.jacobian_rows(pt.tr, engine.backward(pt.Wbars, pt.tr, seeds[q0:q0 + step]))
+        M = rows.reshape(-1, P)
+        out += M.T @ M
+    out /= N
+    out[np.diag_indices(P)] += pt.l2
+    return out
+
+
+def dense_from_products(name, product, P, per_direction_bytes, progress=None):
+    """Apply a block product to the identity, chunk by chunk: the dense matrix, symmetrised."""
+    step = chunk_size(per_direction_bytes, P)
+    check_dense(name, P, extra_bytes=step * (per_direction_bytes + 16 * P))
+    out = np.empty((P, P))
+    starts = range(0, P, step)
+    show = progress if progress is not None else len(starts) > 4
+    for q0 in tqdm(starts, desc=name, disable=not show, leave=False):
+        E = np.zeros((P, min(step, P - q0)))
+        E[np.arange(q0, q0 + E.shape[1]), np.arange(E.shape[1])] = 1.0
+        out[:, q0:q0 + E.shape[1]] = product(E)
+    return 0.5 * (out + out.T)

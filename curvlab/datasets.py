@@ -1,0 +1,93 @@
+"""Small data sets, made locally and seeded (no downloads).
+
+Every function returns (X, y) as float64 inputs and targets: integer labels for the
+classification sets, real targets for regression, and y = X for the image sets meant for
+autoencoders (`curves`; `digits` returns its labels, use (X, X) for an autoencoder).
+"""
+
+import numpy as np
+
+
+def _rng(seed):
+    return np.random.default_rng(seed)
+
+
+def _check_n(n, minimum=1):
+    n = int(n)
+    if n < minimum:
+        raise ValueError(f"n must be >= {minimum}, got {n}")
+    return n
+
+
+def spirals(n=200, classes=3, noise=0.2, seed=0):
+    """`classes` interleaved spiral arms in 2-D, n points in all; labels 0..classes-1."""
+    n, classes = _check_n(n), _check_n(classes, 2)
+    rng = _rng(seed)
+    y = np.arange(n) % classes
+    r = rng.random(n) * 0.9 + 0.1
+    theta = y * 2 * np.pi / classes + 4.0 * r + noise * rng.standard_normal(n)
+    X = np.stack([r * np.sin(theta), r * np.cos(theta)], axis=1)
+    return X, y
+
+
+def moons(n=200, noise=0.1, seed=0):
+    """Two interleaving half circles (labels 0 and 1) with Gaussian noise."""
+    n = _check_n(n)
+    rng = _rng(seed)
+    y = np.arange(n) % 2
+    t = rng.random(n) * np.pi
+    X = np.where(y[:, None] == 0,
+                 np.stack([np.cos(t), np.sin(t)], 1),
+                 np.stack([1 - np.cos(t), 0.5 - np.sin(t)], 1))
+    return X + noise * rng.standard_normal((n, 2)), y
+
+
+def xor(n=200, noise=0.15, seed=0):
+    """Four Gaussian blobs at (±1, ±1); label 1 where the signs differ (XOR)."""
+    n = _check_n(n)
+    rng = _rng(seed)
+    centers = rng.choice([-1.0, 1.0], size=(n, 2))
+    X = centers + noise * rng.standard_normal((n, 2))
+    return X, (centers[:, 0] != centers[:, 1]).astype(np.int64)
+
+
+def regression1d(n=100, noise=0.1, seed=0):
+    """y = sin(2x) + 0.3x + noise on x ∈ [-2, 2]; shapes (n, 1) and (n, 1)."""
+    n = _check_n(n)
+    rng = _rng(seed)
+    x = np.sort(rng.uniform(-2, 2, n))[:, None]
+    return x, np.sin(2 * x) + 0.3 * x + noise * rng.standard_normal((n, 1))
+
+
+def digits(n=None, seed=0):
+    """The 8×8 handwritten digits scikit-learn ships (1,797 images, no download), pixels in
+    [0, 1], shape (n, 64), labels 0..9. n < 1797 draws a seeded subset."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    X, y = data.data / 16.0, data.target.astype(np.int64)
+    if n is not None:
+        n = _check_n(n)
+        if n > len(X):
+            raise ValueError(f"digits has {len(X)} images, asked for n={n}")
+        idx = np.sort(_rng(seed).choice(len(X), n, replace=False))
+        X, y = X[idx], y[idx]
+    return X, y
+
+
+def curves(n=500, size=16, seed=0, width=0.6):
+    """A small CURVES-like set (after Hinton & Salakhutdinov's CURVES): random cubic Bézier
+    curves through the image, rendered with a soft pen of `width` pixels into size×size images
+    with intensities in [0, 1]. Returns (X, X), shape (n, size²), for autoencoders."""
+    n, size = _check_n(n), _check_n(size, 4)
+    rng = _rng(seed)
+    ctrl = rng.uniform(0.1, 0.9, (n, 4, 2)) * (size - 1)
+    t = np.linspace(0, 1, 4 * size)[:, None]
+    basis = np.hstack([(1 - t) ** 3, 3 * t * (1 - t) ** 2, 3 * t ** 2 * (1 - t), t ** 3])  # (T, 4)
+    pts = np.einsum("tc,ncd->ntd", basis, ctrl)                                           # (n, T, 2)
+    grid = np.stack(np.meshgrid(np.arange(size), np.arange(size), indexing="ij"), -1).reshape(-1, 2)
+    X = np.empty((n, size * size))
+    for i in range(n):  # per image, to keep memory at T × size² whatever n is
+        d2 = ((grid[:, None, :] - pts[i][None]) ** 2).sum(-1).min(1)
+        X[i] = np.exp(-d2 / (2 * width ** 2))
+    return X, X.copy()

@@ -1,0 +1,188 @@
+"""Losses on network outputs z (N, K): value, ∂ℓ/∂z, exact output Hessian B, its factor C
+(B = C Cᵀ), the output Fisher E_{y~p(y|z)}[∇ℓ ∇ℓᵀ] with its factor, and sampling y ~ p(y|z).
+
+Per-sample values; the Problem averages them over the N samples. All three are negative
+log-likelihoods of an exponential family with natural parameter z, which is why the true
+Fisher equals the GGN for them (a check in the tests, not an assumption in the code: the
+output Fisher here is computed from the distribution, the Hessian from the formula).
+"""
+
+import autograd.numpy as anp
+import numpy as np
+from autograd.scipy.special import logsumexp
+
+from ._checks import choice, finite_array
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid(z):
+    return 0.5 * (np.tanh(0.5 * z) + 1.0)
+
+
+class Loss:
+    """Interface; see MSE, CrossEntropy, BCE."""
+
+    name = None
+
+    def targets(self, y, N, K):
+        """Validate data targets and bring them to the loss's canonical shape."""
+        raise NotImplementedError
+
+    def value(self, z, y):
+        """Per-sample loss ℓ(z_n, y_n), shape (N,); autograd-differentiable in z."""
+        raise NotImplementedError
+
+    def dz(self, z, y):
+        """∂ℓ/∂z, shape of z; y may carry a leading axis of S samples (result (S, N, K))."""
+        raise NotImplementedError
+
+    def hessian(self, z, y):
+        """B = ∂²ℓ/∂z², shape (N, K, K)."""
+        return np.einsum("nkr,njr->nkj", self.sqrt_hessian(z, y), self.sqrt_hessian(z, y))
+
+    def sqrt_hessian(self, z, y):
+        """C with B = C Cᵀ, shape (N, K, R)."""
+        raise NotImplementedError
+
+    def fisher_factor(self, z):
+        """F with F Fᵀ = E_{y~p(y|z)}[∇_z ℓ ∇_z ℓᵀ], from the model's distribution; (N, K, R)."""
+        raise NotImplementedError
+
+    def sample(self, z, rng, samples=1):
+        """Draw targets y ~ p(y | z): shape (samples, N) for labels, (samples, N, K) otherwise."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class MSE(Loss):
+    """ℓ = ½‖z − y‖², the negative log-likelihood of y ~ N(z, I) up to a constant; B = I."""
+
+    name = "mse"
+
+    def targets(self, y, N, K):
+        y = finite_array("y", y)
+        if y.ndim == 1 and K == 1:
+            y = y[:, None]
+        if y.shape != (N, K):
+            raise ValueError(f"mse targets must have shape ({N}, {K}) to match the outputs, got {y.shape}")
+        return y
+
+    def value(self, z, y):
+        return 0.5 * anp.sum((z - y) ** 2, axis=-1)
+
+    def dz(self, z, y):
+        return z - y
+
+    def sqrt_hessian(self, z, y=None):
+        N, K = z.shape
+        return np.broadcast_to(np.eye(K), (N, K, K))
+
+    def fisher_factor(self, z):
+        # y - z ~ N(0, I): E[(z - y)(z - y)ᵀ] = I.
+        N, K = z.shape
+        return np.broadcast_to(np.eye(K), (N, K, K))
+
+    def sample(self, z, rng, samples=1):
+        return z + rng.standard_normal((samples,) + z.shape)
+
+
+class CrossEntropy(Loss):
+    """Softmax cross-entropy ℓ = logsumexp(z) − z_y with integer labels y ∈ {0..K−1};
+    B = diag(p) − p pᵀ with p = softmax(z)."""
+
+    name = "cross_entropy"
+
+    def targets(self, y, N, K):
+        y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.shape != (N,):
+            raise ValueError(f"cross_entropy takes integer labels of shape ({N},), got {y.shape}")
+        if not np.issubdtype(y.dtype, np.integer):
+            yf = finite_array("y", y)
+            if not np.all(yf == np.round(yf)):
+                raise ValueError("cross_entropy labels must be integers 0..K-1, got non-integers")
+            y = yf
+        y = y.astype(np.int64)
+        if K < 2:
+            raise ValueError(f"cross_entropy needs at least 2 outputs (logits), the model has {K}")
+        if y.min() < 0 or y.max() >= K:
+            raise ValueError(f"labels out of range: got {y.min()}..{y.max()}, the model has {K} "
+                             f"outputs so labels must lie in 0..{K - 1}")
+        return y
+
+    def value(self, z, y):
+        return logsumexp(z, axis=-1) - z[np.arange(z.shape[0]), y]
+
+    def dz(self, z, y):
+        y = np.asarray(y)
+        return _softmax(z) - np.eye(z.shape[-1])[y]
+
+    def sqrt_hessian(self, z, y=None):
+        p = _softmax(z)
+        q = np.sqrt(p)
+        # (diag √p − p √pᵀ)(diag √p − √p pᵀ) = diag p − p pᵀ, using Σ p = 1.
+        return np.einsum("nk,kj->nkj", q, np.eye(z.shape[1])) - p[:, :, None] * q[:, None, :]
+
+    def fisher_factor(self, z):
+        # E_y[(p − e_y)(p − e_y)ᵀ] = Σ_c p_c (p − e_c)(p − e_c)ᵀ: column c is √p_c (p − e_c).
+        p = _softmax(z)
+        K = z.shape[1]
+        return (p[:, :, None] - np.eye(K)[None]) * np.sqrt(p)[:, None, :]
+
+    def sample(self, z, rng, samples=1):
+        p = _softmax(z)
+        u = rng.random((samples, z.shape[0], 1))
+        return np.minimum((u > np.cumsum(p, axis=1)[None]).sum(-1), z.shape[1] - 1)
+
+
+class BCE(Loss):
+    """Sigmoid binary cross-entropy per output, summed over the K outputs:
+    ℓ = Σ_k softplus(z_k) − y_k z_k with y_k ∈ [0, 1]; B = diag(σ(z)(1 − σ(z)))."""
+
+    name = "bce"
+
+    def targets(self, y, N, K):
+        y = finite_array("y", y)
+        if y.ndim == 1 and K == 1:
+            y = y[:, None]
+        if y.shape != (N, K):
+            raise ValueError(f"bce targets must have shape ({N}, {K}) to match the outputs, got {y.shape}")
+        if y.min() < 0 or y.max() > 1:
+            raise ValueError(f"bce targets must lie in [0, 1], got {y.min()}..{y.max()}")
+        return y
+
+    def value(self, z, y):
+        return anp.sum(anp.logaddexp(0.0, z) - y * z, axis=-1)
+
+    def dz(self, z, y):
+        return _sigmoid(z) - y
+
+    def sqrt_hessian(self, z, y=None):
+        s = _sigmoid(z)
+        return np.einsum("nk,kj->nkj", np.sqrt(s * (1 - s)), np.eye(z.shape[1]))
+
+    def fisher_factor(self, z):
+        # Independent Bernoulli outputs: E[(σ − y)(σ − y)ᵀ] = diag Var(y) = diag σ(1 − σ).
+        s = _sigmoid(z)
+        var = s - s * s
+        return np.sqrt(var)[:, :, None] * np.eye(z.shape[1])[None]
+
+    def sample(self, z, rng, samples=1):
+        return (rng.random((samples,) + z.shape) < _sigmoid(z)).astype(np.float64)
+
+
+LOSSES = {"mse": MSE, "cross_entropy": CrossEntropy, "bce": BCE}
+
+
+def get_loss(name):
+    """A Loss instance from its name: 'mse', 'cross_entropy' or 'bce' (or a Loss)."""
+    if isinstance(name, Loss):
+        return name
+    return LOSSES[choice("loss", name, LOSSES)]()

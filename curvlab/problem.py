@@ -1,0 +1,141 @@
+"""Problem: a model, a loss and a data set (plus an optional L2 term), as a function of the
+flat parameter vector w:
+
+    L(w) = (1/N) Σ_n ℓ(f(x_n; w), y_n) + (λ/2) ‖w‖².
+
+Every curvature matrix of a Problem is an average over the same N samples, plus λI.
+Generic objectives (any autograd-differentiable function of a flat vector) are wrapped in
+`Objective` so that `hessian`, `hvp` and the optimisers accept them too.
+"""
+
+import autograd.numpy as anp
+import numpy as np
+from autograd import grad as _ag_grad
+
+from . import engine
+from ._checks import finite_array, nonnegative
+from .losses import get_loss
+from .nn import MLP
+
+
+class Problem:
+    """Model + loss + data (+ L2). `loss(w)` is autograd-differentiable; the rest is numpy."""
+
+    def __init__(self, model, loss, X, y, l2=0.0):
+        if not isinstance(model, MLP):
+            raise TypeError(f"model must be a curvlab MLP, got {type(model).__name__}")
+        self.model = model
+        self.lossfn = get_loss(loss)
+        X = finite_array("X", X)
+        if X.ndim == 1 and model.n_in == 1:
+            X = X[:, None]
+        if X.ndim != 2 or X.shape[1] != model.n_in:
+            raise ValueError(f"X must have shape (N, {model.n_in}) for {model!r}, got {X.shape}")
+        if X.shape[0] < 1:
+            raise ValueError("X has no samples")
+        y_arr = np.asarray(y)
+        if y_arr.shape[:1] != X.shape[:1]:
+            raise ValueError(f"X and y disagree on the number of samples: X has {X.shape[0]}, "
+                             f"y has {y_arr.shape[0] if y_arr.ndim else 'a scalar'}")
+        self.X = X
+        self.y = self.lossfn.targets(y, X.shape[0], model.n_out)
+        self.l2 = nonnegative("l2", l2)
+
+    # sizes ----------------------------------------------------------------------------------
+    @property
+    def N(self):
+        return self.X.shape[0]
+
+    @property
+    def n_params(self):
+        return self.model.n_params
+
+    @property
+    def n_outputs(self):
+        return self.model.n_out
+
+    # values ---------------------------------------------------------------------------------
+    def loss(self, w):
+        """L(w); differentiable by autograd."""
+        z = self.model.forward(w, self.X)
+        val = anp.mean(self.lossfn.value(z, self.y))
+        return val + 0.5 * self.l2 * anp.sum(w * w) if self.l2 else val
+
+    def outputs(self, w):
+        """Network outputs z, shape (N, K)."""
+        return np.asarray(self.model.forward(self.check(w), self.X))
+
+    def grad(self, w):
+        """∇L(w) by one backward pass (checked against autograd's `grad` in the tests)."""
+        w = self.check(w)
+        Wbars, tr = self.trace(w)
+        r = self.lossfn.dz(tr.z, self.y)
+        g = engine.weight_grads(tr, engine.backward(Wbars, tr, r[None]))[:, 0] / self.N
+        return g + self.l2 * w
+
+    def autograd_grad(self, w):
+        """∇L(w) by autograd's reverse mode (the reference)."""
+        return _ag_grad(self.loss)(self.check(w))
+
+    # internals shared by the curvature modules ----------------------------------------------
+    def check(self, w):
+        return self.model.check_params(w)
+
+    def trace(self, w):
+        """Per-layer W̄ and the forward trace (ā, s, f', f'', z) at w."""
+        Wbars = self.model.unflatten(w)
+        return Wbars, engine.forward(self.model, Wbars, self.X)
+
+    def subset(self, idx):
+        """The same problem on samples X[idx], y[idx] (mini-batches, one-sample checks)."""
+        idx = np.atleast_1d(np.asarray(idx))
+        return Problem(self.model, self.lossfn, self.X[idx], self.y[idx], self.l2)
+
+    def __repr__(self):
+        return (f"Problem({self.model!r}, {self.lossfn.name!r}, N={self.N}, "
+                f"P={self.n_params}, l2={self.l2})")
+
+
+class Objective:
+    """A generic objective: any autograd-differentiable function of a flat float vector."""
+
+    def __init__(self, fun, n_params=None, name=None):
+        if not callable(fun):
+            raise TypeError(f"an objective must be a Problem or a callable, got {type(fun).__name__}")
+        self.fun = fun
+        self.n_params = n_params
+        self.name = name or getattr(fun, "__name__", "objective")
+        self._grad = _ag_grad(fun)
+        self.l2 = 0.0
+
+    def loss(self, w):
+        return self.fun(w)
+
+    def grad(self, w):
+        return np.asarray(self._grad(self.check(w)), dtype=np.float64)
+
+    def check(self, w):
+        w = finite_array("w", w, ndim=1)
+        if self.n_params is not None and w.shape[0] != self.n_params:
+            raise ValueError(f"{self.name} takes a vector of {self.n_params} entries, got {w.shape[0]}")
+        return w
+
+    def __call__(self, w):
+        return self.fun(w)
+
+    def __repr__(self):
+        return f"Objective({self.name})"
+
+
+def as_objective(obj):
+    """A Problem or Objective as is; a plain callable wrapped as an Objective."""
+    if isinstance(obj, (Problem, Objective)):
+        return obj
+    return Objective(obj)
+
+
+def require_problem(obj, what):
+    if not isinstance(obj, Problem):
+        raise TypeError(f"{what} needs a Problem (model + loss + data); a generic objective has "
+                        f"no outputs or loss structure. Use cl.hessian / cl.hvp for it instead.")
+    return obj
