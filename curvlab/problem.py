@@ -97,15 +97,21 @@ class Problem:
 
 
 class Objective:
-    """A generic objective: any autograd-differentiable function of a flat float vector."""
+    """A generic objective: any autograd-differentiable function of a flat float vector.
 
-    def __init__(self, fun, n_params=None, name=None):
+    Optional extras: `ggn(w)` -> a Gauss-Newton (P, P) matrix (used by the Gauss-Newton and
+    natural-gradient optimisers), `minimum` (the known minimiser, for pictures and tests).
+    """
+
+    def __init__(self, fun, n_params=None, name=None, ggn=None, minimum=None):
         if not callable(fun):
             raise TypeError(f"an objective must be a Problem or a callable, got {type(fun).__name__}")
         self.fun = fun
         self.n_params = n_params
         self.name = name or getattr(fun, "__name__", "objective")
         self._grad = _ag_grad(fun)
+        self.ggn = ggn
+        self.minimum = None if minimum is None else np.asarray(minimum, dtype=np.float64)
         self.l2 = 0.0
 
     def loss(self, w):

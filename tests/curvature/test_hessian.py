@@ -57,6 +57,7 @@ def test_generic_objectives_against_closed_forms():
     f, A, c = cl.objectives.make_quadratic(condition=50.0)
     assert oracles.rel(cl.hessian(f, np.array([1.0, 2.0])), A) < 1e-14
     assert abs(f(c)) == 0.0
+    assert np.array_equal(f.ggn(c), A)
 
 
 def test_logistic_regression_hessian_closed_form():

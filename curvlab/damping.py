@@ -1,0 +1,102 @@
+"""Damping: what (C + ηI)⁻¹ does to a step (Grosse's lecture; Martens 2010).
+
+In C's eigenbasis (νᵢ, uᵢ) the damped step −(C + ηI)⁻¹g has coordinates −gᵢ / (νᵢ + η): where
+νᵢ ≫ η it is Newton's −gᵢ/νᵢ, where νᵢ ≪ η it is gradient descent's −gᵢ/η (step size 1/η).
+Levenberg–Marquardt adapts η from the reduction ratio ρ = actual / predicted decrease of the
+quadratic model m(p) = gᵀp + ½ pᵀCp.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._checks import flat_vector, nonnegative
+from .curvature.kinds import curvature
+from .problem import as_objective
+
+
+def damped_direction(problem, w, kind="ggn", damping=1e-3, samples=1, seed=0, C=None):
+    """(C + ηI)⁻¹ ∇L(w) for any curvature kind (the step is its negative)."""
+    obj = as_objective(problem)
+    C = curvature(obj, w, kind, samples=samples, seed=seed) if C is None else C
+    return C.solve(obj.grad(w), nonnegative("damping", damping))
+
+
+@dataclass
+class EigenFilter:
+    """The damped step in C's eigenbasis: eigenvalues ν (ascending), gradient coordinates
+    g_i = uᵢᵀg, and the filter factor ν/(ν + η) that multiplies Newton's coordinates."""
+    nu: np.ndarray
+    g: np.ndarray
+    eta: float
+
+    @property
+    def step(self):
+        return -self.g / (self.nu + self.eta)
+
+    @property
+    def newton(self):
+        return -self.g / self.nu
+
+    @property
+    def gradient_descent(self):
+        return -self.g / self.eta
+
+    @property
+    def factor(self):
+        return self.nu / (self.nu + self.eta)
+
+
+def eigen_filter(C, g, damping):
+    """The per-eigendirection view of (C + ηI)⁻¹g for a dense curvature object (or array)."""
+    M = C if isinstance(C, np.ndarray) else C.to_dense()
+    nu, U = np.linalg.eigh(M)
+    return EigenFilter(nu, U.T @ flat_vector("g", g, M.shape[0]), nonnegative("damping", damping))
+
+
+def predicted_decrease(g, C, p):
+    """−m(p) = −(gᵀp + ½ pᵀCp): the decrease the quadratic model promises for step p."""
+    Cp = C @ p
+    return float(-(g @ p + 0.5 * p @ Cp))
+
+
+def reduction_ratio(objective, w, p, C, g=None):
+    """ρ = (L(w) − L(w + p)) / (−m(p)); ρ ≈ 1 where the model is trusted."""
+    obj = as_objective(objective)
+    g = obj.grad(w) if g is None else g
+    pred = predicted_decrease(g, C, p)
+    actual = float(obj.loss(w) - obj.loss(w + p))
+    return actual / pred if pred != 0 else np.nan
+
+
+def levenberg_marquardt(eta, rho, lower=0.25, upper=0.75, increase=1.5, decrease=2 / 3,
+                        eta_min=1e-12, eta_max=1e12):
+    """Martens' (2010) rule: η ← increase·η if ρ < lower (or ρ is nan: a rejected step),
+    η ← decrease·η if ρ > upper, unchanged in between; kept within [eta_min, eta_max]."""
+    eta = nonnegative("damping", eta)
+    if not np.isfinite(rho) or rho < lower:
+        eta = max(eta, eta_min) * increase
+    elif rho > upper:
+        eta = eta * decrease
+    return float(min(max(eta, eta_min), eta_max))
+
+
+def decrease_vs_damping(problem, w, kind="ggn", etas=None, samples=1, seed=0):
+    """For each η: the step p = −(C + ηI)⁻¹g, the predicted and actual decrease, ρ, ‖p‖ and the
+    cosines of p with −g and with the (least-damped) Newton-like step. Returns a dict of arrays."""
+    obj = as_objective(problem)
+    w = obj.check(w)
+    etas = np.logspace(-4, 2, 25) if etas is None else np.asarray(etas, dtype=np.float64)
+    if etas.ndim != 1 or len(etas) == 0 or np.any(~np.isfinite(etas)) or np.any(etas < 0):
+        raise ValueError("etas must be a non-empty 1-D array of finite dampings >= 0")
+    C = curvature(obj, w, kind, samples=samples, seed=seed)
+    g, L0 = obj.grad(w), float(obj.loss(w))
+    steps = [-C.solve(g, eta) for eta in etas]
+    ref = steps[int(np.argmin(etas))]
+    cos = lambda a, b: float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+    pred = np.array([predicted_decrease(g, C, p) for p in steps])
+    actual = np.array([L0 - float(obj.loss(w + p)) for p in steps])
+    return {"eta": etas, "predicted": pred, "actual": actual, "rho": actual / pred,
+            "step_norm": np.array([np.linalg.norm(p) for p in steps]),
+            "cos_gradient": np.array([cos(p, -g) for p in steps]),
+            "cos_newton": np.array([cos(p, ref) for p in steps])}

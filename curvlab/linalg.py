@@ -1,0 +1,309 @@
+"""Linear algebra on curvature: spectra (dense, Lanczos, Kronecker), stochastic Lanczos
+quadrature, Hutchinson estimates, and conjugate gradients with Martens' stopping rule.
+
+Everything here takes either a problem and a curvature kind (and builds what it needs) or a
+matrix-like `op`: a dense array, a `scipy.sparse.linalg.LinearOperator`, or any object with
+`@` — so the same estimators run on the exact matrix and on its approximations.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse.linalg import LinearOperator, aslinearoperator, eigsh
+
+from ._checks import choice, nonnegative
+from .curvature.blocks import ggn_blocks, hessian_blocks
+from .curvature.kfac import KroneckerFactored
+from .curvature.kinds import DENSE_KINDS, KINDS, KRONECKER_KINDS, curvature
+from .curvature.products import operator
+from .problem import Problem, as_objective
+
+# Above this many parameters a top/bottom-k request uses Lanczos instead of dense eigh.
+DENSE_LIMIT = 1500
+_OPERATOR_KIND = {"hessian": "hessian", "ggn": "ggn", "fisher": "fisher",
+                  "empirical_fisher": "empirical_fisher"}
+
+
+def as_operator(op):
+    """A LinearOperator for a dense array, a LinearOperator, or anything with `@` and `shape`."""
+    if isinstance(op, LinearOperator):
+        return op
+    if isinstance(op, np.ndarray):
+        return aslinearoperator(op)
+    if hasattr(op, "__matmul__") and hasattr(op, "shape"):
+        return LinearOperator(op.shape, matvec=lambda v: op @ v, matmat=lambda V: op @ V,
+                              rmatvec=lambda v: op @ v, dtype=np.float64)
+    raise TypeError(f"expected an array, a LinearOperator or a curvature object, got {type(op).__name__}")
+
+
+def _select(vals, k, which):
+    """Indices of k eigenvalues (ascending `vals`) by `which`: LA, SA, LM, BE (both ends)."""
+    n = len(vals)
+    if which == "LA":
+        idx = np.arange(n - k, n)
+    elif which == "SA":
+        idx = np.arange(k)
+    elif which == "LM":
+        idx = np.sort(np.argsort(np.abs(vals))[n - k:])
+    else:
+        idx = np.unique(np.concatenate([np.arange(k // 2), np.arange(n - (k - k // 2), n)]))
+    return idx
+
+
+def _kron_vectors(K, idx_global):
+    """Eigenvectors of ⊕ S ⊗ A for the given positions of the sorted spectrum."""
+    entries = []  # (value, layer, i_S, j_A)
+    for l, (lA, _, lS, _) in enumerate(K.eig()):
+        vals = np.outer(lS, lA)
+        for i in range(vals.shape[0]):
+            for j in range(vals.shape[1]):
+                entries.append((vals[i, j] + K.l2, l, i, j))
+    entries.sort(key=lambda e: e[0])
+    V = np.zeros((K.n_params, len(idx_global)))
+    for c, g in enumerate(idx_global):
+        _, l, i, j = entries[g]
+        _, UA, _, US = K.eig()[l]
+        V[K.offsets[l]:K.offsets[l + 1], c] = np.kron(US[:, i], UA[:, j])
+    return V
+
+
+def spectrum(problem, w, kind="hessian", k=None, which="LA", vectors=False, layer=None,
+             samples=1, seed=0):
+    """Eigenvalues (ascending) of a curvature matrix at w, and eigenvectors if `vectors`.
+
+    kind: any of `cl.curvature.kinds.KINDS`. k=None gives the whole spectrum; an integer k gives
+    k eigenvalues chosen by `which` ('LA' largest, 'SA' smallest, 'LM' largest magnitude, 'BE'
+    both ends) — by Lanczos (`scipy.sparse.linalg.eigsh` on the matrix-free operator) when P is
+    above DENSE_LIMIT, by dense `eigh` otherwise. Kronecker-factored kinds use the products of
+    their factors' eigenvalues and never form the matrix. `layer=l` gives the spectrum of the
+    l-th diagonal block (the exact Botev blocks for 'hessian' and 'ggn').
+    """
+    choice("curvature kind", kind, KINDS)
+    choice("which", which, {"LA", "SA", "LM", "BE"})
+    obj = as_objective(problem)
+    P = obj.n_params if obj.n_params is not None else np.asarray(w).shape[0]
+    if layer is not None:
+        if not isinstance(obj, Problem):
+            raise TypeError("layer spectra need a Problem")
+        L = len(obj.model.layers)
+        if not (isinstance(layer, (int, np.integer)) and 0 <= layer < L):
+            raise ValueError(f"layer must be an integer in 0..{L - 1}, got {layer!r}")
+        P = obj.model.layers[layer].size
+    if k is not None:
+        k = int(k)
+        if not 1 <= k <= P:
+            raise ValueError(f"k must be between 1 and {P}, got {k}")
+    kk = P if k is None else k
+
+    if kind in KRONECKER_KINDS or kind == "diagonal":
+        C = curvature(obj, w, kind, samples=samples, seed=seed)
+        if layer is not None:
+            if isinstance(C, KroneckerFactored):
+                vals = C.layer_eigvalsh(layer)
+            else:
+                vals = np.sort(C.diag[obj.model.layer_slices()[layer]])
+        else:
+            vals = C.eigvalsh()
+        idx = _select(vals, kk, which)
+        if not vectors:
+            return vals[idx]
+        if isinstance(C, KroneckerFactored):
+            if layer is not None:
+                sub = KroneckerFactored([C.factors[layer]], C.l2)
+                return vals[idx], _kron_vectors(sub, idx)
+            return vals[idx], _kron_vectors(C, idx)
+        d = C.diag if layer is None else C.diag[obj.model.layer_slices()[layer]]
+        order = np.argsort(d, kind="stable")
+        return vals[idx], np.eye(len(d))[:, order[idx]]
+
+    if layer is not None:
+        if kind in ("hessian", "ggn"):
+            M = (hessian_blocks if kind == "hessian" else ggn_blocks)(obj, w)[layer]
+        else:
+            M = curvature(obj, w, kind, samples=samples, seed=seed).blocks()[layer]
+        return _dense_select(M, kk, which, vectors)
+
+    use_lanczos = k is not None and P > DENSE_LIMIT and k < P - 1 and kind in _OPERATOR_KIND
+    if not use_lanczos:
+        M = curvature(obj, w, kind, samples=samples, seed=seed).to_dense()
+        return _dense_select(M, kk, which, vectors)
+    return lanczos_eigs(operator(obj, w, _OPERATOR_KIND[kind]), k, which, vectors, seed)
+
+
+def _dense_select(M, k, which, vectors):
+    vals, vecs = np.linalg.eigh(M)
+    idx = _select(vals, k, which)
+    return (vals[idx], vecs[:, idx]) if vectors else vals[idx]
+
+
+def lanczos_eigs(op, k, which="LA", vectors=False, seed=0):
+    """k extreme eigenpairs of a symmetric operator by implicitly restarted Lanczos (ARPACK),
+    ascending; 'BE' asks ARPACK for both ends."""
+    op = as_operator(op)
+    v0 = np.random.default_rng(seed).standard_normal(op.shape[0])
+    out = eigsh(op, k=k, which=which, v0=v0, return_eigenvectors=vectors)
+    if vectors:
+        vals, vecs = out
+        order = np.argsort(vals)
+        return vals[order], vecs[:, order]
+    return np.sort(out)
+
+
+def layer_spectra(problem, w, kind="hessian", **kw):
+    """[spectrum of each layer's diagonal block], ascending."""
+    return [spectrum(problem, w, kind, layer=l, **kw) for l in range(len(problem.model.layers))]
+
+
+# Lanczos and stochastic Lanczos quadrature ---------------------------------------------------
+
+def lanczos(op, v0, steps):
+    """`steps` Lanczos steps from v0 with full reorthogonalisation (exact in float64 for small
+    P). Returns the tridiagonal's (alpha, beta); stops early on an invariant subspace."""
+    op = as_operator(op)
+    P = op.shape[0]
+    steps = min(int(steps), P)
+    Q = np.zeros((steps, P))
+    alpha, beta = np.zeros(steps), np.zeros(max(steps - 1, 0))
+    q = v0 / np.linalg.norm(v0)
+    for j in range(steps):
+        Q[j] = q
+        u = op.matvec(q)
+        alpha[j] = q @ u
+        u = u - Q[:j + 1].T @ (Q[:j + 1] @ u)          # full reorthogonalisation, twice is enough
+        u = u - Q[:j + 1].T @ (Q[:j + 1] @ u)
+        if j == steps - 1:
+            break
+        b = np.linalg.norm(u)
+        if b < 1e-12 * max(abs(alpha[:j + 1]).max(), 1e-300):
+            return alpha[:j + 1], beta[:j]
+        beta[j] = b
+        q = u / b
+    return alpha, beta
+
+
+def slq(op, probes=10, steps=30, seed=0):
+    """Stochastic Lanczos quadrature nodes and weights, each (probes, m): for a Rademacher
+    probe v/‖v‖, vᵀ f(C) v ≈ Σᵢ wᵢ f(θᵢ), exact for polynomials of degree < 2m. Averaged over
+    probes, Σ wᵢ θᵢᵖ estimates trace(Cᵖ) / P."""
+    op = as_operator(op)
+    if int(probes) < 1 or int(steps) < 1:
+        raise ValueError(f"probes and steps must be >= 1, got {probes} and {steps}")
+    rng = np.random.default_rng(seed)
+    nodes, weights = [], []
+    m = min(int(steps), op.shape[0])
+    for _ in range(int(probes)):
+        v = rng.choice([-1.0, 1.0], size=op.shape[0])
+        alpha, beta = lanczos(op, v, m)
+        T = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
+        theta, S = np.linalg.eigh(T)
+        wts = S[0] ** 2
+        # pad early-terminated runs with zero-weight nodes so every probe has m entries
+        pad = m - len(theta)
+        nodes.append(np.concatenate([theta, np.full(pad, theta[-1])]))
+        weights.append(np.concatenate([wts, np.zeros(pad)]))
+    return np.array(nodes), np.array(weights)
+
+
+def slq_density(op, probes=10, steps=30, grid=None, sigma=None, seed=0):
+    """Spectral density by SLQ: φ(t) = mean over probes of Σᵢ wᵢ N(t; θᵢ, σ²).
+
+    grid: points t (default 1000 points over the nodes' range ± 5σ); sigma: kernel width
+    (default 1% of that range). Returns (grid, density), the density normalised so that its
+    trapezoid integral over the grid is 1."""
+    nodes, weights = slq(op, probes, steps, seed)
+    lo, hi = nodes.min(), nodes.max()
+    if sigma is None:
+        sigma = 0.01 * max(hi - lo, 1e-12 * max(abs(hi), 1.0))
+    sigma = nonnegative("sigma", sigma)
+    if sigma == 0:
+        raise ValueError("sigma must be > 0")
+    grid = np.linspace(lo - 5 * sigma, hi + 5 * sigma, 1000) if grid is None else np.asarray(grid, float)
+    if grid.ndim != 1 or len(grid) < 2 or np.any(np.diff(grid) <= 0):
+        raise ValueError("grid must be an increasing 1-D array of at least 2 points")
+    t = grid[:, None]
+    dens = np.exp(-0.5 * ((t - nodes.ravel()[None]) / sigma) ** 2) @ weights.ravel()
+    dens /= np.sqrt(2 * np.pi) * sigma * nodes.shape[0]
+    total = np.trapezoid(dens, grid)
+    if total <= 0:
+        raise ValueError("the grid holds none of the spectral mass; widen it")
+    return grid, dens / total
+
+
+# Hutchinson ----------------------------------------------------------------------------------
+
+@dataclass
+class HutchinsonEstimate:
+    """trace(C) and diag(C) estimates with standard errors, from `samples` Rademacher probes."""
+    trace: float
+    trace_se: float
+    diag: np.ndarray
+    diag_se: np.ndarray
+    samples: int
+
+
+def hutchinson(op, samples=100, seed=0, block=32):
+    """Hutchinson's estimators: trace ≈ mean vᵀCv and diag ≈ mean v ⊙ Cv over Rademacher v
+    (unbiased; the standard errors are the sample standard deviations / √samples)."""
+    op = as_operator(op)
+    samples = int(samples)
+    if samples < 2:
+        raise ValueError(f"hutchinson needs samples >= 2 for a standard error, got {samples}")
+    rng = np.random.default_rng(seed)
+    P = op.shape[0]
+    prods = []
+    for s0 in range(0, samples, block):
+        V = rng.choice([-1.0, 1.0], size=(P, min(block, samples - s0)))
+        prods.append(V * op.matmat(V))
+    D = np.concatenate(prods, axis=1)            # (P, samples): v ⊙ Cv
+    tr = D.sum(0)
+    return HutchinsonEstimate(float(tr.mean()), float(tr.std(ddof=1) / np.sqrt(samples)),
+                              D.mean(1), D.std(1, ddof=1) / np.sqrt(samples), samples)
+
+
+# Conjugate gradients ---------------------------------------------------------------------------
+
+@dataclass
+class CGResult:
+    x: np.ndarray
+    iterations: int
+    iterates: list          # [(iteration, x)] kept at geometrically spaced iterations
+    reason: str
+
+
+def cg(matvec, b, x0=None, maxiter=250, tol=1e-10, martens=True, eps=5e-4, keep=1.3):
+    """Solve A x = b (A symmetric positive definite via `matvec`) by conjugate gradients.
+
+    Hand-written rather than scipy's `cg` because Hessian-free needs what scipy does not give:
+    Martens' (2010) stopping rule on the quadratic φ(x) = ½xᵀAx − bᵀx — stop at iteration i
+    when φ(xᵢ) < 0 and (φ(xᵢ) − φ(xᵢ₋ₖ)) / φ(xᵢ) < k·eps with k = max(10, 0.1 i) — and the
+    iterates at geometrically spaced iterations (ratio `keep`) for CG backtracking.
+    """
+    b = np.asarray(b, dtype=np.float64)
+    x = np.zeros_like(b) if x0 is None else np.array(x0, dtype=np.float64)
+    r = b - matvec(x)
+    p = r.copy()
+    rr = r @ r
+    phis, iterates, next_keep = [], [], 1.0
+    bnorm = max(np.linalg.norm(b), 1e-300)
+    for i in range(1, int(maxiter) + 1):
+        Ap = matvec(p)
+        pAp = p @ Ap
+        if pAp <= 0:
+            return CGResult(x, i - 1, iterates + [(i - 1, x.copy())], "negative curvature")
+        a = rr / pAp
+        x = x + a * p
+        r = r - a * Ap
+        rr_new = r @ r
+        phi = -0.5 * x @ (r + b)                      # φ(x) = ½xᵀAx − bᵀx = −½xᵀ(r + b)
+        phis.append(phi)
+        if i >= next_keep:
+            iterates.append((i, x.copy()))
+            next_keep = max(next_keep * keep, i + 1)
+        if np.sqrt(rr_new) <= tol * bnorm:
+            return CGResult(x, i, iterates + [(i, x.copy())], "residual below tolerance")
+        k = max(10, int(0.1 * i))
+        if martens and i > k and phi < 0 and (phi - phis[-1 - k]) / phi < k * eps:
+            return CGResult(x, i, iterates + [(i, x.copy())], "Martens' relative-progress rule")
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return CGResult(x, int(maxiter), iterates + [(int(maxiter), x.copy())], "maxiter")
