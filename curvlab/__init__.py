@@ -19,5 +19,5 @@ __version__ = "0.1.0"
 from . import analysis, damping, landscape, linalg, optim
 from .analysis import compare
 from .curvature.diagonal import Diagonal, diag_ggn
-from .curvature.kinds import KINDS, curvature
+from .curvature.kinds import KINDS, matrix
 from .linalg import hutchinson, layer_spectra, slq, slq_density, spectrum

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._checks import choice, nonnegative
-from .curvature.kinds import KINDS, curvature
+from .curvature.kinds import KINDS, matrix
 from .problem import require_problem
 
 
@@ -61,7 +61,7 @@ def compare(problem, w, kinds=("kfac", "kflr", "kfra", "diagonal", "empirical_fi
     if not 1 <= k <= P:
         raise ValueError(f"k must be between 1 and {P}, got {k}")
     g = problem.grad(w)
-    built = {kd: curvature(problem, w, kd, samples=samples, seed=seed)
+    built = {kd: matrix(problem, w, kd, samples=samples, seed=seed)
              for kd in dict.fromkeys(list(kinds) + list(references))}
     dense = {kd: C.to_dense() for kd, C in built.items()}
     eig = {kd: np.linalg.eigh(M) for kd, M in dense.items()}

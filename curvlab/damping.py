@@ -11,14 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._checks import flat_vector, nonnegative
-from .curvature.kinds import curvature
+from .curvature.kinds import matrix
 from .problem import as_objective
 
 
 def damped_direction(problem, w, kind="ggn", damping=1e-3, samples=1, seed=0, C=None):
     """(C + ηI)⁻¹ ∇L(w) for any curvature kind (the step is its negative)."""
     obj = as_objective(problem)
-    C = curvature(obj, w, kind, samples=samples, seed=seed) if C is None else C
+    C = matrix(obj, w, kind, samples=samples, seed=seed) if C is None else C
     return C.solve(obj.grad(w), nonnegative("damping", damping))
 
 
@@ -89,7 +89,7 @@ def decrease_vs_damping(problem, w, kind="ggn", etas=None, samples=1, seed=0):
     etas = np.logspace(-4, 2, 25) if etas is None else np.asarray(etas, dtype=np.float64)
     if etas.ndim != 1 or len(etas) == 0 or np.any(~np.isfinite(etas)) or np.any(etas < 0):
         raise ValueError("etas must be a non-empty 1-D array of finite dampings >= 0")
-    C = curvature(obj, w, kind, samples=samples, seed=seed)
+    C = matrix(obj, w, kind, samples=samples, seed=seed)
     g, L0 = obj.grad(w), float(obj.loss(w))
     steps = [-C.solve(g, eta) for eta in etas]
     ref = steps[int(np.argmin(etas))]

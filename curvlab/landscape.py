@@ -10,7 +10,7 @@ quadratic model needs only C d₁ and C d₂, never the matrix.
 import numpy as np
 
 from ._checks import choice, finite_array, flat_vector, nonnegative
-from .curvature.kinds import KINDS, curvature
+from .curvature.kinds import KINDS, matrix
 from .curvature.products import make_fishervp, make_ggnvp, make_hvp
 from .problem import Problem, as_objective
 
@@ -166,7 +166,7 @@ def curvature_products(problem, w, kind, D, samples=1, seed=0):
         return make_ggnvp(obj, w)(D)
     if isinstance(obj, Problem) and kind in ("fisher", "empirical_fisher"):
         return make_fishervp(obj, w, "true" if kind == "fisher" else "empirical")(D)
-    return curvature(obj, w, kind, samples=samples, seed=seed) @ D
+    return matrix(obj, w, kind, samples=samples, seed=seed) @ D
 
 
 def quadratic(problem, w, d1, d2=None, kind="hessian", span=1.0, n=51, damping=0.0,

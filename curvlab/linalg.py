@@ -9,12 +9,12 @@ matrix-like `op`: a dense array, a `scipy.sparse.linalg.LinearOperator`, or any 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse.linalg import LinearOperator, aslinearoperator, eigsh
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, aslinearoperator, eigsh
 
 from ._checks import choice, nonnegative
 from .curvature.blocks import ggn_blocks, hessian_blocks
 from .curvature.kfac import KroneckerFactored
-from .curvature.kinds import DENSE_KINDS, KINDS, KRONECKER_KINDS, curvature
+from .curvature.kinds import KINDS, KRONECKER_KINDS, matrix
 from .curvature.products import operator
 from .problem import Problem, as_objective
 
@@ -96,7 +96,7 @@ def spectrum(problem, w, kind="hessian", k=None, which="LA", vectors=False, laye
     kk = P if k is None else k
 
     if kind in KRONECKER_KINDS or kind == "diagonal":
-        C = curvature(obj, w, kind, samples=samples, seed=seed)
+        C = matrix(obj, w, kind, samples=samples, seed=seed)
         if layer is not None:
             if isinstance(C, KroneckerFactored):
                 vals = C.layer_eigvalsh(layer)
@@ -120,12 +120,12 @@ def spectrum(problem, w, kind="hessian", k=None, which="LA", vectors=False, laye
         if kind in ("hessian", "ggn"):
             M = (hessian_blocks if kind == "hessian" else ggn_blocks)(obj, w)[layer]
         else:
-            M = curvature(obj, w, kind, samples=samples, seed=seed).blocks()[layer]
+            M = matrix(obj, w, kind, samples=samples, seed=seed).blocks()[layer]
         return _dense_select(M, kk, which, vectors)
 
     use_lanczos = k is not None and P > DENSE_LIMIT and k < P - 1 and kind in _OPERATOR_KIND
     if not use_lanczos:
-        M = curvature(obj, w, kind, samples=samples, seed=seed).to_dense()
+        M = matrix(obj, w, kind, samples=samples, seed=seed).to_dense()
         return _dense_select(M, kk, which, vectors)
     return lanczos_eigs(operator(obj, w, _OPERATOR_KIND[kind]), k, which, vectors, seed)
 
@@ -136,12 +136,22 @@ def _dense_select(M, k, which, vectors):
     return (vals[idx], vecs[:, idx]) if vectors else vals[idx]
 
 
-def lanczos_eigs(op, k, which="LA", vectors=False, seed=0):
+def lanczos_eigs(op, k, which="LA", vectors=False, seed=0, ncv=None, maxiter=None):
     """k extreme eigenpairs of a symmetric operator by implicitly restarted Lanczos (ARPACK),
-    ascending; 'BE' asks ARPACK for both ends."""
+    ascending; 'BE' asks ARPACK for both ends. Clustered ends (a GGN's near-null space) need a
+    larger Krylov space: ncv defaults to min(P, max(4k, 40))."""
     op = as_operator(op)
-    v0 = np.random.default_rng(seed).standard_normal(op.shape[0])
-    out = eigsh(op, k=k, which=which, v0=v0, return_eigenvectors=vectors)
+    P = op.shape[0]
+    v0 = np.random.default_rng(seed).standard_normal(P)
+    ncv = min(P, max(4 * k, 40)) if ncv is None else int(ncv)
+    try:
+        out = eigsh(op, k=k, which=which, v0=v0, ncv=ncv, maxiter=maxiter,
+                    return_eigenvectors=vectors)
+    except ArpackNoConvergence as e:
+        raise ArpackNoConvergence(
+            f"Lanczos found only {len(e.eigenvalues)} of {k} eigenvalues ({which}); the end of the "
+            "spectrum is clustered. Pass a larger ncv or maxiter, or use the dense spectrum "
+            "(k=None) on a smaller net", e.eigenvalues, e.eigenvectors) from None
     if vectors:
         vals, vecs = out
         order = np.argsort(vals)

@@ -176,9 +176,11 @@ def natural_gradient(lr=1.0, damping=1e-4, adapt_damping=False, fisher_kind="tru
 _FACTORS = {"kfac": kfac, "kflr": kflr, "kfra": kfra}
 
 
-def kronecker(kind, lr=1.0, damping=1e-3, ema=0.95, tikhonov=False, samples=1, adapt_damping=False):
+def kronecker(kind, lr=1.0, damping=1e-3, ema=0.95, tikhonov=True, samples=1, adapt_damping=False):
     """K-FAC / KFLR / KFRA with exponential moving averages of the factors,
-    A ← ema·A + (1 − ema)·A_new (likewise S), and damped factor-wise solves."""
+    A ← ema·A + (1 − ema)·A_new (likewise S), and damped factor-wise solves: Martens & Grosse's
+    factored Tikhonov damping by default (robust with stale EMA factors), or tikhonov=False for
+    the exact damped inverse of the Kronecker matrix."""
     if not 0 <= ema < 1:
         raise ValueError(f"ema must be in [0, 1), got {ema}")
     build = _FACTORS[kind]

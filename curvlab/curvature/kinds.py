@@ -1,6 +1,6 @@
 """Every curvature matrix behind one interface, chosen by name.
 
-`curvature(problem, w, kind)` returns an object with `.to_dense()`, `@ v`, `.solve(v, damping)`
+`matrix(problem, w, kind)` returns an object with `.to_dense()`, `@ v`, `.solve(v, damping)`
 (cached factorisations, so sweeping the damping is cheap), `.blocks()` (per-layer diagonal
 blocks) and `.eigvalsh()`:
 
@@ -85,7 +85,7 @@ KroneckerFactored.eigvalsh = _kron_eigvalsh
 KroneckerFactored.layer_eigvalsh = _kron_layer_eigvalsh
 
 
-def curvature(objective, w, kind, samples=1, seed=0):
+def matrix(objective, w, kind, samples=1, seed=0):
     """The curvature matrix of the given kind at w (see module docstring)."""
     choice("curvature kind", kind, KINDS)
     obj = as_objective(objective)
