@@ -113,11 +113,13 @@ def adam(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8):
 # second order, dense -------------------------------------------------------------------------
 
 def _maybe_adapt(adapt, eta, obj, w, p, C, g):
-    """Levenberg–Marquardt update of η from this step's reduction ratio (if asked)."""
+    """Levenberg–Marquardt (if asked): update η from this step's reduction ratio ρ and reject a
+    step that raised the loss. Returns (new w, new η, ρ, accepted)."""
     if not adapt:
-        return eta, np.nan
+        return w + p, eta, np.nan, True
     rho = _damping.reduction_ratio(obj, w, p, C, g)
-    return _damping.levenberg_marquardt(eta, rho), rho
+    accepted = bool(rho > 0)
+    return (w + p if accepted else w), _damping.levenberg_marquardt(eta, rho), rho, accepted
 
 
 def newton(lr=1.0, damping=0.0, variant="plain"):
@@ -150,7 +152,8 @@ def _curvature_for(obj, kind, fisher_kind="true"):
 
 
 def gauss_newton(lr=1.0, damping=1e-4, adapt_damping=False, kind="ggn", fisher_kind="true"):
-    """−lr (G + ηI)⁻¹g with the exact dense GGN (or Fisher, for natural_gradient)."""
+    """−lr (G + ηI)⁻¹g with the exact dense GGN (or Fisher, for natural_gradient). With
+    adapt_damping, η follows Levenberg–Marquardt and a step that raises the loss is rejected."""
     state0 = {"eta": nonnegative("damping", damping)}
 
     def init(w0):
@@ -161,8 +164,8 @@ def gauss_newton(lr=1.0, damping=1e-4, adapt_damping=False, kind="ggn", fisher_k
         g = obj.grad(w)
         p = -lr * C.solve(g, state["eta"])
         eta_used = state["eta"]
-        state["eta"], rho = _maybe_adapt(adapt_damping, state["eta"], obj, w, p, C, g)
-        return w + p, state, _info(products=len(w), builds=1, damping=eta_used, rho=rho)
+        w_new, state["eta"], rho, ok = _maybe_adapt(adapt_damping, eta_used, obj, w, p, C, g)
+        return w_new, state, _info(products=len(w), builds=1, damping=eta_used, rho=rho, accepted=ok)
     return init, update
 
 
@@ -200,8 +203,8 @@ def kronecker(kind, lr=1.0, damping=1e-3, ema=0.95, tikhonov=True, samples=1, ad
         g = obj.grad(w)
         p = -lr * C.solve(g, state["eta"], method="tikhonov" if tikhonov else "eig")
         eta_used = state["eta"]
-        state["eta"], rho = _maybe_adapt(adapt_damping, state["eta"], obj, w, p, C, g)
-        return w + p, state, _info(builds=1, damping=eta_used, rho=rho)
+        w_new, state["eta"], rho, ok = _maybe_adapt(adapt_damping, eta_used, obj, w, p, C, g)
+        return w_new, state, _info(builds=1, damping=eta_used, rho=rho, accepted=ok)
     return init, update
 
 

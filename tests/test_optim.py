@@ -130,3 +130,19 @@ def test_optimiser_bad_input():
         cl.optim.reparameterize(f, np.zeros((2, 2)))
     with pytest.raises(ValueError, match="finite"):
         minimize(lambda w: np.log(w[0] - 1), np.zeros(2), "gd")
+
+
+@pytest.mark.parametrize("method", ["gauss_newton", "kflr"])
+def test_levenberg_marquardt_in_runs_rejects_bad_steps_and_adapts(method):
+    X, y = cl.datasets.spirals(n=60, seed=1)
+    problem = cl.Problem(cl.MLP([2, 8, 3], "tanh"), "cross_entropy", X, y)
+    hyper = dict(damping=1e-4, adapt_damping=True) | ({} if method == "gauss_newton" else dict(ema=0.0, tikhonov=False))
+    tr = minimize(problem, problem.model.init(0), method, steps=15, **hyper)
+    assert np.all(np.diff(tr.losses) <= 1e-12)                # rejected steps leave w unchanged
+    rho, eta = tr.extra["rho"][1:], tr.dampings[1:]
+    assert not tr.extra["accepted"].all()                      # tiny initial damping: some rejected
+    for k in range(len(rho) - 1):
+        if not rho[k] >= 0.25:
+            assert eta[k + 1] > eta[k]
+        elif rho[k] > 0.75:
+            assert eta[k + 1] < eta[k]

@@ -1,0 +1,195 @@
+"""What every dashboard shares: the problem picker, the training-state cache, a status line
+with progress, a result cache, and the guard that turns exceptions into messages."""
+
+import functools
+import html
+import time
+import traceback
+
+import ipywidgets as W
+import numpy as np
+
+import curvlab as cl
+
+# --- problems --------------------------------------------------------------------------------
+
+DATASETS = {
+    # name: (loader, kind) — kind 'class' (integer labels), 'regression', 'image' (autoencoder)
+    "spirals": (lambda: cl.datasets.spirals(n=150, classes=3, seed=0), "class"),
+    "moons": (lambda: cl.datasets.moons(n=150, seed=0), "class"),
+    "xor": (lambda: cl.datasets.xor(n=120, seed=0), "class"),
+    "regression1d": (lambda: cl.datasets.regression1d(n=80, seed=0), "regression"),
+    "digits": (lambda: cl.datasets.digits(n=200, seed=0), "class"),
+    "curves": (lambda: cl.datasets.curves(n=120, size=8, seed=0), "image"),
+}
+ARCHITECTURES = {"8": [8], "16": [16], "8-8": [8, 8], "4-4-4": [4, 4, 4]}
+ACTIVATIONS = ["tanh", "sigmoid", "relu", "softplus", "identity"]
+LOSSES = ["cross_entropy", "bce", "mse"]
+STATES = {"initialisation": 0, "part-trained": 40, "trained": 400}
+
+
+def _targets(dataset, loss, X, y):
+    """Targets for the chosen loss, or a ValueError that says which combination to pick."""
+    kind = DATASETS[dataset][1]
+    if kind == "regression":
+        if loss != "mse":
+            raise ValueError(f"{dataset} has real-valued targets: pick the mse loss, not {loss}")
+        return y, y.shape[1]
+    if kind == "image":
+        if loss == "cross_entropy":
+            raise ValueError(f"{dataset} is an autoencoder task (targets are pixels): pick mse or bce")
+        return X, X.shape[1]
+    classes = int(y.max()) + 1
+    if loss == "cross_entropy":
+        return y, classes
+    if loss == "bce" and classes == 2:
+        return y[:, None].astype(float), 1
+    return np.eye(classes)[y], classes          # one-hot targets for mse / multi-output bce
+
+
+@functools.lru_cache(maxsize=64)
+def problem_and_point(dataset, arch, activation, loss, state):
+    """(Problem, w) for a picker setting; training (Adam, full batch) is done once and cached."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown data set {dataset!r}")
+    X, y = DATASETS[dataset][0]()
+    T, K = _targets(dataset, loss, X, y)
+    model = cl.MLP([X.shape[1]] + ARCHITECTURES[arch] + [K], activation=activation)
+    problem = cl.Problem(model, loss, X, T)
+    w = model.init(seed=0)
+    steps = STATES[state]
+    if steps:
+        w = cl.optim.minimize(problem, w, "adam", steps=steps, lr=0.02).ws[-1]
+    return problem, w
+
+
+class ProblemPicker:
+    """Data set, architecture, activation, loss and training state; `.value` is the key."""
+
+    def __init__(self, dataset="spirals", arch="8", activation="tanh", loss="cross_entropy",
+                 state="part-trained"):
+        lay = W.Layout(width="170px")
+        style = {"description_width": "70px"}
+        self.dataset = W.Dropdown(options=list(DATASETS), value=dataset, description="data", layout=lay, style=style)
+        self.arch = W.Dropdown(options=list(ARCHITECTURES), value=arch, description="hidden", layout=lay, style=style)
+        self.activation = W.Dropdown(options=ACTIVATIONS, value=activation, description="activation", layout=lay, style=style)
+        self.loss = W.Dropdown(options=LOSSES, value=loss, description="loss", layout=lay, style=style)
+        self.state = W.Dropdown(options=list(STATES), value=state, description="state", layout=W.Layout(width="220px"), style=style)
+        self.controls = [self.dataset, self.arch, self.activation, self.loss, self.state]
+        self.widget = W.HBox(self.controls, layout=W.Layout(flex_flow="row wrap"))
+
+    @property
+    def value(self):
+        return tuple(c.value for c in self.controls)
+
+    def observe(self, fn):
+        for c in self.controls:
+            c.observe(fn, names="value")
+
+    def get(self):
+        return problem_and_point(*self.value)
+
+
+# --- status, progress and errors ---------------------------------------------------------------
+
+class Status:
+    """A one-line message area and a progress bar shown while something slow runs."""
+
+    def __init__(self):
+        self.html = W.HTML(value="")
+        self.bar = W.IntProgress(min=0, max=1, value=0, layout=W.Layout(width="200px", visibility="hidden"))
+        self.widget = W.HBox([self.bar, self.html])
+        self.error = None
+        self.seconds = 0.0
+
+    def info(self, text):
+        self.error = None
+        self.html.value = f"<span style='color:#555'>{html.escape(text)}</span>"
+
+    def fail(self, exc):
+        self.error = f"{type(exc).__name__}: {exc}"
+        self.html.value = f"<span style='color:#b00020'>&#9888; {html.escape(self.error)}</span>"
+
+    def busy(self, what, total=1):
+        """Context manager: show `what` and a progress bar; `step()` advances it."""
+        status = self
+
+        class _Busy:
+            def __enter__(self):
+                status.bar.max, status.bar.value = max(int(total), 1), 0
+                status.bar.layout.visibility = "visible"
+                status.html.value = f"<span style='color:#555'>&#8987; {html.escape(what)}&hellip;</span>"
+                self.t0 = time.perf_counter()
+                return self
+
+            def step(self, n=1):
+                status.bar.value = min(status.bar.value + n, status.bar.max)
+
+            def __exit__(self, *exc):
+                status.bar.layout.visibility = "hidden"
+                status.seconds = time.perf_counter() - self.t0
+                if exc[0] is None:
+                    status.info(f"{what}: {status.seconds:.2f} s")
+                return False
+        return _Busy()
+
+
+def guarded(method):
+    """Run a dashboard callback; any exception becomes a message in the status line (with the
+    traceback kept on `self.last_traceback` for debugging), never a traceback in the page."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 — the app must keep working whatever happened
+            self.last_traceback = traceback.format_exc()
+            self.status.fail(exc)
+            return None
+    return wrapper
+
+
+class Cache:
+    """Results keyed by their inputs, so view-only changes never recompute the math."""
+
+    def __init__(self, maxsize=256):
+        self.data, self.maxsize, self.hits, self.misses = {}, maxsize, 0, 0
+
+    def get(self, key, make):
+        if key in self.data:
+            self.hits += 1
+            return self.data[key]
+        self.misses += 1
+        if len(self.data) >= self.maxsize:
+            self.data.pop(next(iter(self.data)))
+        value = self.data[key] = make()
+        return value
+
+
+def table_html(header, rows, fmt="{:.3g}"):
+    """A small HTML table; floats formatted with `fmt`."""
+    def cell(v):
+        return fmt.format(v) if isinstance(v, (float, np.floating)) else html.escape(str(v))
+    head = "".join(f"<th style='padding:2px 8px'>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td style='padding:2px 8px;text-align:right'>{cell(v)}</td>" for v in r)
+                   + "</tr>" for r in rows)
+    return f"<table style='border-collapse:collapse;font-size:90%'><tr>{head}</tr>{body}</table>"
+
+
+def log_slider(description, value, lo, hi, step=0.1):
+    return W.FloatLogSlider(value=value, base=10, min=lo, max=hi, step=step, description=description,
+                            continuous_update=False, readout_format=".1e",
+                            style={"description_width": "70px"}, layout=W.Layout(width="380px"))
+
+
+class Dashboard:
+    """Base: a status line, a picker-driven problem, a `widget` to display."""
+
+    title = ""
+
+    def __init__(self):
+        self.status = Status()
+        self.cache = Cache()
+        self.last_traceback = None
+
+    def header(self):
+        return W.HTML(f"<h3 style='margin:4px 0'>{html.escape(self.title)}</h3>")

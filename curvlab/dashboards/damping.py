@@ -1,0 +1,185 @@
+"""Damping: a slider moving through (C + ηI)⁻¹ — the filtered spectrum, the angles of the damped
+step with the gradient and the Newton step, predicted vs actual decrease, the step on a 2-D slice
+of the loss — and Levenberg–Marquardt adaptation replayed step by step."""
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+
+import curvlab as cl
+
+from ._common import Dashboard, ProblemPicker, guarded, log_slider
+
+KINDS = ["ggn", "hessian", "fisher", "kflr", "kfra", "kfac", "diagonal"]
+ETAS = np.logspace(-6, 2, 81)
+
+
+def _vline(x):
+    return dict(type="line", xref="x", yref="paper", x0=x, x1=x, y0=0, y1=1, line=dict(color="gray", dash="dot"))
+
+
+class DampingDashboard(Dashboard):
+    title = "Damping: from Newton to gradient descent"
+
+    def __init__(self, **picker):
+        super().__init__()
+        self.picker = ProblemPicker(**picker)
+        st = {"description_width": "70px"}
+        self.kind = W.Dropdown(options=KINDS, value="ggn", description="matrix", style=st, layout=W.Layout(width="190px"))
+        self.eta = log_slider("damping η", 1e-2, -6, 2, step=0.1)
+        self.lm_steps = W.IntSlider(value=15, min=2, max=40, description="LM steps", continuous_update=False, style=st)
+        self.lm_k = W.IntSlider(value=0, min=0, max=14, description="replay k", style=st)
+        self.lm_run = W.Button(description="run Levenberg–Marquardt", layout=W.Layout(width="230px"))
+        self.readout = W.HTML()
+
+        lay = dict(height=320, width=470, margin=dict(l=55, r=10, t=40, b=40))
+        self.filter_fig = go.FigureWidget(
+            data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), mode="markers", name="ν/(ν+η)")],
+            layout=go.Layout(title="filter factor per eigendirection (1: Newton-like)",
+                             xaxis=dict(title="eigenvalue ν", type="log"), yaxis=dict(title="ν/(ν+η)", range=[-0.05, 1.05]), **lay))
+        self.angle_fig = go.FigureWidget(
+            data=[go.Scatter(x=ETAS, y=np.zeros_like(ETAS), name="cos(step, −g)"),
+                  go.Scatter(x=ETAS, y=np.zeros_like(ETAS), name="cos(step, Newton)")],
+            layout=go.Layout(title="angle of the damped step", xaxis=dict(title="η", type="log"),
+                             yaxis=dict(title="cosine", range=[-1.05, 1.05]), **lay))
+        self.decrease_fig = go.FigureWidget(
+            data=[go.Scatter(x=ETAS, y=np.zeros_like(ETAS), name="predicted"),
+                  go.Scatter(x=ETAS, y=np.zeros_like(ETAS), name="actual")],
+            layout=go.Layout(title="decrease of the loss: model vs truth", xaxis=dict(title="η", type="log"),
+                             yaxis=dict(title="L(w) − L(w+p)"), **lay))
+        self.plane_fig = go.FigureWidget(
+            data=[go.Contour(z=np.zeros((2, 2)), colorscale="Viridis", ncontours=30, showscale=False, name="loss"),
+                  go.Scatter(x=np.zeros(0), y=np.zeros(0), mode="lines", name="steps for all η", line=dict(color="white")),
+                  go.Scatter(x=np.zeros(2), y=np.zeros(2), mode="lines+markers", name="step at η",
+                             line=dict(color="red", width=3), marker=dict(size=[4, 10])),
+                  go.Scatter(x=np.zeros(0), y=np.zeros(0), mode="lines+markers", name="LM path",
+                             line=dict(color="orange"), marker=dict(size=5))],
+            layout=go.Layout(title="the step on the plane of −g and the Newton step",
+                             xaxis_title="along −g", yaxis_title="⊥, towards Newton", **lay))
+        self.lm_fig = go.FigureWidget(
+            data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), name="η_k", mode="lines+markers"),
+                  go.Scatter(x=np.zeros(0), y=np.zeros(0), name="ρ_k", mode="lines+markers", yaxis="y2")],
+            layout=go.Layout(title="Levenberg–Marquardt replay", xaxis_title="step k",
+                             yaxis=dict(title="η", type="log"),
+                             yaxis2=dict(title="ρ", overlaying="y", side="right", range=[-0.5, 1.5]), **lay))
+
+        self.picker.observe(self._on_problem)
+        self.kind.observe(self._on_problem, names="value")
+        self.eta.observe(self._on_eta, names="value")
+        self.lm_run.on_click(lambda b: self._on_lm())
+        self.lm_k.observe(self._on_lm_k, names="value")
+        controls = W.VBox([self.picker.widget, W.HBox([self.kind, self.eta]),
+                           W.HBox([self.lm_run, self.lm_steps, self.lm_k]), self.readout])
+        self.widget = W.VBox([self.header(), controls, self.status.widget,
+                              W.HBox([self.filter_fig, self.angle_fig], layout=W.Layout(flex_flow="row wrap")),
+                              W.HBox([self.decrease_fig, self.plane_fig], layout=W.Layout(flex_flow="row wrap")),
+                              self.lm_fig])
+        self._on_problem()
+
+    # the math at w, once per (problem, kind) ---------------------------------------------------
+    def _state(self):
+        key = (self.picker.value, self.kind.value)
+
+        def make():
+            problem, w = self.picker.get()
+            C = cl.matrix(problem, w, self.kind.value)
+            M = C.to_dense()
+            nu, U = np.linalg.eigh(M)
+            g = problem.grad(w)
+            gc = U.T @ g
+            steps = -(U @ (gc[:, None] / (nu[:, None] + ETAS[None])))        # (P, len(ETAS))
+            L0 = float(problem.loss(w))
+            pred = -(g @ steps + 0.5 * np.einsum("pe,pe->e", steps, M @ steps))
+            actual = L0 - cl.landscape.batch_losses(problem, (w[:, None] + steps).T)[0]
+            newton = steps[:, 0]
+            d1 = -g / np.linalg.norm(g)
+            d2 = newton - (newton @ d1) * d1
+            d2 = d2 / np.linalg.norm(d2) if np.linalg.norm(d2) > 1e-12 * np.linalg.norm(newton) else \
+                cl.landscape.direction(problem, w, "random", seed=1)
+            coords = np.stack([d1 @ steps, d2 @ steps])
+            span = float(np.clip(1.2 * np.abs(coords).max(), 1e-3, 10.0))
+            Z = cl.landscape.grid(problem, w, d1, d2, span=span, n=41)
+            cos = lambda A, b: (A.T @ b) / (np.linalg.norm(A, axis=0) * np.linalg.norm(b))
+            return dict(problem=problem, w=w, M=M, nu=nu, U=U, g=g, gc=gc, steps=steps, pred=pred,
+                        actual=actual, d1=d1, d2=d2, coords=coords, span=span, Z=Z,
+                        cos_g=cos(steps, -g), cos_n=cos(steps, newton))
+        return self.cache.get(("state",) + key, make)
+
+    @guarded
+    def _on_problem(self, change=None):
+        with self.status.busy(f"eigendecomposition of the {self.kind.value} and the loss plane"):
+            s = self._state()
+        a = np.linspace(-s["span"], s["span"], 41)
+        with self.angle_fig.batch_update():
+            self.angle_fig.data[0].y, self.angle_fig.data[1].y = s["cos_g"], s["cos_n"]
+        with self.decrease_fig.batch_update():
+            self.decrease_fig.data[0].y, self.decrease_fig.data[1].y = s["pred"], s["actual"]
+            lo = min(np.min(s["actual"]), 0.0)
+            self.decrease_fig.layout.yaxis.range = [lo - 0.05 * abs(lo) - 1e-12,
+                                                    1.1 * max(np.max(s["pred"]), np.max(s["actual"]), 1e-12)]
+        with self.plane_fig.batch_update():
+            c = self.plane_fig.data[0]
+            c.x, c.y, c.z = a, a, s["Z"].T
+            self.plane_fig.data[1].x, self.plane_fig.data[1].y = s["coords"][0], s["coords"][1]
+            self.plane_fig.data[3].x, self.plane_fig.data[3].y = np.zeros(0), np.zeros(0)
+        self._on_eta()
+
+    @guarded
+    def _on_eta(self, change=None):
+        """View only: everything comes from the cached eigendecomposition."""
+        s = self._state()
+        eta = self.eta.value
+        nu = s["nu"]
+        p = -(s["U"] @ (s["gc"] / (nu + eta)))
+        pred = -(s["g"] @ p + 0.5 * p @ (s["M"] @ p))
+        actual = float(s["problem"].loss(s["w"])) - float(s["problem"].loss(s["w"] + p))
+        shown = np.abs(nu) > 1e-14 * np.abs(nu).max()
+        with self.filter_fig.batch_update():
+            self.filter_fig.data[0].x = np.abs(nu[shown])
+            self.filter_fig.data[0].y = (nu / (nu + eta))[shown]
+            self.filter_fig.data[0].marker.color = np.where(nu[shown] < 0, "crimson", "steelblue")
+        for fig in (self.angle_fig, self.decrease_fig):
+            fig.layout.shapes = [_vline(eta)]
+        with self.plane_fig.batch_update():
+            self.plane_fig.data[2].x = np.array([0.0, s["d1"] @ p])
+            self.plane_fig.data[2].y = np.array([0.0, s["d2"] @ p])
+        cos = lambda a, b: float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+        self.readout.value = (f"η = {eta:.2e}: ‖p‖ = {np.linalg.norm(p):.3g}, cos(p, −g) = {cos(p, -s['g']):.3f}, "
+                              f"predicted decrease {pred:.3g}, actual {actual:.3g}, ρ = {actual / pred if pred else np.nan:.3f}")
+
+    @guarded
+    def _on_lm(self):
+        s = self._state()
+        kind = self.kind.value
+        method = {"ggn": "gauss_newton", "fisher": "natural_gradient", "kflr": "kflr", "kfra": "kfra",
+                  "kfac": "kfac"}.get(kind)
+        if method is None:
+            raise ValueError(f"the LM replay runs damped Gauss-Newton-type steps; pick ggn, fisher, kflr, "
+                             f"kfra or kfac instead of {kind}")
+        steps = self.lm_steps.value
+        with self.status.busy(f"{steps} Levenberg–Marquardt steps of {method}"):
+            tr = self.cache.get(("lm", self.picker.value, kind, steps, self.eta.value), lambda: cl.optim.minimize(
+                s["problem"], s["w"], method, steps=steps, damping=self.eta.value, adapt_damping=True,
+                **({} if method in ("gauss_newton", "natural_gradient") else {"ema": 0.0, "tikhonov": False})))
+        self._lm = tr
+        k = np.arange(len(tr.losses))
+        with self.lm_fig.batch_update():
+            self.lm_fig.data[0].x, self.lm_fig.data[0].y = k[1:], tr.dampings[1:]
+            self.lm_fig.data[1].x, self.lm_fig.data[1].y = k[1:], tr.extra["rho"][1:]
+        D = tr.ws - s["w"]
+        with self.plane_fig.batch_update():
+            self.plane_fig.data[3].x, self.plane_fig.data[3].y = D @ s["d1"], D @ s["d2"]
+        self.lm_k.max = len(tr.losses) - 1
+        self._on_lm_k()
+        self.status.info(f"LM run: {tr.status}; loss {tr.losses[0]:.4g} → {tr.losses[-1]:.4g}")
+
+    @guarded
+    def _on_lm_k(self, change=None):
+        tr = getattr(self, "_lm", None)
+        if tr is None:
+            return
+        k = min(self.lm_k.value, len(tr.losses) - 1)
+        self.lm_fig.layout.shapes = [_vline(k)]
+        if k:
+            self.readout.value = (f"LM step {k}: η = {tr.dampings[k]:.3g}, ρ = {tr.extra['rho'][k]:.3f}, "
+                                  f"loss {tr.losses[k]:.4g}")

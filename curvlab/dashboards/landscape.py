@@ -1,0 +1,168 @@
+"""Loss landscape: 1-D and 2-D slices through w along chosen directions, with the quadratic
+model of each curvature matrix on the same slice and its fit error."""
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+
+import curvlab as cl
+
+from ._common import Dashboard, ProblemPicker, guarded, table_html
+
+MODELS = ["hessian", "ggn", "fisher", "kfac", "kflr", "kfra", "diagonal"]
+DIRECTIONS = ["random", "filter", "eigen", "ggn_eigen", "gradient", "layer"]
+COLORS = dict(zip(MODELS, ["#d62728", "#1f77b4", "#17becf", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"]))
+
+
+class LandscapeDashboard(Dashboard):
+    title = "Loss landscape and quadratic models"
+
+    def __init__(self, **picker):
+        super().__init__()
+        self.picker = ProblemPicker(**picker)
+        st = {"description_width": "70px"}
+        self.d1 = W.Dropdown(options=DIRECTIONS, value="filter", description="d1", style=st, layout=W.Layout(width="170px"))
+        self.d2 = W.Dropdown(options=["none"] + DIRECTIONS, value="filter", description="d2", style=st, layout=W.Layout(width="170px"))
+        self.layer = W.Dropdown(options=[("all", -1)], value=-1, description="layer", style=st, layout=W.Layout(width="150px"))
+        self.seed = W.BoundedIntText(value=0, min=0, max=10_000, description="seed", style=st, layout=W.Layout(width="150px"))
+        self.span = W.FloatSlider(value=1.0, min=0.05, max=5.0, step=0.05, description="span",
+                                  continuous_update=False, style=st)
+        self.n = W.IntSlider(value=31, min=5, max=61, step=2, description="points", continuous_update=False, style=st)
+        self.models = W.SelectMultiple(options=MODELS, value=("hessian", "ggn", "kflr"), description="models",
+                                       rows=7, style=st, layout=W.Layout(width="200px"))
+        self.view = W.ToggleButtons(options=["contour", "surface"], value="contour", description="view", style=st)
+        self.shown = W.Dropdown(options=MODELS, value="hessian", description="overlay", style=st, layout=W.Layout(width="200px"))
+        self.fit = W.HTML()
+
+        self.line_fig = go.FigureWidget(
+            data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), name="loss", line=dict(color="black", width=3))]
+            + [go.Scatter(x=np.zeros(0), y=np.zeros(0), name=m, line=dict(color=COLORS[m], dash="dash"), visible=False)
+               for m in MODELS],
+            layout=go.Layout(title="1-D slice along d1", xaxis_title="a (w + a d1)", yaxis_title="loss",
+                             height=360, width=520, margin=dict(l=50, r=10, t=40, b=40)))
+        self.contour_fig = go.FigureWidget(
+            data=[go.Contour(z=np.zeros((2, 2)), name="loss", colorscale="Viridis", ncontours=25,
+                             colorbar=dict(title="loss")),
+                  go.Contour(z=np.zeros((2, 2)), name="model", showscale=False, ncontours=25,
+                             contours=dict(coloring="lines"), line=dict(width=1.5, dash="dash"),
+                             colorscale=[[0, "white"], [1, "white"]])],
+            layout=go.Layout(title="2-D slice: loss (filled) and model (dashed)", xaxis_title="a (d1)",
+                             yaxis_title="b (d2)", height=420, width=520, margin=dict(l=50, r=10, t=40, b=40)))
+        self.surface_fig = go.FigureWidget(
+            data=[go.Surface(z=np.zeros((2, 2)), name="loss", colorscale="Viridis", showscale=False),
+                  go.Surface(z=np.zeros((2, 2)), name="model", colorscale="Reds", opacity=0.55, showscale=False)],
+            layout=go.Layout(title="2-D slice: surfaces", height=420, width=520, margin=dict(l=0, r=0, t=40, b=0),
+                             scene=dict(xaxis_title="a", yaxis_title="b", zaxis_title="loss")))
+
+        self.picker.observe(self._on_problem)
+        for c in (self.d1, self.d2, self.layer, self.seed, self.span, self.n, self.models):
+            c.observe(self._on_slice, names="value")
+        self.view.observe(self._on_view, names="value")
+        self.shown.observe(self._on_view, names="value")
+
+        controls = W.VBox([self.picker.widget,
+                           W.HBox([self.d1, self.d2, self.layer, self.seed]),
+                           W.HBox([self.span, self.n]),
+                           W.HBox([self.models, W.VBox([self.view, self.shown, self.fit])])])
+        self.plane_box = W.Box([self.contour_fig])
+        self.widget = W.VBox([self.header(), controls, self.status.widget,
+                              W.HBox([self.line_fig, self.plane_box], layout=W.Layout(flex_flow="row wrap"))])
+        self._on_problem()
+
+    # ---- computations (cached by their inputs) --------------------------------------------
+    def _problem(self):
+        return self.picker.get()
+
+    def _direction(self, which):
+        kind = self.d1.value if which == 1 else self.d2.value
+        layer = None if self.layer.value < 0 else self.layer.value
+        if kind == "layer" and layer is None:
+            raise ValueError("the 'layer' direction needs a layer: pick one in the layer menu")
+        key = (self.picker.value, kind, layer, self.seed.value + which)
+
+        def make():
+            problem, w = self._problem()
+            return cl.landscape.direction(problem, w, kind, seed=self.seed.value + which,
+                                          index=which - 1 if kind in ("eigen", "ggn_eigen") else 0,
+                                          layer=layer)
+        return key, self.cache.get(("dir",) + key, make)
+
+    def _grids(self):
+        problem, w = self._problem()
+        k1, d1 = self._direction(1)
+        two_d = self.d2.value != "none"
+        k2, d2 = self._direction(2) if two_d else (None, None)
+        span, n = self.span.value, self.n.value
+        out = {"a": np.linspace(-span, span, n), "two_d": two_d}
+        out["Z1"] = self.cache.get(("grid1", k1, span, n), lambda: cl.landscape.grid(problem, w, d1, span=span, n=n))
+        out["Q1"] = {m: self.cache.get(("q1", k1, m, span, n),
+                                       lambda m=m: cl.landscape.quadratic(problem, w, d1, kind=m, span=span, n=n))
+                     for m in self.models.value}
+        if two_d:
+            out["Z2"] = self.cache.get(("grid2", k1, k2, span, n),
+                                       lambda: cl.landscape.grid(problem, w, d1, d2, span=span, n=n))
+            out["Q2"] = {m: self.cache.get(("q2", k1, k2, m, span, n),
+                                           lambda m=m: cl.landscape.quadratic(problem, w, d1, d2, kind=m, span=span, n=n))
+                         for m in self.models.value}
+        return out
+
+    # ---- callbacks -------------------------------------------------------------------------
+    @guarded
+    def _on_problem(self, change=None):
+        with self.status.busy("building the problem (training once, then cached)"):
+            problem, _ = self._problem()
+        L = len(problem.model.layers)
+        opts = [("all", -1)] + [(f"W{l + 1}", l) for l in range(L)]
+        if list(self.layer.options) != opts:
+            self.layer.options = opts
+            self.layer.value = -1
+        self._on_slice()
+
+    @guarded
+    def _on_slice(self, change=None):
+        with self.status.busy("computing the slice and the quadratic models"):
+            g = self._grids()
+        self._draw(g)
+        self.status.info(f"{'2-D' if g['two_d'] else '1-D'} slice, {len(g['a'])} points per axis, "
+                         f"{self.status.seconds:.2f} s")
+
+    @guarded
+    def _on_view(self, change=None):
+        self._draw(self._grids())   # all cached: only the view changes
+
+    def _draw(self, g):
+        a = g["a"]
+        with self.line_fig.batch_update():
+            self.line_fig.data[0].x, self.line_fig.data[0].y = a, g["Z1"]
+            for tr, m in zip(self.line_fig.data[1:], MODELS):
+                tr.visible = m in g["Q1"]
+                if tr.visible:
+                    tr.x, tr.y = a, g["Q1"][m]
+        rows = []
+        for m in g["Q1"]:
+            Z, Q = (g["Z2"], g["Q2"][m]) if g["two_d"] else (g["Z1"], g["Q1"][m])
+            rows.append((m, cl.landscape.fit_error(Z, Q)))
+        self.fit.value = "<b>fit error (RMS gap to the loss)</b>" + table_html(["model", "RMS"], rows)
+        self.shown.options = list(g["Q1"]) or ["(none)"]
+        if not g["two_d"]:
+            self.plane_box.layout.display = "none"
+            return
+        self.plane_box.layout.display = None
+        shown = self.shown.value if self.shown.value in g.get("Q2", {}) else None
+        Zq = g["Q2"][shown] if shown else np.full_like(g["Z2"], np.nan)
+        if self.view.value == "contour":
+            self.plane_box.children = [self.contour_fig]
+            lo, hi = float(np.min(g["Z2"])), float(np.percentile(g["Z2"], 95))
+            with self.contour_fig.batch_update():
+                for tr, Z in zip(self.contour_fig.data, (g["Z2"], Zq)):
+                    tr.x, tr.y, tr.z = a, a, Z.T          # plotly: z[row=y][col=x]
+                    tr.contours.start, tr.contours.end = lo, hi
+                    tr.contours.size = (hi - lo) / 25 if hi > lo else 1.0
+                    tr.autocontour = False
+                self.contour_fig.data[1].name = shown or "model"
+        else:
+            self.plane_box.children = [self.surface_fig]
+            with self.surface_fig.batch_update():
+                for tr, Z in zip(self.surface_fig.data, (g["Z2"], Zq)):
+                    tr.x, tr.y, tr.z = a, a, Z.T
+                self.surface_fig.data[1].name = shown or "model"

@@ -1,0 +1,167 @@
+"""Spectra and approximations: eigenvalue spectra of every curvature matrix (log scale, the
+negative part shown), per layer or whole; SLQ densities; heatmaps of exact vs approximation vs
+difference; the comparison table."""
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+import curvlab as cl
+
+from ._common import Dashboard, ProblemPicker, guarded, log_slider, table_html
+
+KINDS = ["hessian", "ggn", "fisher", "empirical_fisher", "kfac", "kflr", "kfra", "diagonal"]
+APPROX = ["kfac", "kflr", "kfra", "diagonal", "empirical_fisher", "ggn"]
+COLORS = dict(zip(KINDS, ["#d62728", "#1f77b4", "#17becf", "#7f7f7f", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"]))
+
+
+class SpectraDashboard(Dashboard):
+    title = "Spectra and approximations"
+
+    def __init__(self, **picker):
+        super().__init__()
+        self.picker = ProblemPicker(**picker)
+        st = {"description_width": "70px"}
+        self.kinds = W.SelectMultiple(options=KINDS, value=("hessian", "ggn", "kflr", "kfra"), rows=8,
+                                      description="matrices", style=st, layout=W.Layout(width="230px"))
+        self.scope = W.Dropdown(options=[("whole", -1)], value=-1, description="scope", style=st,
+                                layout=W.Layout(width="170px"))
+        self.approx = W.Dropdown(options=APPROX, value="kflr", description="approx.", style=st,
+                                 layout=W.Layout(width="200px"))
+        self.reference = W.Dropdown(options=["ggn", "hessian"], value="ggn", description="exact", style=st,
+                                    layout=W.Layout(width="170px"))
+        self.damping = log_slider("damping", 1e-3, -6, 2)
+        self.slq = W.Checkbox(value=False, description="SLQ density (matrix-free)")
+        self.table = W.HTML()
+
+        self.spec_fig = go.FigureWidget(layout=go.Layout(
+            title="eigenvalues by rank (|λ|, log scale; open markers: negative λ)",
+            xaxis_title="rank", yaxis=dict(title="|λ|", type="log"), height=400, width=560,
+            margin=dict(l=60, r=10, t=40, b=40)))
+        for k in KINDS:
+            self.spec_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), mode="markers+lines", name=k,
+                                      legendgroup=k, line=dict(color=COLORS[k], width=1),
+                                      marker=dict(size=4), visible=False)
+            self.spec_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), mode="markers", name=f"{k} (λ<0)",
+                                      legendgroup=k, showlegend=False,
+                                      marker=dict(color=COLORS[k], size=7, symbol="circle-open"), visible=False)
+        self.slq_fig = go.FigureWidget(layout=go.Layout(
+            title="SLQ spectral density", xaxis_title="λ", yaxis=dict(title="density", type="log"),
+            height=300, width=560, margin=dict(l=60, r=10, t=40, b=40)))
+        for k in ("hessian", "ggn"):
+            self.slq_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), name=k, line=dict(color=COLORS[k]))
+        heat = make_subplots(rows=1, cols=3, subplot_titles=("exact", "approximation", "difference"),
+                             horizontal_spacing=0.04)
+        for c in range(3):
+            heat.add_heatmap(z=np.zeros((2, 2)), row=1, col=c + 1, colorscale="RdBu", zmid=0,
+                             showscale=(c == 2), reversescale=True)
+        heat.update_yaxes(autorange="reversed", scaleanchor=None)
+        heat.update_layout(height=330, width=1000, margin=dict(l=30, r=10, t=40, b=20))
+        self.heat_fig = go.FigureWidget(heat)
+
+        self.picker.observe(self._on_problem)
+        for c in (self.kinds, self.scope):
+            c.observe(self._on_spectrum, names="value")
+        for c in (self.approx, self.reference, self.damping):
+            c.observe(self._on_compare, names="value")
+        self.slq.observe(self._on_slq, names="value")
+        self.slq_box = W.Box([self.slq_fig], layout=W.Layout(display="none"))
+
+        controls = W.VBox([self.picker.widget,
+                           W.HBox([self.kinds, W.VBox([self.scope, self.slq, self.approx, self.reference,
+                                                       self.damping])])])
+        self.widget = W.VBox([self.header(), controls, self.status.widget,
+                              W.HBox([self.spec_fig, W.VBox([self.table, self.slq_box])],
+                                     layout=W.Layout(flex_flow="row wrap")),
+                              self.heat_fig])
+        self._on_problem()
+
+    def _matrix(self, kind):
+        problem, w = self.picker.get()
+        return self.cache.get(("matrix", self.picker.value, kind), lambda: cl.matrix(problem, w, kind))
+
+    def _eigs(self, kind, layer):
+        def make():
+            problem, w = self.picker.get()
+            return cl.spectrum(problem, w, kind, layer=None if layer < 0 else layer)
+        return self.cache.get(("eig", self.picker.value, kind, layer), make)
+
+    @guarded
+    def _on_problem(self, change=None):
+        with self.status.busy("building the problem"):
+            problem, _ = self.picker.get()
+        opts = [("whole", -1)] + [(f"W{l + 1}", l) for l in range(len(problem.model.layers))]
+        if list(self.scope.options) != opts:
+            self.scope.options = opts
+            self.scope.value = -1
+        self._on_spectrum()
+        self._on_compare()
+        if self.slq.value:
+            self._on_slq()
+
+    @guarded
+    def _on_spectrum(self, change=None):
+        kinds, layer = self.kinds.value, self.scope.value
+        with self.status.busy("eigenvalues", total=len(kinds)) as b:
+            vals = {}
+            for k in kinds:
+                vals[k] = self._eigs(k, layer)
+                b.step()
+        with self.spec_fig.batch_update():
+            for i, k in enumerate(KINDS):
+                pos, neg = self.spec_fig.data[2 * i], self.spec_fig.data[2 * i + 1]
+                pos.visible = neg.visible = k in vals
+                if k in vals:
+                    v = vals[k][::-1]
+                    rank = np.arange(1, len(v) + 1)
+                    mag = np.abs(v)
+                    floor = max(mag.max(), 1e-300) * 1e-14       # |λ| below rounding: not drawn
+                    pos.x, pos.y = rank, np.where((v > 0) & (mag > floor), mag, np.nan)
+                    neg.x, neg.y = rank, np.where((v < 0) & (mag > floor), mag, np.nan)
+        P = len(next(iter(vals.values()))) if vals else 0
+        self.status.info(f"{len(vals)} spectra of {P} eigenvalues, {self.status.seconds:.2f} s")
+
+    @guarded
+    def _on_compare(self, change=None):
+        problem, w = self.picker.get()
+        approx, ref, eta = self.approx.value, self.reference.value, self.damping.value
+        with self.status.busy("comparison table and heatmaps"):
+            rows = self.cache.get(("compare", self.picker.value, eta), lambda: cl.compare(
+                problem, w, kinds=("kfac", "kflr", "kfra", "diagonal", "empirical_fisher"),
+                damping=eta, references=("ggn", "hessian")))
+            R, C = self._matrix(ref).to_dense(), self._matrix(approx).to_dense()
+        self.table.value = "<b>approximation quality</b> (damping %.1e)" % eta + table_html(
+            ["kind", "vs", "rel. Frobenius", "cos(steps)", "top-5 overlap", "trace ratio", "log det ratio"],
+            [(r.kind, r.reference, r.rel_frobenius, r.cosine, r.subspace_overlap, r.trace_ratio, r.logdet_ratio)
+             for r in rows])
+        lim = float(np.abs(R).max()) or 1.0
+        bounds = np.cumsum([l.size for l in problem.model.layers])[:-1] - 0.5
+        with self.heat_fig.batch_update():
+            for tr, Z in zip(self.heat_fig.data, (R, C, C - R)):
+                tr.z, tr.zmin, tr.zmax = Z, -lim, lim
+            self.heat_fig.layout.shapes = [
+                dict(type="line", xref=f"x{c if c > 1 else ''}", yref=f"y{c if c > 1 else ''}",
+                     x0=b, x1=b, y0=-0.5, y1=len(R) - 0.5, line=dict(color="black", width=1))
+                for c in (1, 2, 3) for b in bounds] + [
+                dict(type="line", xref=f"x{c if c > 1 else ''}", yref=f"y{c if c > 1 else ''}",
+                     y0=b, y1=b, x0=-0.5, x1=len(R) - 0.5, line=dict(color="black", width=1))
+                for c in (1, 2, 3) for b in bounds]
+            self.heat_fig.layout.annotations[0].text = f"exact {ref}"
+            self.heat_fig.layout.annotations[1].text = approx
+            self.heat_fig.layout.annotations[2].text = f"{approx} − {ref}"
+
+    @guarded
+    def _on_slq(self, change=None):
+        if not self.slq.value:
+            self.slq_box.layout.display = "none"
+            return
+        self.slq_box.layout.display = None
+        problem, w = self.picker.get()
+        with self.status.busy("stochastic Lanczos quadrature", total=2) as b:
+            with self.slq_fig.batch_update():
+                for tr, kind in zip(self.slq_fig.data, ("hessian", "ggn")):
+                    t, dens = self.cache.get(("slq", self.picker.value, kind), lambda: cl.slq_density(
+                        cl.operator(problem, w, kind), probes=8, steps=min(problem.n_params, 40)))
+                    tr.x, tr.y = t, np.maximum(dens, 1e-12)
+                    b.step()
