@@ -191,5 +191,20 @@ class Dashboard:
         self.cache = Cache()
         self.last_traceback = None
 
+    def sync_figures(self):
+        """Copy every FigureWidget's current data and layout into its synced widget state.
+
+        Since plotly 6 a FigureWidget sends later changes as one-off messages, which a view that
+        does not exist yet never receives (plotly.py issue 4998): the first draw, done before the
+        dashboard is displayed, would be lost. Each dashboard calls this at the end of __init__.
+        """
+        import copy
+
+        import plotly.graph_objects as go
+        for fig in vars(self).values():
+            if isinstance(fig, go.FigureWidget):
+                fig._widget_data = copy.deepcopy(fig._data)
+                fig._widget_layout = copy.deepcopy(fig._layout_obj._props)
+
     def header(self):
         return W.HTML(f"<h3 style='margin:4px 0'>{html.escape(self.title)}</h3>")

@@ -75,6 +75,7 @@ class DampingDashboard(Dashboard):
                               W.HBox([self.decrease_fig, self.plane_fig], layout=W.Layout(flex_flow="row wrap")),
                               self.lm_fig])
         self._on_problem()
+        self.sync_figures()
 
     # the math at w, once per (problem, kind) ---------------------------------------------------
     def _state(self):

@@ -68,6 +68,7 @@ class LandscapeDashboard(Dashboard):
         self.widget = W.VBox([self.header(), controls, self.status.widget,
                               W.HBox([self.line_fig, self.plane_box], layout=W.Layout(flex_flow="row wrap"))])
         self._on_problem()
+        self.sync_figures()
 
     # ---- computations (cached by their inputs) --------------------------------------------
     def _problem(self):
@@ -135,8 +136,9 @@ class LandscapeDashboard(Dashboard):
         with self.line_fig.batch_update():
             self.line_fig.data[0].x, self.line_fig.data[0].y = a, g["Z1"]
             for tr, m in zip(self.line_fig.data[1:], MODELS):
-                tr.visible = m in g["Q1"]
-                if tr.visible:
+                shown = m in g["Q1"]        # (inside batch_update, reading tr.visible gives the old value)
+                tr.visible = shown
+                if shown:
                     tr.x, tr.y = a, g["Q1"][m]
         rows = []
         for m in g["Q1"]:

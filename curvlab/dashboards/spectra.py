@@ -63,7 +63,7 @@ class SpectraDashboard(Dashboard):
         self.picker.observe(self._on_problem)
         for c in (self.kinds, self.scope):
             c.observe(self._on_spectrum, names="value")
-        for c in (self.approx, self.reference, self.damping):
+        for c in (self.approx, self.reference, self.damping, self.scope):
             c.observe(self._on_compare, names="value")
         self.slq.observe(self._on_slq, names="value")
         self.slq_box = W.Box([self.slq_fig], layout=W.Layout(display="none"))
@@ -76,6 +76,7 @@ class SpectraDashboard(Dashboard):
                                      layout=W.Layout(flex_flow="row wrap")),
                               self.heat_fig])
         self._on_problem()
+        self.sync_figures()
 
     def _matrix(self, kind):
         problem, w = self.picker.get()
@@ -131,12 +132,12 @@ class SpectraDashboard(Dashboard):
                 problem, w, kinds=("kfac", "kflr", "kfra", "diagonal", "empirical_fisher"),
                 damping=eta, references=("ggn", "hessian")))
             R, C = self._matrix(ref).to_dense(), self._matrix(approx).to_dense()
+        R, C, bounds, note = self._heat_window(problem, R, C)
         self.table.value = "<b>approximation quality</b> (damping %.1e)" % eta + table_html(
             ["kind", "vs", "rel. Frobenius", "cos(steps)", "top-5 overlap", "trace ratio", "log det ratio"],
             [(r.kind, r.reference, r.rel_frobenius, r.cosine, r.subspace_overlap, r.trace_ratio, r.logdet_ratio)
              for r in rows])
         lim = float(np.abs(R).max()) or 1.0
-        bounds = np.cumsum([l.size for l in problem.model.layers])[:-1] - 0.5
         with self.heat_fig.batch_update():
             for tr, Z in zip(self.heat_fig.data, (R, C, C - R)):
                 tr.z, tr.zmin, tr.zmax = Z, -lim, lim
@@ -147,9 +148,24 @@ class SpectraDashboard(Dashboard):
                 dict(type="line", xref=f"x{c if c > 1 else ''}", yref=f"y{c if c > 1 else ''}",
                      y0=b, y1=b, x0=-0.5, x1=len(R) - 0.5, line=dict(color="black", width=1))
                 for c in (1, 2, 3) for b in bounds]
-            self.heat_fig.layout.annotations[0].text = f"exact {ref}"
+            self.heat_fig.layout.annotations[0].text = f"exact {ref}{note}"
             self.heat_fig.layout.annotations[1].text = approx
             self.heat_fig.layout.annotations[2].text = f"{approx} − {ref}"
+
+    HEAT_MAX = 400   # a browser redraws a heatmap of this many rows well within a second
+
+    def _heat_window(self, problem, R, C):
+        """The part of the matrices the heatmaps show: all of them when small, else the block of
+        the chosen layer (the first when 'whole'), cropped to HEAT_MAX rows."""
+        sizes = [l.size for l in problem.model.layers]
+        if len(R) <= self.HEAT_MAX and self.scope.value < 0:
+            return R, C, np.cumsum(sizes)[:-1] - 0.5, ""
+        layer = max(self.scope.value, 0)
+        sl = problem.model.layer_slices()[layer]
+        n = min(sl.stop - sl.start, self.HEAT_MAX)
+        idx = slice(sl.start, sl.start + n)
+        crop = "" if n == sizes[layer] else f", first {n} rows"
+        return R[idx, idx], C[idx, idx], np.zeros(0), f" (block W{layer + 1}{crop})"
 
     @guarded
     def _on_slq(self, change=None):

@@ -1,0 +1,19 @@
+"""Interactive dashboards (ipywidgets + plotly FigureWidget), one module per app.
+
+Each class builds its widgets and figures once; `.widget` is the thing to display. The logic
+lives here so headless tests can drive it; the Voila apps in apps/ only build and show one.
+"""
+
+from .damping import DampingDashboard
+from .landscape import LandscapeDashboard
+from .products import ProductsDashboard
+from .spectra import SpectraDashboard
+from .trajectories import TrajectoriesDashboard
+
+APPS = {
+    "landscape": LandscapeDashboard,
+    "spectra": SpectraDashboard,
+    "damping": DampingDashboard,
+    "trajectories": TrajectoriesDashboard,
+    "products": ProductsDashboard,
+}

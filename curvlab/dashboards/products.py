@@ -1,0 +1,171 @@
+"""Products: Pearlmutter's exact Hv against finite differences (error against the step r,
+log-log), and Lin's two ways of Gauss-Newton products — stored Jacobians vs the R-operator —
+measured in time and memory against the number of CG steps and of outputs."""
+
+import time
+import tracemalloc
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+
+import curvlab as cl
+
+from ._common import Dashboard, ProblemPicker, guarded
+
+R_GRID = np.logspace(-12, 0, 49)
+CG_STEPS = [1, 2, 5, 10, 20, 50, 100]
+OUTPUTS = [1, 2, 5, 10, 20, 50]
+
+
+def _measure(fn):
+    """(seconds, peak bytes allocated) of fn(), via perf_counter and tracemalloc."""
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    fn()
+    dt = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return dt, peak
+
+
+def lin_costs(problem, w, steps=CG_STEPS, seed=0):
+    """Time and peak memory of `m` GGN products for each m in `steps`, both of Lin's ways
+    (set-up included: the stored Jacobians are built once per point)."""
+    v = np.random.default_rng(seed).standard_normal(problem.n_params)
+    out = {"steps": np.array(steps)}
+    for method in ("jacobian", "rop"):
+        times, peaks = [], []
+        for m in steps:
+            def run():
+                f = cl.make_ggnvp(problem, w, method=method)
+                x = v
+                for _ in range(m):
+                    x = f(x)
+                    x /= np.linalg.norm(x)
+            dt, peak = _measure(run)
+            times.append(dt)
+            peaks.append(peak)
+        out[method] = (np.array(times), np.array(peaks))
+    return out
+
+
+def output_costs(X, hidden=16, outputs=OUTPUTS, products=20, seed=0):
+    """Per-product time and peak memory of both GGN products as the number of outputs K grows
+    (an MSE regression MLP [d, hidden, K] on inputs X with random targets)."""
+    rng = np.random.default_rng(seed)
+    out = {"outputs": np.array(outputs)}
+    res = {"jacobian": ([], []), "rop": ([], [])}
+    for K in outputs:
+        problem = cl.Problem(cl.MLP([X.shape[1], hidden, K], "tanh"), "mse", X, rng.standard_normal((len(X), K)))
+        w = problem.model.init(seed)
+        v = rng.standard_normal(problem.n_params)
+        for method in res:
+            def run():
+                f = cl.make_ggnvp(problem, w, method=method)
+                for _ in range(products):
+                    f(v)
+            dt, peak = _measure(run)
+            res[method][0].append(dt / products)
+            res[method][1].append(peak)
+    for method, (t, m) in res.items():
+        out[method] = (np.array(t), np.array(m))
+    return out
+
+
+class ProductsDashboard(Dashboard):
+    title = "Curvature products: exact, finite-difference, and Lin's two Gauss-Newton products"
+
+    def __init__(self, **picker):
+        super().__init__()
+        self.picker = ProblemPicker(**picker)
+        st = {"description_width": "70px"}
+        self.seed = W.BoundedIntText(value=0, min=0, max=10_000, description="v seed", style=st,
+                                     layout=W.Layout(width="150px"))
+        self.r = W.FloatLogSlider(value=1e-4, base=10, min=-12, max=0, step=0.25, description="step r",
+                                  style=st, readout_format=".0e")
+        self.measure = W.Button(description="measure Lin's two products", layout=W.Layout(width="240px"))
+        self.readout = W.HTML()
+        lay = dict(height=380, width=520, margin=dict(l=60, r=10, t=40, b=40))
+        self.fd_fig = go.FigureWidget(
+            data=[go.Scatter(x=R_GRID, y=np.ones_like(R_GRID), name="central (O(r²))", mode="lines+markers"),
+                  go.Scatter(x=R_GRID, y=np.ones_like(R_GRID), name="forward (O(r))", mode="lines+markers"),
+                  go.Scatter(x=np.zeros(1), y=np.ones(1), name="at r", mode="markers",
+                             marker=dict(size=14, symbol="x", color="black"))],
+            layout=go.Layout(title="‖Hv_fd − Hv_exact‖ / ‖Hv_exact‖ against the step r",
+                             xaxis=dict(title="r", type="log"), yaxis=dict(title="relative error", type="log"), **lay))
+        self.cg_fig = go.FigureWidget(
+            data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: time", mode="lines+markers")
+                  for m in ("stored Jacobians", "R-operator")]
+            + [go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: peak MB", mode="lines+markers",
+                          yaxis="y2", line=dict(dash="dot")) for m in ("stored Jacobians", "R-operator")],
+            layout=go.Layout(title="G·v products: cost against CG steps", xaxis=dict(title="CG steps (products)", type="log"),
+                             yaxis=dict(title="seconds", type="log"),
+                             yaxis2=dict(title="peak MB", overlaying="y", side="right", type="log"), **lay))
+        self.k_fig = go.FigureWidget(
+            data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: s / product", mode="lines+markers")
+                  for m in ("stored Jacobians", "R-operator")]
+            + [go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: peak MB", mode="lines+markers",
+                          yaxis="y2", line=dict(dash="dot")) for m in ("stored Jacobians", "R-operator")],
+            layout=go.Layout(title="G·v products: cost against outputs K", xaxis=dict(title="outputs K", type="log"),
+                             yaxis=dict(title="seconds per product", type="log"),
+                             yaxis2=dict(title="peak MB", overlaying="y", side="right", type="log"), **lay))
+
+        self.picker.observe(self._on_problem)
+        self.seed.observe(self._on_problem, names="value")
+        self.r.observe(self._on_r, names="value")
+        self.measure.on_click(lambda b: self._on_measure())
+        controls = W.VBox([self.picker.widget, W.HBox([self.seed, self.r, self.measure]), self.readout])
+        self.widget = W.VBox([self.header(), controls, self.status.widget,
+                              W.HBox([self.fd_fig, self.cg_fig, self.k_fig], layout=W.Layout(flex_flow="row wrap"))])
+        self._on_problem()
+        self.sync_figures()
+
+    def _fd(self):
+        def make():
+            problem, w = self.picker.get()
+            v = np.random.default_rng(self.seed.value).standard_normal(problem.n_params)
+            exact = cl.hvp(problem, w, v)
+            scale = np.linalg.norm(exact)
+            err = {s: np.array([np.linalg.norm(cl.fd_hvp(problem, w, v, r, s) - exact) / scale for r in R_GRID])
+                   for s in ("central", "forward")}
+            return problem, w, v, exact, scale, err
+        return self.cache.get(("fd", self.picker.value, self.seed.value), make)
+
+    @guarded
+    def _on_problem(self, change=None):
+        with self.status.busy(f"exact Hv and {2 * len(R_GRID)} finite-difference Hv"):
+            *_, err = self._fd()
+        with self.fd_fig.batch_update():
+            self.fd_fig.data[0].y = np.maximum(err["central"], 1e-17)
+            self.fd_fig.data[1].y = np.maximum(err["forward"], 1e-17)
+        self._on_r()
+
+    @guarded
+    def _on_r(self, change=None):
+        problem, w, v, exact, scale, _ = self._fd()
+        r = self.r.value
+        e = float(np.linalg.norm(cl.fd_hvp(problem, w, v, r) - exact) / scale)
+        with self.fd_fig.batch_update():
+            self.fd_fig.data[2].x, self.fd_fig.data[2].y = np.array([r]), np.array([max(e, 1e-17)])
+        best = R_GRID[np.argmin(self._fd()[-1]["central"])]
+        self.readout.value = (f"central difference at r = {r:.0e}: relative error {e:.2e} "
+                              f"(best on the grid: r ≈ {best:.0e}, where O(r²) truncation meets O(ε/r) rounding)")
+
+    @guarded
+    def _on_measure(self):
+        problem, w = self.picker.get()
+        with self.status.busy("timing Lin's two products (CG steps, then outputs)", total=2) as b:
+            cg = lin_costs(problem, w)
+            b.step()
+            kk = output_costs(problem.X)
+            b.step()
+        with self.cg_fig.batch_update():
+            for i, m in enumerate(("jacobian", "rop")):
+                self.cg_fig.data[i].x, self.cg_fig.data[i].y = cg["steps"], cg[m][0]
+                self.cg_fig.data[2 + i].x, self.cg_fig.data[2 + i].y = cg["steps"], cg[m][1] / 1e6
+        with self.k_fig.batch_update():
+            for i, m in enumerate(("jacobian", "rop")):
+                self.k_fig.data[i].x, self.k_fig.data[i].y = kk["outputs"], kk[m][0]
+                self.k_fig.data[2 + i].x, self.k_fig.data[2 + i].y = kk["outputs"], kk[m][1] / 1e6
+        self.last_measurement = (cg, kk)

@@ -1,0 +1,194 @@
+"""Trajectories: Newton vs gradient descent and the rest, on the 2-D test functions (paths on
+the contour plot) and on small networks (loss against iterations and wall time), with the
+reparameterisation toggle that shows which methods are affine invariant."""
+
+import ipywidgets as W
+import numpy as np
+import plotly.graph_objects as go
+
+import curvlab as cl
+
+from ._common import Dashboard, ProblemPicker, guarded, table_html
+
+FUNCTIONS = {
+    "rosenbrock": (lambda: cl.objectives.rosenbrock, np.array([-1.2, 1.0]), (-2.0, 2.0, -1.0, 3.0)),
+    "beale": (lambda: cl.objectives.beale, np.array([1.0, 1.4]), (-0.5, 4.5, -1.5, 2.0)),
+    "quadratic": (lambda: cl.objectives.make_quadratic(condition=50.0)[0], np.array([-1.5, 1.0]), (-2.0, 2.0, -2.0, 2.0)),
+    "logistic": (lambda: cl.objectives.make_logistic_regression(n=100, seed=0)[0], np.array([-3.0, 3.0]),
+                 (-4.0, 6.0, -4.0, 4.0)),
+}
+# default settings per method, for the 2-D functions and for networks
+FUNCTION_HYPER = {
+    "gd": dict(lr=1e-3), "momentum": dict(lr=5e-4, beta=0.9), "nesterov": dict(lr=5e-4, beta=0.9),
+    # undamped second-order steps, so the reparameterisation toggle shows their exact invariance
+    "adam": dict(lr=0.05), "newton": dict(variant="plain"), "gauss_newton": dict(damping=0.0),
+    "natural_gradient": dict(damping=0.0),
+}
+NETWORK_HYPER = dict(FUNCTION_HYPER, gd=dict(lr=0.5), momentum=dict(lr=0.2, beta=0.9), nesterov=dict(lr=0.2, beta=0.9),
+                     newton=dict(variant="abs", damping=0.1, lr=0.5), gauss_newton=dict(damping=0.1),
+                     natural_gradient=dict(damping=0.1), kfac=dict(damping=0.1), kflr=dict(damping=0.1),
+                     kfra=dict(damping=0.1), diagonal=dict(damping=0.1, lr=0.3), hessian_free=dict())
+NETWORK_ONLY = ("kfac", "kflr", "kfra", "diagonal", "hessian_free")
+COLORS = dict(zip(NETWORK_HYPER, ["#7f7f7f", "#bcbd22", "#8c564b", "#e377c2", "#d62728", "#1f77b4",
+                                  "#17becf", "#ff7f0e", "#2ca02c", "#9467bd", "#aec7e8", "#000000"]))
+# the reparameterisation w = R w̃ (2-D: a shear and an anisotropic scaling)
+R2 = np.array([[1.0, 0.0], [1.5, 0.2]])
+
+
+class TrajectoriesDashboard(Dashboard):
+    title = "Trajectories: Newton, gradient descent and the rest"
+
+    def __init__(self, mode="2-D functions", **picker):
+        super().__init__()
+        st = {"description_width": "70px"}
+        self.mode = W.ToggleButtons(options=["2-D functions", "network"], value=mode, description="on", style=st)
+        self.function = W.Dropdown(options=list(FUNCTIONS), value="rosenbrock", description="function",
+                                   style=st, layout=W.Layout(width="200px"))
+        self.picker = ProblemPicker(**picker)
+        self.methods = W.SelectMultiple(options=list(NETWORK_HYPER), value=("gd", "momentum", "adam", "newton", "gauss_newton"),
+                                        rows=12, description="methods", style=st, layout=W.Layout(width="220px"))
+        self.steps = W.IntSlider(value=60, min=5, max=300, step=5, description="steps", continuous_update=False, style=st)
+        self.lr_scale = W.FloatLogSlider(value=1.0, base=10, min=-1, max=1, step=0.1, description="lr × ",
+                                         continuous_update=False, style=st)
+        self.reparam = W.Checkbox(value=False, description="reparameterise: w = R w̃ (affine)")
+        self.k = W.IntSlider(value=0, min=0, max=60, description="show step", style=st)
+        self.summary = W.HTML()
+
+        lay = dict(height=400, width=520, margin=dict(l=55, r=10, t=40, b=40))
+        self.path_fig = go.FigureWidget(layout=go.Layout(title="paths on the contours of f", xaxis_title="w₀",
+                                                         yaxis_title="w₁", **lay))
+        self.path_fig.add_contour(z=np.zeros((2, 2)), colorscale="Greys", showscale=False, ncontours=40,
+                                  contours=dict(coloring="lines"), name="f", hoverinfo="skip")
+        self.iter_fig = go.FigureWidget(layout=go.Layout(title="loss against iterations", xaxis_title="step",
+                                                         yaxis=dict(title="loss", type="log"), **lay))
+        self.time_fig = go.FigureWidget(layout=go.Layout(title="loss against wall time", xaxis_title="seconds",
+                                                         yaxis=dict(title="loss", type="log"), **lay))
+        for m in NETWORK_HYPER:
+            c = COLORS[m]
+            self.path_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), mode="lines+markers", name=m, visible=False,
+                                      line=dict(color=c), marker=dict(size=3))
+            self.iter_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), name=m, visible=False, line=dict(color=c))
+            self.time_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), name=m, visible=False, line=dict(color=c))
+        self.path_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), mode="markers", name="step k",
+                                  marker=dict(size=10, color="black", symbol="x"))
+
+        self.mode.observe(self._on_mode, names="value")
+        self.picker.observe(self._on_run)
+        for c in (self.function, self.methods, self.steps, self.lr_scale, self.reparam):
+            c.observe(self._on_run, names="value")
+        self.k.observe(self._on_k, names="value")
+        self.path_box = W.Box([self.path_fig])
+        controls = W.VBox([W.HBox([self.mode, self.function]), self.picker.widget,
+                           W.HBox([self.methods, W.VBox([self.steps, self.lr_scale, self.reparam, self.k])])])
+        self.widget = W.VBox([self.header(), controls, self.status.widget, self.summary,
+                              W.HBox([self.path_box, self.iter_fig, self.time_fig], layout=W.Layout(flex_flow="row wrap"))])
+        self._on_mode()
+        self.sync_figures()
+
+    # objective and runs ---------------------------------------------------------------------------
+    def _objective(self):
+        if self.mode.value == "2-D functions":
+            make, w0, box = FUNCTIONS[self.function.value]
+            return ("fn", self.function.value), self.cache.get(("fn", self.function.value), make), w0, box
+        problem, w = self.picker.get()
+        return ("net",) + self.picker.value, problem, w, None
+
+    def _run(self, okey, obj, w0, method):
+        net = self.mode.value == "network"
+        hyper = dict((NETWORK_HYPER if net else FUNCTION_HYPER)[method])
+        for name in ("lr",):
+            if name in hyper:
+                hyper[name] *= self.lr_scale.value
+        if "lr" not in hyper and method != "hessian_free":
+            hyper["lr"] = self.lr_scale.value
+        reparam = self.reparam.value
+        key = ("run", okey, method, tuple(sorted(hyper.items())), self.steps.value, reparam)
+
+        def make():
+            if not reparam:
+                return cl.optim.minimize(obj, w0, method, steps=self.steps.value, **hyper), None
+            R = R2 if not net else self._net_R(len(w0))
+            rp = cl.optim.reparameterize(obj, R)
+            tr = cl.optim.minimize(rp, rp.from_original(w0), method, steps=self.steps.value, **hyper)
+            return tr, rp.to_original(tr.ws)
+        return self.cache.get(key, make)
+
+    def _net_R(self, P):
+        return self.cache.get(("R", P), lambda: np.eye(P) + 0.3 * np.random.default_rng(0).standard_normal((P, P)) / np.sqrt(P)
+                              @ np.diag(np.logspace(0, 1, P)))
+
+    # callbacks ---------------------------------------------------------------------------------------
+    @guarded
+    def _on_mode(self, change=None):
+        fn = self.mode.value == "2-D functions"
+        self.function.layout.display = None if fn else "none"
+        self.picker.widget.layout.display = "none" if fn else None
+        self.path_box.layout.display = None if fn else "none"
+        self._on_run()
+
+    @guarded
+    def _on_run(self, change=None):
+        okey, obj, w0, box = self._objective()
+        net = self.mode.value == "network"
+        methods = [m for m in self.methods.value if net or m not in NETWORK_ONLY]
+        if net and self.reparam.value:
+            methods = [m for m in methods if m not in NETWORK_ONLY]
+        skipped = sorted(set(self.methods.value) - set(methods))
+        runs = {}
+        with self.status.busy(f"running {len(methods)} optimisers", total=len(methods)) as b:
+            for m in methods:
+                runs[m] = self._run(okey, obj, w0, m)
+                b.step()
+        self._runs = runs
+        if box is not None:
+            x0, x1, y0, y1 = box
+            xs, ys = np.linspace(x0, x1, 121), np.linspace(y0, y1, 121)
+            Z = self.cache.get(("contour", okey), lambda: np.array(
+                [[float(obj(np.array([x, y]))) for x in xs] for y in ys]))
+            with self.path_fig.batch_update():
+                c = self.path_fig.data[0]
+                c.x, c.y, c.z = xs, ys, np.log10(Z - Z.min() + 1e-3)
+                self.path_fig.layout.xaxis.range, self.path_fig.layout.yaxis.range = [x0, x1], [y0, y1]
+        names = list(NETWORK_HYPER)
+        for fig in (self.path_fig, self.iter_fig, self.time_fig):
+            with fig.batch_update():
+                for i, m in enumerate(names):
+                    tr = fig.data[i + (1 if fig is self.path_fig else 0)]
+                    tr.visible = m in runs
+                    if m not in runs:
+                        continue
+                    traj, ws = runs[m]
+                    ws = traj.ws if ws is None else ws
+                    if fig is self.path_fig:
+                        tr.x, tr.y = ws[:, 0], ws[:, 1]
+                    elif fig is self.iter_fig:
+                        tr.x, tr.y = np.arange(len(traj.losses)), np.maximum(traj.losses - self._floor(), 1e-16)
+                    else:
+                        tr.x, tr.y = traj.times, np.maximum(traj.losses - self._floor(), 1e-16)
+        self.iter_fig.layout.yaxis.title = "loss − min" if self.mode.value == "2-D functions" else "loss"
+        self.time_fig.layout.yaxis.title = self.iter_fig.layout.yaxis.title
+        self.k.max = self.steps.value
+        rows = [(m, t.losses[-1], len(t.losses) - 1, int(t.n_grads.sum()), int(t.n_products.sum()),
+                 float(t.times[-1]), t.status) for m, (t, _) in runs.items()]
+        note = f" (not run: {', '.join(skipped)} — they need a layered network" + \
+               (" in its own coordinates)" if net else ")") if skipped else ""
+        self.summary.value = table_html(["method", "final loss", "steps", "gradients", "curv. products",
+                                         "seconds", "status"], rows, fmt="{:.4g}") + note
+        self._on_k()
+
+    def _floor(self):
+        """The minimum value of a 2-D function (found once by Newton), to plot loss − min."""
+        if self.mode.value != "2-D functions":
+            return 0.0
+        okey, obj, w0, _ = self._objective()
+        return self.cache.get(("floor", okey), lambda: min(0.0, float(
+            cl.optim.minimize(obj, w0, "newton", steps=50, variant="damped", damping=1e-8).losses.min())))
+
+    @guarded
+    def _on_k(self, change=None):
+        runs = getattr(self, "_runs", {})
+        pts = [((ws if ws is not None else t.ws)[min(self.k.value, len(t.ws) - 1)]) for t, ws in runs.values()]
+        mk = self.path_fig.data[-1]
+        with self.path_fig.batch_update():
+            mk.x = np.array([p[0] for p in pts]) if pts and self.mode.value == "2-D functions" else np.zeros(0)
+            mk.y = np.array([p[1] for p in pts]) if pts and self.mode.value == "2-D functions" else np.zeros(0)
