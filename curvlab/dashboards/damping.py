@@ -98,7 +98,9 @@ class DampingDashboard(Dashboard):
             d2 = d2 / np.linalg.norm(d2) if np.linalg.norm(d2) > 1e-12 * np.linalg.norm(newton) else \
                 cl.landscape.direction(problem, w, "random", seed=1)
             coords = np.stack([d1 @ steps, d2 @ steps])
-            span = float(np.clip(1.2 * np.abs(coords).max(), 1e-3, 10.0))
+            # frame the steps of moderate damping; nearly undamped steps may shoot far away
+            moderate = ETAS >= 1e-3
+            span = float(np.clip(1.2 * np.abs(coords[:, moderate]).max(), 1e-3, 10.0))
             Z = cl.landscape.grid(problem, w, d1, d2, span=span, n=41)
             cos = lambda A, b: (A.T @ b) / (np.linalg.norm(A, axis=0) * np.linalg.norm(b))
             return dict(problem=problem, w=w, M=M, nu=nu, U=U, g=g, gc=gc, steps=steps, pred=pred,
@@ -115,12 +117,14 @@ class DampingDashboard(Dashboard):
             self.angle_fig.data[0].y, self.angle_fig.data[1].y = s["cos_g"], s["cos_n"]
         with self.decrease_fig.batch_update():
             self.decrease_fig.data[0].y, self.decrease_fig.data[1].y = s["pred"], s["actual"]
-            lo = min(np.min(s["actual"]), 0.0)
-            self.decrease_fig.layout.yaxis.range = [lo - 0.05 * abs(lo) - 1e-12,
-                                                    1.1 * max(np.max(s["pred"]), np.max(s["actual"]), 1e-12)]
+            # the interesting range is the model's promise; a far worse actual loss runs off-chart
+            top = 1.2 * max(np.max(s["pred"]), np.max(s["actual"]), 1e-12)
+            self.decrease_fig.layout.yaxis.range = [-top, top]
         with self.plane_fig.batch_update():
             c = self.plane_fig.data[0]
             c.x, c.y, c.z = a, a, s["Z"].T
+            self.plane_fig.layout.xaxis.range = [-s["span"], s["span"]]
+            self.plane_fig.layout.yaxis.range = [-s["span"], s["span"]]
             self.plane_fig.data[1].x, self.plane_fig.data[1].y = s["coords"][0], s["coords"][1]
             self.plane_fig.data[3].x, self.plane_fig.data[3].y = np.zeros(0), np.zeros(0)
         self._on_eta()

@@ -57,7 +57,8 @@ class SpectraDashboard(Dashboard):
             heat.add_heatmap(z=np.zeros((2, 2)), row=1, col=c + 1, colorscale="RdBu", zmid=0,
                              showscale=(c == 2), reversescale=True)
         heat.update_yaxes(autorange="reversed", scaleanchor=None)
-        heat.update_layout(height=330, width=1000, margin=dict(l=30, r=10, t=40, b=20))
+        heat.update_layout(height=360, width=1000, margin=dict(l=30, r=10, t=70, b=20),
+                           title="heatmaps: exact vs approximation")
         self.heat_fig = go.FigureWidget(heat)
 
         self.picker.observe(self._on_problem)

@@ -1,0 +1,93 @@
+"""Serve apps/ with Voila on a free loopback port and drive it with Debian's Chromium through
+Playwright (the set-up of shared/recipes/browser-tests.md)."""
+
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "test-output" / "screenshots"
+CHROMIUM = os.environ.get("CURVLAB_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def voila_url():
+    port = _free_port()
+    log = open(ROOT / "test-output" / "voila.log", "w") if (ROOT / "test-output").exists() else None
+    if log is None:
+        (ROOT / "test-output").mkdir(exist_ok=True)
+        log = open(ROOT / "test-output" / "voila.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voila", str(ROOT / "apps"), "--no-browser", f"--port={port}",
+         "--Voila.ip=127.0.0.1", "--Voila.port_retries=0", "--show_tracebacks=True",
+         "--VoilaExecutor.timeout=180"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url + "/", timeout=1)
+                break
+            except Exception:
+                if proc.poll() is not None:
+                    pytest.fail(f"voila exited early; see {log.name}")
+                time.sleep(0.2)
+        else:
+            pytest.fail("voila did not answer within 60 s")
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
+        pytest.fail(f"Chromium not found at {CHROMIUM}: `./run test` installs Debian's chromium; "
+                    "or set CURVLAB_CHROMIUM")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.failed_call = report.failed
+    return report
+
+
+@pytest.fixture
+def page(browser, request):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1600})
+    p = ctx.new_page()
+    p.set_default_timeout(120_000)
+    yield p
+    if getattr(request.node, "failed_call", False):      # keep what the page showed
+        out = ROOT / "test-output" / "failures"
+        out.mkdir(parents=True, exist_ok=True)
+        p.screenshot(path=str(out / f"{request.node.name}.png"), full_page=True)
+    ctx.close()

@@ -1,0 +1,163 @@
+"""Every app in a real browser: it renders its plots, a control moved with the mouse or the
+keyboard changes the plotted data, no error output appears, and a screenshot is saved."""
+
+import json
+
+import pytest
+
+from .conftest import SHOTS
+
+ERROR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
+
+
+# JS: true once `n` plots exist, each fully drawn, and nothing changed for 800 ms. An update that
+# reaches a FigureWidget view while Plotly.newPlot is still drawing it can leave that view deaf
+# to later updates (seen with plotly 7.1 in Voila), so the tests start interacting only then.
+SETTLED = """(n) => {
+  const els = Array.from(document.querySelectorAll('.js-plotly-plot'));
+  if (els.length < n || !els.every(e => e._fullLayout && e._fullData && e.data)) return false;
+  const sig = els.length + ':' + els.map(e => e.data.length).join(',');
+  const now = performance.now();
+  if (window.__curvlabSig !== sig) { window.__curvlabSig = sig; window.__curvlabT = now; return false; }
+  return now - window.__curvlabT > 800;
+}"""
+
+
+def open_app(page, url, name, plots):
+    page.goto(f"{url}/voila/render/{name}.ipynb")
+    page.wait_for_selector("#loading", state="detached", timeout=180_000)
+    page.wait_for_function(SETTLED, arg=plots, timeout=120_000, polling=100)
+
+
+# JS: the plot whose title contains `p`, and a JSON snapshot of one trace property.
+FIND = ("const el = Array.from(document.querySelectorAll('.js-plotly-plot'))"
+        ".find(e => e.layout && e.layout.title && (e.layout.title.text || '').includes(p));"
+        "const d = el && el.data[t] ? el.data[t][k] : undefined;"
+        "const snap = (d === undefined || d === null) ? null :"
+        " JSON.stringify(Array.from(d, r => r && r.length !== undefined ? Array.from(r) : r));")
+
+
+def plot_data(page, plot, trace, key):
+    """Trace `trace`'s property `key` of the plot titled `plot`, as JSON."""
+    return page.evaluate(f"([p, t, k]) => {{ {FIND} return snap; }}", [plot, trace, key])
+
+
+def wait_changed(page, plot, trace, key, before):
+    page.wait_for_function(f"([p, t, k, b]) => {{ {FIND} return snap !== null && snap !== b; }}",
+                           arg=[plot, trace, key, before], timeout=60_000)
+
+
+def wait_nonempty(page, plot, trace, key):
+    page.wait_for_function(f"([p, t, k]) => {{ {FIND} return snap !== null && snap !== '[]'; }}",
+                           arg=[plot, trace, key], timeout=120_000)
+
+
+def assert_no_errors(page):
+    assert page.locator(ERROR_OUTPUT).count() == 0, page.locator(ERROR_OUTPUT).first.inner_text()
+    body = page.inner_text("body")
+    assert "Traceback" not in body
+    assert "⚠" not in body, body[body.index("⚠") - 200: body.index("⚠") + 300]
+
+
+def set_readout(page, label, value):
+    """Type into a slider's readout and press Enter (ipywidgets 8)."""
+    slider = page.locator(".widget-slider", has=page.locator(f"label:text-is('{label}')")).first
+    readout = slider.locator(".widget-readout")
+    readout.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(str(value))
+    page.keyboard.press("Enter")
+
+
+def choose(page, label, option):
+    box = page.locator(".widget-dropdown", has=page.locator(f"label:text-is('{label}')")).first
+    box.locator("select").select_option(label=option)
+
+
+def drag_slider(page, label, dx):
+    slider = page.locator(".widget-slider", has=page.locator(f"label:text-is('{label}')")).first
+    handle = slider.locator(".noUi-handle")
+    box = handle.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + dx, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+
+
+def shot(page, name):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_landscape_app(page, voila_url):
+    open_app(page, voila_url, "landscape", 2)
+    assert_no_errors(page)
+    before = plot_data(page, "1-D slice", 0, "x")
+    drag_slider(page, "span", 60)                      # with the mouse
+    wait_changed(page, "1-D slice", 0, "x", before)
+    before_z = plot_data(page, "2-D slice", 0, "z")
+    choose(page, "d2", "gradient")                     # a new 2-D plane
+    wait_changed(page, "2-D slice", 0, "z", before_z)
+    assert_no_errors(page)
+    shot(page, "landscape")
+
+
+def test_landscape_app_shows_bad_combinations_as_messages(page, voila_url):
+    open_app(page, voila_url, "landscape", 2)
+    choose(page, "data", "regression1d")               # with cross-entropy: impossible
+    page.wait_for_selector("text=pick the mse loss", timeout=60_000)
+    assert page.locator(ERROR_OUTPUT).count() == 0 and "Traceback" not in page.inner_text("body")
+    before = plot_data(page, "1-D slice", 0, "y")
+    choose(page, "loss", "mse")                        # and the app keeps working
+    wait_changed(page, "1-D slice", 0, "y", before)
+    assert_no_errors(page)
+
+
+def test_spectra_app(page, voila_url):
+    open_app(page, voila_url, "spectra", 2)
+    assert_no_errors(page)
+    before = plot_data(page, "eigenvalues", 0, "y")
+    choose(page, "scope", "W1")
+    wait_changed(page, "eigenvalues", 0, "y", before)
+    before_h = plot_data(page, "heatmaps", 1, "z")
+    choose(page, "approx.", "diagonal")
+    wait_changed(page, "heatmaps", 1, "z", before_h)
+    assert_no_errors(page)
+    shot(page, "spectra")
+
+
+def test_damping_app(page, voila_url):
+    open_app(page, voila_url, "damping", 5)
+    assert_no_errors(page)
+    before = plot_data(page, "filter factor", 0, "y")
+    set_readout(page, "damping η", "1.0e+1")
+    wait_changed(page, "filter factor", 0, "y", before)
+    page.get_by_role("button", name="run Levenberg–Marquardt").click()
+    wait_nonempty(page, "Levenberg", 0, "y")
+    assert_no_errors(page)
+    shot(page, "damping")
+
+
+def test_trajectories_app(page, voila_url):
+    open_app(page, voila_url, "trajectories", 3)
+    assert_no_errors(page)
+    before = plot_data(page, "paths", 1, "x")          # gradient descent's path
+    page.get_by_text("reparameterise").click()
+    wait_changed(page, "paths", 1, "x", before)
+    before_k = plot_data(page, "paths", 13, "x")       # the 'step k' markers
+    set_readout(page, "show step", 5)
+    wait_changed(page, "paths", 13, "x", before_k)
+    assert_no_errors(page)
+    shot(page, "trajectories")
+
+
+def test_products_app(page, voila_url):
+    open_app(page, voila_url, "products", 3)
+    assert_no_errors(page)
+    before = plot_data(page, "against the step r", 2, "x")
+    set_readout(page, "step r", "1e-2")
+    wait_changed(page, "against the step r", 2, "x", before)
+    page.get_by_role("button", name="measure Lin's two products").click()
+    wait_nonempty(page, "against CG steps", 0, "y")
+    assert_no_errors(page)
+    shot(page, "products")
