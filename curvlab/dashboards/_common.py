@@ -8,8 +8,53 @@ import traceback
 
 import ipywidgets as W
 import numpy as np
+import plotly.graph_objects as go
 
 import curvlab as cl
+
+# --- figures ----------------------------------------------------------------------------------
+
+def _patched_plotly_esm():
+    """plotly's widget front end, with each view listening through its own model handle.
+
+    plotly's bundle registers a view's listeners through the handle anywidget gives to
+    `initialize`. anywidget drops every listener on that handle whenever it binds the widget
+    module again (it may, once a view exists), so a view drawn before the re-bind stops
+    following the kernel: the plot freezes while the app keeps computing (seen in Voila in about
+    one page load in three). Registering through the handle `render` receives ties the
+    listeners to the view's own lifetime instead.
+    """
+    import pathlib
+
+    import plotly
+    src = (pathlib.Path(plotly.__file__).parent
+           / "package_data" / "widgetbundle.js").read_text()
+    old = "render({el:ne}){let ge=new MD(Q,ne);return ge.perform_render(),()=>ge.remove()}"
+    new = ("render({model:mm,el:ne}){let sh=Object.create(Q);sh.on=(...a)=>mm.on(...a);"
+           "sh.off=(...a)=>mm.off(...a);let ge=new MD(sh,ne);return ge.perform_render(),()=>ge.remove()}")
+    if src.count(old) != 1:
+        raise ImportError("curvlab.dashboards: this plotly version's widget bundle is not the one "
+                          "curvlab patches (plotly 6-7); install a plotly version from curvlab's "
+                          "requirements")
+    src = src.replace(old, new)
+    import os
+    if os.environ.get("CURVLAB_DEBUG_JS"):
+        src = src.replace('do_update(){var ne=this.model.get("_py2js_update");if(ne!==null){var ge=ne.style_data||{}',
+                          'do_update(){var ne=this.model.get("_py2js_update");console.log("VIEWUPD "+(ne&&ne.trace_edit_id));if(ne!==null){var ge=ne.style_data||{}')
+        src = src.replace('do_update(){var ne=this.model.get("_py2js_update");if(ne!==null){var ge=ne.style_data,je=ne.layout_data',
+                          'do_update(){var ne=this.model.get("_py2js_update");console.log("MODELUPD "+(ne&&ne.trace_edit_id));if(ne!==null){var ge=ne.style_data,je=ne.layout_data')
+        src = src.replace('remove(){Md.default.purge(this.el)', 'remove(){console.log("VIEWREMOVE");Md.default.purge(this.el)')
+        src = src.replace('render({model:mm,el:ne}){', 'render({model:mm,el:ne}){console.log("RENDER");')
+        src = src.replace('initialize(ne){Q=new TD(ne.model,_Ie)', 'initialize(ne){console.log("INIT");Q=new TD(ne.model,_Ie)')
+    return src
+
+
+class FigureWidget(go.FigureWidget):
+    """plotly's FigureWidget with a front end whose plots keep following the kernel
+    (see `_patched_plotly_esm`); otherwise the same class."""
+
+    _esm = _patched_plotly_esm()
+
 
 # --- problems --------------------------------------------------------------------------------
 
@@ -199,8 +244,6 @@ class Dashboard:
         dashboard is displayed, would be lost. Each dashboard calls this at the end of __init__.
         """
         import copy
-
-        import plotly.graph_objects as go
         for fig in vars(self).values():
             if isinstance(fig, go.FigureWidget):
                 fig._widget_data = copy.deepcopy(fig._data)

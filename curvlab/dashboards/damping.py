@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import Dashboard, ProblemPicker, guarded, log_slider
+from ._common import FigureWidget, Dashboard, ProblemPicker, guarded, log_slider
 
 KINDS = ["ggn", "hessian", "fisher", "kflr", "kfra", "kfac", "diagonal"]
 ETAS = np.logspace(-6, 2, 81)
@@ -33,21 +33,21 @@ class DampingDashboard(Dashboard):
         self.readout = W.HTML()
 
         lay = dict(height=320, width=470, margin=dict(l=55, r=10, t=40, b=40))
-        self.filter_fig = go.FigureWidget(
+        self.filter_fig = FigureWidget(
             data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), mode="markers", name="ν/(ν+η)")],
             layout=go.Layout(title="filter factor per eigendirection (1: Newton-like)",
                              xaxis=dict(title="eigenvalue ν", type="log"), yaxis=dict(title="ν/(ν+η)", range=[-0.05, 1.05]), **lay))
-        self.angle_fig = go.FigureWidget(
+        self.angle_fig = FigureWidget(
             data=[go.Scatter(x=ETAS, y=np.zeros_like(ETAS), name="cos(step, −g)"),
                   go.Scatter(x=ETAS, y=np.zeros_like(ETAS), name="cos(step, Newton)")],
             layout=go.Layout(title="angle of the damped step", xaxis=dict(title="η", type="log"),
                              yaxis=dict(title="cosine", range=[-1.05, 1.05]), **lay))
-        self.decrease_fig = go.FigureWidget(
+        self.decrease_fig = FigureWidget(
             data=[go.Scatter(x=ETAS, y=np.zeros_like(ETAS), name="predicted"),
                   go.Scatter(x=ETAS, y=np.zeros_like(ETAS), name="actual")],
             layout=go.Layout(title="decrease of the loss: model vs truth", xaxis=dict(title="η", type="log"),
                              yaxis=dict(title="L(w) − L(w+p)"), **lay))
-        self.plane_fig = go.FigureWidget(
+        self.plane_fig = FigureWidget(
             data=[go.Contour(z=np.zeros((2, 2)), colorscale="Viridis", ncontours=30, showscale=False, name="loss"),
                   go.Scatter(x=np.zeros(0), y=np.zeros(0), mode="lines", name="steps for all η", line=dict(color="white")),
                   go.Scatter(x=np.zeros(2), y=np.zeros(2), mode="lines+markers", name="step at η",
@@ -56,7 +56,7 @@ class DampingDashboard(Dashboard):
                              line=dict(color="orange"), marker=dict(size=5))],
             layout=go.Layout(title="the step on the plane of −g and the Newton step",
                              xaxis_title="along −g", yaxis_title="⊥, towards Newton", **lay))
-        self.lm_fig = go.FigureWidget(
+        self.lm_fig = FigureWidget(
             data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), name="η_k", mode="lines+markers"),
                   go.Scatter(x=np.zeros(0), y=np.zeros(0), name="ρ_k", mode="lines+markers", yaxis="y2")],
             layout=go.Layout(title="Levenberg–Marquardt replay", xaxis_title="step k",

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import Dashboard, ProblemPicker, guarded, table_html
+from ._common import FigureWidget, Dashboard, ProblemPicker, guarded, table_html
 
 MODELS = ["hessian", "ggn", "fisher", "kfac", "kflr", "kfra", "diagonal"]
 DIRECTIONS = ["random", "filter", "eigen", "ggn_eigen", "gradient", "layer"]
@@ -34,13 +34,13 @@ class LandscapeDashboard(Dashboard):
         self.shown = W.Dropdown(options=MODELS, value="hessian", description="overlay", style=st, layout=W.Layout(width="200px"))
         self.fit = W.HTML()
 
-        self.line_fig = go.FigureWidget(
+        self.line_fig = FigureWidget(
             data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), name="loss", line=dict(color="black", width=3))]
             + [go.Scatter(x=np.zeros(0), y=np.zeros(0), name=m, line=dict(color=COLORS[m], dash="dash"), visible=False)
                for m in MODELS],
             layout=go.Layout(title="1-D slice along d1", xaxis_title="a (w + a d1)", yaxis_title="loss",
                              height=360, width=520, margin=dict(l=50, r=10, t=40, b=40)))
-        self.contour_fig = go.FigureWidget(
+        self.contour_fig = FigureWidget(
             data=[go.Contour(z=np.zeros((2, 2)), name="loss", colorscale="Viridis", ncontours=25,
                              colorbar=dict(title="loss")),
                   go.Contour(z=np.zeros((2, 2)), name="model", showscale=False, ncontours=25,
@@ -48,7 +48,7 @@ class LandscapeDashboard(Dashboard):
                              colorscale=[[0, "white"], [1, "white"]])],
             layout=go.Layout(title="2-D slice: loss (filled) and model (dashed)", xaxis_title="a (d1)",
                              yaxis_title="b (d2)", height=420, width=520, margin=dict(l=50, r=10, t=40, b=40)))
-        self.surface_fig = go.FigureWidget(
+        self.surface_fig = FigureWidget(
             data=[go.Surface(z=np.zeros((2, 2)), name="loss", colorscale="Viridis", showscale=False),
                   go.Surface(z=np.zeros((2, 2)), name="model", colorscale="Reds", opacity=0.55, showscale=False)],
             layout=go.Layout(title="2-D slice: surfaces", height=420, width=520, margin=dict(l=0, r=0, t=40, b=0),

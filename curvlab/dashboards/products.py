@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import Dashboard, ProblemPicker, guarded
+from ._common import FigureWidget, Dashboard, ProblemPicker, guarded
 
 R_GRID = np.logspace(-12, 0, 49)
 CG_STEPS = [1, 2, 5, 10, 20, 50, 100]
@@ -87,14 +87,14 @@ class ProductsDashboard(Dashboard):
         self.measure = W.Button(description="measure Lin's two products", layout=W.Layout(width="240px"))
         self.readout = W.HTML()
         lay = dict(height=380, width=520, margin=dict(l=60, r=10, t=40, b=40))
-        self.fd_fig = go.FigureWidget(
+        self.fd_fig = FigureWidget(
             data=[go.Scatter(x=R_GRID, y=np.ones_like(R_GRID), name="central (O(r²))", mode="lines+markers"),
                   go.Scatter(x=R_GRID, y=np.ones_like(R_GRID), name="forward (O(r))", mode="lines+markers"),
                   go.Scatter(x=np.zeros(1), y=np.ones(1), name="at r", mode="markers",
                              marker=dict(size=14, symbol="x", color="black"))],
             layout=go.Layout(title="‖Hv_fd − Hv_exact‖ / ‖Hv_exact‖ against the step r",
                              xaxis=dict(title="r", type="log"), yaxis=dict(title="relative error", type="log"), **lay))
-        self.cg_fig = go.FigureWidget(
+        self.cg_fig = FigureWidget(
             data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: time", mode="lines+markers")
                   for m in ("stored Jacobians", "R-operator")]
             + [go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: peak MB", mode="lines+markers",
@@ -102,7 +102,7 @@ class ProductsDashboard(Dashboard):
             layout=go.Layout(title="G·v products: cost against CG steps", xaxis=dict(title="CG steps (products)", type="log"),
                              yaxis=dict(title="seconds", type="log"),
                              yaxis2=dict(title="peak MB", overlaying="y", side="right", type="log"), **lay))
-        self.k_fig = go.FigureWidget(
+        self.k_fig = FigureWidget(
             data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: s / product", mode="lines+markers")
                   for m in ("stored Jacobians", "R-operator")]
             + [go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: peak MB", mode="lines+markers",

@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 
 import curvlab as cl
 
-from ._common import Dashboard, ProblemPicker, guarded, log_slider, table_html
+from ._common import FigureWidget, Dashboard, ProblemPicker, guarded, log_slider, table_html
 
 KINDS = ["hessian", "ggn", "fisher", "empirical_fisher", "kfac", "kflr", "kfra", "diagonal"]
 APPROX = ["kfac", "kflr", "kfra", "diagonal", "empirical_fisher", "ggn"]
@@ -35,7 +35,7 @@ class SpectraDashboard(Dashboard):
         self.slq = W.Checkbox(value=False, description="SLQ density (matrix-free)")
         self.table = W.HTML()
 
-        self.spec_fig = go.FigureWidget(layout=go.Layout(
+        self.spec_fig = FigureWidget(layout=go.Layout(
             title="eigenvalues by rank (|λ|, log scale; open markers: negative λ)",
             xaxis_title="rank", yaxis=dict(title="|λ|", type="log"), height=400, width=560,
             margin=dict(l=60, r=10, t=40, b=40)))
@@ -46,7 +46,7 @@ class SpectraDashboard(Dashboard):
             self.spec_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), mode="markers", name=f"{k} (λ<0)",
                                       legendgroup=k, showlegend=False,
                                       marker=dict(color=COLORS[k], size=7, symbol="circle-open"), visible=False)
-        self.slq_fig = go.FigureWidget(layout=go.Layout(
+        self.slq_fig = FigureWidget(layout=go.Layout(
             title="SLQ spectral density", xaxis_title="λ", yaxis=dict(title="density", type="log"),
             height=300, width=560, margin=dict(l=60, r=10, t=40, b=40)))
         for k in ("hessian", "ggn"):
@@ -59,7 +59,7 @@ class SpectraDashboard(Dashboard):
         heat.update_yaxes(autorange="reversed", scaleanchor=None)
         heat.update_layout(height=360, width=1000, margin=dict(l=30, r=10, t=70, b=20),
                            title="heatmaps: exact vs approximation")
-        self.heat_fig = go.FigureWidget(heat)
+        self.heat_fig = FigureWidget(heat)
 
         self.picker.observe(self._on_problem)
         for c in (self.kinds, self.scope):

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import Dashboard, ProblemPicker, guarded, table_html
+from ._common import FigureWidget, Dashboard, ProblemPicker, guarded, table_html
 
 FUNCTIONS = {
     "rosenbrock": (lambda: cl.objectives.rosenbrock, np.array([-1.2, 1.0]), (-2.0, 2.0, -1.0, 3.0)),
@@ -55,13 +55,13 @@ class TrajectoriesDashboard(Dashboard):
         self.summary = W.HTML()
 
         lay = dict(height=400, width=520, margin=dict(l=55, r=10, t=40, b=40))
-        self.path_fig = go.FigureWidget(layout=go.Layout(title="paths on the contours of f", xaxis_title="w₀",
+        self.path_fig = FigureWidget(layout=go.Layout(title="paths on the contours of f", xaxis_title="w₀",
                                                          yaxis_title="w₁", **lay))
         self.path_fig.add_contour(z=np.zeros((2, 2)), colorscale="Greys", showscale=False, ncontours=40,
                                   contours=dict(coloring="lines"), name="f", hoverinfo="skip")
-        self.iter_fig = go.FigureWidget(layout=go.Layout(title="loss against iterations", xaxis_title="step",
+        self.iter_fig = FigureWidget(layout=go.Layout(title="loss against iterations", xaxis_title="step",
                                                          yaxis=dict(title="loss", type="log"), **lay))
-        self.time_fig = go.FigureWidget(layout=go.Layout(title="loss against wall time", xaxis_title="seconds",
+        self.time_fig = FigureWidget(layout=go.Layout(title="loss against wall time", xaxis_title="seconds",
                                                          yaxis=dict(title="loss", type="log"), **lay))
         for m in NETWORK_HYPER:
             c = COLORS[m]

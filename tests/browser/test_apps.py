@@ -10,20 +10,18 @@ from .conftest import SHOTS
 ERROR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
 
 
-# JS: true once `n` plots exist, each fully drawn, and nothing changed for 800 ms. An update that
-# reaches a FigureWidget view while Plotly.newPlot is still drawing it can leave that view deaf
-# to later updates (seen with plotly 7.1 in Voila), so the tests start interacting only then.
-SETTLED = """(n) => {
-  const els = Array.from(document.querySelectorAll('.js-plotly-plot'));
-  if (els.length < n || !els.every(e => e._fullLayout && e._fullData && e.data)) return false;
-  const sig = els.length + ':' + els.map(e => e.data.length).join(',');
-  const now = performance.now();
-  if (window.__curvlabSig !== sig) { window.__curvlabSig = sig; window.__curvlabT = now; return false; }
-  return now - window.__curvlabT > 800;
-}"""
+# The plotly widget fires 'plotlywidget-after-render' when a view has finished its first draw.
+# An update that reaches a view before that is lost, and the view then stays deaf to later
+# updates (seen with plotly 7.1 in Voila, about one run in three when a control moved within a
+# second of the plots appearing), so the tests interact only once every figure has rendered.
+RENDER_COUNTER = ("window.__curvlabRenders = 0; document.addEventListener('plotlywidget-after-render',"
+                  " () => { window.__curvlabRenders += 1; window.__curvlabLast = performance.now(); });")
+SETTLED = """(n) => window.__curvlabRenders >= n && performance.now() - window.__curvlabLast > 300"""
 
 
 def open_app(page, url, name, plots):
+    """Open an app and wait until its `plots` FigureWidgets (hidden ones too) have rendered."""
+    page.add_init_script(RENDER_COUNTER)
     page.goto(f"{url}/voila/render/{name}.ipynb")
     page.wait_for_selector("#loading", state="detached", timeout=180_000)
     page.wait_for_function(SETTLED, arg=plots, timeout=120_000, polling=100)
@@ -114,7 +112,7 @@ def test_landscape_app_shows_bad_combinations_as_messages(page, voila_url):
 
 
 def test_spectra_app(page, voila_url):
-    open_app(page, voila_url, "spectra", 2)
+    open_app(page, voila_url, "spectra", 3)
     assert_no_errors(page)
     before = plot_data(page, "eigenvalues", 0, "y")
     choose(page, "scope", "W1")

@@ -1,0 +1,99 @@
+"""Benchmark (not a test): in headless Chromium, each app's first render and the time from
+moving a control to the plot showing the new data.
+
+    .venv/bin/python bench/apps_latency.py            # writes bench/results_apps.md
+
+Needs the test extras (`./run test` installs them) and Debian's chromium.
+"""
+
+import os
+import pathlib
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.browser.conftest import ARGS, CHROMIUM, _free_port  # noqa: E402
+from tests.browser.test_apps import FIND, RENDER_COUNTER, SETTLED, choose, set_readout  # noqa: E402
+
+# app: (plots on the page, [(label, kind, values to cycle through, plot title, trace, key)])
+CASES = {
+    "landscape": (2, ("span", "readout", ["0.5", "1.5"], "1-D slice", 0, "x")),
+    "spectra": (3, ("scope", "dropdown", ["W1", "whole"], "eigenvalues", 0, "y")),
+    "damping": (5, ("damping η", "readout", ["1.0e+0", "1.0e-2"], "filter factor", 0, "y")),
+    "trajectories": (3, ("lr ×", "readout", ["0.5", "1.0"], "loss against iterations", 0, "y")),
+    "products": (3, ("step r", "readout", ["1e-2", "1e-6"], "against the step r", 2, "x")),
+}
+REPEAT = 6
+
+
+def snapshot(page, title, trace, key):
+    return page.evaluate(f"([p, t, k]) => {{ {FIND} return snap; }}", [title, trace, key])
+
+
+def main():
+    from playwright.sync_api import sync_playwright
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "voila", str(ROOT / "apps"), "--no-browser", f"--port={port}",
+                             "--Voila.ip=127.0.0.1", "--Voila.port_retries=0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(url + "/", timeout=1)
+            break
+        except Exception:
+            time.sleep(0.2)
+    rows = []
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            for app, (plots, (label, kind, values, title, trace, key)) in CASES.items():
+                page = browser.new_page(viewport={"width": 1400, "height": 1600})
+                page.set_default_timeout(180_000)
+                page.add_init_script(RENDER_COUNTER)
+                t0 = time.perf_counter()
+                page.goto(f"{url}/voila/render/{app}.ipynb")
+                page.wait_for_selector("#loading", state="detached")
+                page.wait_for_function("(n) => window.__curvlabRenders >= n", arg=plots, polling=50)
+                first = time.perf_counter() - t0
+                page.wait_for_function(SETTLED, arg=plots, polling=100)
+                lat = []
+                for i in range(REPEAT):
+                    before = snapshot(page, title, trace, key)
+                    t1 = time.perf_counter()
+                    if kind == "readout":
+                        set_readout(page, label, values[i % 2])
+                    else:
+                        choose(page, label, values[i % 2])
+                    page.wait_for_function(f"([p, t, k, b]) => {{ {FIND} return snap !== null && snap !== b; }}",
+                                           arg=[title, trace, key, before], polling="raf")
+                    lat.append(time.perf_counter() - t1)
+                rows.append((app, first, statistics.median(lat), max(lat), label))
+                print(f"{app:13s} first render {first:5.1f} s   control -> plot: median {statistics.median(lat)*1e3:6.0f} ms, "
+                      f"max {max(lat)*1e3:6.0f} ms  ({label})", flush=True)
+                page.close()
+            browser.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+    lines = ["# App latency in the browser", "",
+             f"Headless Chromium + Voila on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+             f"Python {platform.python_version()}; `{pathlib.Path(__file__).name}`, {REPEAT} moves per app.", "",
+             "First render = page request until every plot is drawn (includes kernel start, imports and the",
+             "cached training of the default problem). Latency = control changed in the page until the plot",
+             "holds the new data (the kernel's computation, the widget messages and plotly's redraw).", "",
+             "| app | first render (s) | control → plot, median (ms) | max (ms) | control |",
+             "|---|---:|---:|---:|---|"]
+    lines += [f"| {a} | {f:.1f} | {m*1e3:.0f} | {x*1e3:.0f} | {c} |" for a, f, m, x, c in rows]
+    (ROOT / "bench" / "results_apps.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
