@@ -13,47 +13,53 @@ import plotly.graph_objects as go
 import curvlab as cl
 
 # --- figures ----------------------------------------------------------------------------------
+#
+# plotly's FigureWidget is an anywidget whose front-end module (~5 MB: all of plotly.js) is sent
+# and evaluated once per figure. With several figures on a Voila page the later ones often never
+# receive an update: their plots freeze while the app keeps computing (reproduced with plain
+# go.FigureWidget and five scatter plots: the 4th and 5th stayed frozen in most page loads).
+# Here only one figure per kernel carries plotly.js; it publishes the widget definition on the
+# page, and every other figure's module is a few lines that wait for it. The bundle is also
+# patched so that each view listens through its own model handle.
 
-def _patched_plotly_esm():
-    """plotly's widget front end, with each view listening through its own model handle.
+_GLOBAL = "globalThis.__curvlabPlotlyWidget"
+_SLOT = f"({_GLOBAL} ??= (() => {{ let r; const p = new Promise(x => r = x); return {{p, r}}; }})())"
 
-    plotly's bundle registers a view's listeners through the handle anywidget gives to
-    `initialize`. anywidget drops every listener on that handle whenever it binds the widget
-    module again (it may, once a view exists), so a view drawn before the re-bind stops
-    following the kernel: the plot freezes while the app keeps computing (seen in Voila in about
-    one page load in three). Registering through the handle `render` receives ties the
-    listeners to the view's own lifetime instead.
-    """
+
+def _plotly_bundle():
+    """plotly's widget bundle, patched; raises if this plotly is not the one we patch."""
     import pathlib
 
     import plotly
-    src = (pathlib.Path(plotly.__file__).parent
-           / "package_data" / "widgetbundle.js").read_text()
-    old = "render({el:ne}){let ge=new MD(Q,ne);return ge.perform_render(),()=>ge.remove()}"
-    new = ("render({model:mm,el:ne}){let sh=Object.create(Q);sh.on=(...a)=>mm.on(...a);"
-           "sh.off=(...a)=>mm.off(...a);let ge=new MD(sh,ne);return ge.perform_render(),()=>ge.remove()}")
-    if src.count(old) != 1:
-        raise ImportError("curvlab.dashboards: this plotly version's widget bundle is not the one "
-                          "curvlab patches (plotly 6-7); install a plotly version from curvlab's "
-                          "requirements")
-    src = src.replace(old, new)
-    import os
-    if os.environ.get("CURVLAB_DEBUG_JS"):
-        src = src.replace('do_update(){var ne=this.model.get("_py2js_update");if(ne!==null){var ge=ne.style_data||{}',
-                          'do_update(){var ne=this.model.get("_py2js_update");console.log("VIEWUPD "+(ne&&ne.trace_edit_id));if(ne!==null){var ge=ne.style_data||{}')
-        src = src.replace('do_update(){var ne=this.model.get("_py2js_update");if(ne!==null){var ge=ne.style_data,je=ne.layout_data',
-                          'do_update(){var ne=this.model.get("_py2js_update");console.log("MODELUPD "+(ne&&ne.trace_edit_id));if(ne!==null){var ge=ne.style_data,je=ne.layout_data')
-        src = src.replace('remove(){Md.default.purge(this.el)', 'remove(){console.log("VIEWREMOVE");Md.default.purge(this.el)')
-        src = src.replace('render({model:mm,el:ne}){', 'render({model:mm,el:ne}){console.log("RENDER");')
-        src = src.replace('initialize(ne){Q=new TD(ne.model,_Ie)', 'initialize(ne){console.log("INIT");Q=new TD(ne.model,_Ie)')
-    return src
+    src = (pathlib.Path(plotly.__file__).parent / "package_data" / "widgetbundle.js").read_text()
+    render = "render({el:ne}){let ge=new MD(Q,ne);return ge.perform_render(),()=>ge.remove()}"
+    exports = "export{TD as FigureModel,MD as FigureView,j4t as default};"
+    if src.count(render) != 1 or src.count(exports) != 1:
+        raise ImportError("curvlab.dashboards: this plotly's widget bundle is not the one curvlab "
+                          "adapts (plotly 6-7); install a plotly version from curvlab's requirements")
+    src = src.replace(render, "render({model:mm,el:ne}){let sh=Object.create(Q);sh.on=(...a)=>mm.on(...a);"
+                              "sh.off=(...a)=>mm.off(...a);let ge=new MD(sh,ne);return ge.perform_render(),"
+                              "()=>ge.remove()}")
+    return src.replace(exports, exports + f"\n{_SLOT}.r(j4t);\n")
+
+
+_FULL_ESM = _plotly_bundle()
+_SMALL_ESM = f"const factory = await {_SLOT}.p;\nexport default factory;\n"
 
 
 class FigureWidget(go.FigureWidget):
-    """plotly's FigureWidget with a front end whose plots keep following the kernel
-    (see `_patched_plotly_esm`); otherwise the same class."""
+    """plotly's FigureWidget, sharing one copy of plotly.js per page (see above)."""
 
-    _esm = _patched_plotly_esm()
+    _carrier = None     # weak reference to the live figure that carries plotly.js
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        carrier = FigureWidget._carrier() if FigureWidget._carrier is not None else None
+        if carrier is None or carrier.comm is None:       # none yet, or it was closed
+            self._esm = _FULL_ESM
+            FigureWidget._carrier = __import__("weakref").ref(self)
+        else:
+            self._esm = _SMALL_ESM
 
 
 # --- problems --------------------------------------------------------------------------------

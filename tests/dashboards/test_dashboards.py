@@ -181,3 +181,14 @@ def test_products_fd_curve_and_measurement():
     assert len(d.cg_fig.data[0].y) == 7 and len(d.k_fig.data[1].y) == 6
     cg, kk = d.last_measurement
     assert kk["jacobian"][1][-1] > kk["jacobian"][1][0]          # stored Jacobians grow with K
+
+
+def test_only_one_live_figure_carries_plotly_js():
+    # each FigureWidget sending its own copy of plotly.js left later figures frozen in Voila
+    from curvlab.dashboards._common import FigureWidget
+    d = DampingDashboard()
+    sizes = sorted(len(f._esm) for f in vars(d).values() if isinstance(f, FigureWidget))
+    carrier = FigureWidget._carrier()
+    assert carrier is not None and carrier.comm is not None and len(carrier._esm) > 1_000_000
+    assert all(s < 1000 for s in sizes if s < 1_000_000)
+    assert sum(s > 1_000_000 for s in sizes) <= 1
