@@ -73,6 +73,17 @@ def output_costs(X, hidden=16, outputs=OUTPUTS, products=20, seed=0):
     return out
 
 
+def _cost_figure(title, xtitle, ytitle, lay):
+    """Time (left axis) and peak memory (right axis, dotted) of both of Lin's products."""
+    ways = ("stored Jacobians", "R-operator")
+    return FigureWidget(
+        data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: time", mode="lines+markers") for m in ways]
+        + [go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: peak MB", mode="lines+markers", yaxis="y2",
+                      line=dict(dash="dot")) for m in ways],
+        layout=go.Layout(title=title, xaxis=dict(title=xtitle, type="log"), yaxis=dict(title=ytitle, type="log"),
+                         yaxis2=dict(title="peak MB", overlaying="y", side="right", type="log"), **lay))
+
+
 class ProductsDashboard(Dashboard):
     title = "Curvature products: exact, finite-difference, and Lin's two Gauss-Newton products"
 
@@ -94,22 +105,8 @@ class ProductsDashboard(Dashboard):
                              marker=dict(size=14, symbol="x", color="black"))],
             layout=go.Layout(title="‖Hv_fd − Hv_exact‖ / ‖Hv_exact‖ against the step r",
                              xaxis=dict(title="r", type="log"), yaxis=dict(title="relative error", type="log"), **lay))
-        self.cg_fig = FigureWidget(
-            data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: time", mode="lines+markers")
-                  for m in ("stored Jacobians", "R-operator")]
-            + [go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: peak MB", mode="lines+markers",
-                          yaxis="y2", line=dict(dash="dot")) for m in ("stored Jacobians", "R-operator")],
-            layout=go.Layout(title="G·v products: cost against CG steps", xaxis=dict(title="CG steps (products)", type="log"),
-                             yaxis=dict(title="seconds", type="log"),
-                             yaxis2=dict(title="peak MB", overlaying="y", side="right", type="log"), **lay))
-        self.k_fig = FigureWidget(
-            data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: s / product", mode="lines+markers")
-                  for m in ("stored Jacobians", "R-operator")]
-            + [go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: peak MB", mode="lines+markers",
-                          yaxis="y2", line=dict(dash="dot")) for m in ("stored Jacobians", "R-operator")],
-            layout=go.Layout(title="G·v products: cost against outputs K", xaxis=dict(title="outputs K", type="log"),
-                             yaxis=dict(title="seconds per product", type="log"),
-                             yaxis2=dict(title="peak MB", overlaying="y", side="right", type="log"), **lay))
+        self.cg_fig = _cost_figure("G·v products: cost against CG steps", "CG steps (products)", "seconds", lay)
+        self.k_fig = _cost_figure("G·v products: cost against outputs K", "outputs K", "seconds per product", lay)
 
         self.picker.observe(self._on_problem)
         self.seed.observe(self._on_problem, names="value")
