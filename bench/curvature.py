@@ -3,8 +3,8 @@
     .venv/bin/python bench/curvature.py                 # writes bench/results.md
 
 Compares with autograd's generic operators always; with JAX (jitted, CPU) and PyTorch
-(torch.func) when they are installed:  .venv/bin/pip install jax jaxlib torch==2.13.0
-(the torch wheel must be the CPU build on disk; see the machine notes). Models: an MLP
+(torch.func) when they are installed:  .venv/bin/pip install -e ".[bench]"
+(pinning torch==2.13.0 picks the CPU wheel; an unpinned torch pulls several GB of CUDA). Models: an MLP
 20-64-64-10 (tanh, 6,154 parameters) and one ten times smaller, 256 samples, cross-entropy.
 """
 
@@ -48,7 +48,7 @@ def run(sizes, with_autograd_hessian=True):
     v = np.random.default_rng(1).standard_normal(P)
     r = {}
     r["gradient"] = best(lambda: p.grad(w), repeat=20)
-    r["hessian"] = best(lambda: cl.hessian(p, w))
+    r["hessian"] = best(lambda: cl.hessian(p, w, progress=False))
     r["ggn"] = best(lambda: cl.ggn(p, w))
     r["fisher (true)"] = best(lambda: cl.fisher(p, w, "true"))
     J = np.random.default_rng(2).standard_normal((N * K, P))
