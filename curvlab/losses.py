@@ -48,6 +48,12 @@ class Loss:
         """C with B = C Cᵀ, shape (N, K, R)."""
         raise NotImplementedError
 
+    def mean_hessian(self, z, y):
+        """(1/N) Σₙ Bₙ, shape (K, K) (KFRA's starting point), without the (N, K, K) stack."""
+        C = self.sqrt_hessian(z, y)
+        flat = C.transpose(1, 0, 2).reshape(C.shape[1], -1)
+        return flat @ flat.T / z.shape[0]
+
     def fisher_factor(self, z):
         """F with F Fᵀ = E_{y~p(y|z)}[∇_z ℓ ∇_z ℓᵀ], from the model's distribution; (N, K, R)."""
         raise NotImplementedError
@@ -129,6 +135,10 @@ class CrossEntropy(Loss):
         q = np.sqrt(p)
         # (diag √p − p √pᵀ)(diag √p − √p pᵀ) = diag p − p pᵀ, using Σ p = 1.
         return np.einsum("nk,kj->nkj", q, np.eye(z.shape[1])) - p[:, :, None] * q[:, None, :]
+
+    def mean_hessian(self, z, y=None):
+        p = _softmax(z)
+        return np.diag(p.mean(0)) - p.T @ p / z.shape[0]
 
     def fisher_factor(self, z):
         # E_y[(p − e_y)(p − e_y)ᵀ] = Σ_c p_c (p − e_c)(p − e_c)ᵀ: column c is √p_c (p − e_c).

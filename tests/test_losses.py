@@ -75,3 +75,9 @@ def test_target_validation():
         mse.targets(np.array([[np.nan, 0.0]]), 1, 2)
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         get_loss("hinge")
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_mean_hessian_is_the_average_of_b(name):
+    loss, z, y = _setup(name, N=7)
+    assert np.allclose(loss.mean_hessian(z, y), loss.hessian(z, y).mean(0), rtol=1e-13, atol=1e-15)

@@ -127,7 +127,8 @@ def _input_factors(pt):
 def _output_factors(pt, seeds):
     """S_l = (1/N) Σ_q Σ_n δ δᵀ for backprops of the seeds (Q, N, K)."""
     deltas = engine.backward(pt.Wbars, pt.tr, seeds)
-    return [np.einsum("qni,qnj->ij", d, d) / pt.N for d in deltas]
+    flat = [d.reshape(-1, d.shape[-1]) for d in deltas]     # (Q·N, n_l): one GEMM per layer
+    return [f.T @ f / pt.N for f in flat]
 
 
 def _build(pt, S, name):
@@ -145,7 +146,7 @@ def kfra(problem, w):
     """KFRA: S_L = mean B, then the batch-averaged recursion S_l = (Wᵀ S W) ⊙ mean(f' f'ᵀ)."""
     pt = _Point(require_problem(problem, "kfra"), w)
     S = [None] * len(pt.Wbars)
-    Sl = np.mean(pt.B, axis=0)
+    Sl = pt.problem.lossfn.mean_hessian(pt.tr.z, pt.problem.y)
     for l in reversed(range(len(pt.Wbars))):
         S[l] = Sl
         if l:
