@@ -12,7 +12,8 @@ import numpy as np
 
 from ._checks import flat_vector, nonnegative
 from .curvature.kinds import matrix
-from .problem import as_objective
+from .landscape import batch_losses
+from .problem import Problem, as_objective
 
 
 def damped_direction(problem, w, kind="ggn", damping=1e-3, samples=1, seed=0, C=None):
@@ -81,22 +82,27 @@ def levenberg_marquardt(eta, rho, lower=0.25, upper=0.75, increase=1.5, decrease
     return float(min(max(eta, eta_min), eta_max))
 
 
-def decrease_vs_damping(problem, w, kind="ggn", etas=None, samples=1, seed=0):
+def decrease_vs_damping(problem, w, kind="ggn", etas=None, samples=1, seed=0, C=None):
     """For each η: the step p = −(C + ηI)⁻¹g, the predicted and actual decrease, ρ, ‖p‖ and the
-    cosines of p with −g and with the (least-damped) Newton-like step. Returns a dict of arrays."""
+    cosines of p with −g and with the (least-damped) Newton-like step. Returns a dict of arrays,
+    including the steps themselves as the columns of 'steps' (P, len(etas)). For a Problem the
+    actual losses of all steps are evaluated in one batched pass."""
     obj = as_objective(problem)
     w = obj.check(w)
     etas = np.logspace(-4, 2, 25) if etas is None else np.asarray(etas, dtype=np.float64)
     if etas.ndim != 1 or len(etas) == 0 or np.any(~np.isfinite(etas)) or np.any(etas < 0):
         raise ValueError("etas must be a non-empty 1-D array of finite dampings >= 0")
-    C = matrix(obj, w, kind, samples=samples, seed=seed)
+    C = matrix(obj, w, kind, samples=samples, seed=seed) if C is None else C
     g, L0 = obj.grad(w), float(obj.loss(w))
-    steps = [-C.solve(g, eta) for eta in etas]
-    ref = steps[int(np.argmin(etas))]
-    cos = lambda a, b: float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-    pred = np.array([predicted_decrease(g, C, p) for p in steps])
-    actual = np.array([L0 - float(obj.loss(w + p)) for p in steps])
-    return {"eta": etas, "predicted": pred, "actual": actual, "rho": actual / pred,
-            "step_norm": np.array([np.linalg.norm(p) for p in steps]),
-            "cos_gradient": np.array([cos(p, -g) for p in steps]),
-            "cos_newton": np.array([cos(p, ref) for p in steps])}
+    steps = np.stack([-C.solve(g, eta) for eta in etas], axis=1)
+    ref = steps[:, int(np.argmin(etas))]
+    pred = -(g @ steps + 0.5 * np.einsum("pe,pe->e", steps, C @ steps))
+    if isinstance(obj, Problem):
+        actual = L0 - batch_losses(obj, (w[:, None] + steps).T)[0]
+    else:
+        actual = np.array([L0 - float(obj.loss(w + p)) for p in steps.T])
+    norms = np.linalg.norm(steps, axis=0)
+    return {"eta": etas, "steps": steps, "predicted": pred, "actual": actual, "rho": actual / pred,
+            "step_norm": norms,
+            "cos_gradient": (-g @ steps) / (norms * np.linalg.norm(g)),
+            "cos_newton": (ref @ steps) / (norms * np.linalg.norm(ref))}

@@ -84,6 +84,15 @@ class KroneckerFactored:
                 self._eig.append((lA, UA, lS, US))
         return self._eig
 
+    def eigvalsh(self):
+        """Eigenvalues of ⊕ S_l ⊗ A_l + λI from the factors: all products λ_S λ_A (never dense)."""
+        return np.sort(np.concatenate([np.outer(lS, lA).ravel() for lA, _, lS, _ in self.eig()])) + self.l2
+
+    def layer_eigvalsh(self, l):
+        """Eigenvalues of layer l's block S_l ⊗ A_l + λI."""
+        lA, _, lS, _ = self.eig()[l]
+        return np.sort(np.outer(lS, lA).ravel()) + self.l2
+
     def solve(self, v, damping=0.0, method="eig"):
         """(C + γI)⁻¹ v with C = ⊕ S_l ⊗ A_l and γ = damping + λ.
 

@@ -17,7 +17,7 @@ from .diagonal import Diagonal, diag_ggn
 from .fisher import fisher
 from .ggn import ggn
 from .hessian import hessian
-from .kfac import KroneckerFactored, kfac, kflr, kfra
+from .kfac import kfac, kflr, kfra
 
 DENSE_KINDS = ("hessian", "ggn", "fisher", "empirical_fisher", "mc_fisher")
 KRONECKER_KINDS = ("kfac", "kflr", "kfra")
@@ -68,21 +68,6 @@ class Dense:
 
     def __repr__(self):
         return f"Dense({self.name!r}, P={self.n_params})"
-
-
-def _kron_eigvalsh(self):
-    """Eigenvalues of ⊕ S_l ⊗ A_l + λI from the factors: all products λ_S λ_A (never dense)."""
-    vals = [np.outer(lS, lA).ravel() for lA, _, lS, _ in self.eig()]
-    return np.sort(np.concatenate(vals)) + self.l2
-
-
-def _kron_layer_eigvalsh(self, l):
-    lA, _, lS, _ = self.eig()[l]
-    return np.sort(np.outer(lS, lA).ravel()) + self.l2
-
-
-KroneckerFactored.eigvalsh = _kron_eigvalsh
-KroneckerFactored.layer_eigvalsh = _kron_layer_eigvalsh
 
 
 def matrix(objective, w, kind, samples=1, seed=0):

@@ -87,12 +87,8 @@ class DampingDashboard(Dashboard):
             M = C.to_dense()
             nu, U = np.linalg.eigh(M)
             g = problem.grad(w)
-            gc = U.T @ g
-            steps = -(U @ (gc[:, None] / (nu[:, None] + ETAS[None])))        # (P, len(ETAS))
-            L0 = float(problem.loss(w))
-            pred = -(g @ steps + 0.5 * np.einsum("pe,pe->e", steps, M @ steps))
-            actual = L0 - cl.landscape.batch_losses(problem, (w[:, None] + steps).T)[0]
-            newton = steps[:, 0]
+            curves = cl.damping.decrease_vs_damping(problem, w, etas=ETAS, C=C)
+            steps, newton = curves["steps"], curves["steps"][:, 0]
             d1 = -g / np.linalg.norm(g)
             d2 = newton - (newton @ d1) * d1
             d2 = d2 / np.linalg.norm(d2) if np.linalg.norm(d2) > 1e-12 * np.linalg.norm(newton) else \
@@ -102,10 +98,10 @@ class DampingDashboard(Dashboard):
             moderate = ETAS >= 1e-3
             span = float(np.clip(1.2 * np.abs(coords[:, moderate]).max(), 1e-3, 10.0))
             Z = cl.landscape.grid(problem, w, d1, d2, span=span, n=41)
-            cos = lambda A, b: (A.T @ b) / (np.linalg.norm(A, axis=0) * np.linalg.norm(b))
-            return dict(problem=problem, w=w, M=M, nu=nu, U=U, g=g, gc=gc, steps=steps, pred=pred,
-                        actual=actual, d1=d1, d2=d2, coords=coords, span=span, Z=Z,
-                        cos_g=cos(steps, -g), cos_n=cos(steps, newton))
+            return dict(problem=problem, w=w, M=M, nu=nu, U=U, g=g, gc=U.T @ g, steps=steps,
+                        pred=curves["predicted"], actual=curves["actual"], d1=d1, d2=d2,
+                        coords=coords, span=span, Z=Z, cos_g=curves["cos_gradient"],
+                        cos_n=curves["cos_newton"])
         return self.cache.get(("state",) + key, make)
 
     @guarded

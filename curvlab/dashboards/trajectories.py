@@ -96,10 +96,9 @@ class TrajectoriesDashboard(Dashboard):
     def _run(self, okey, obj, w0, method):
         net = self.mode.value == "network"
         hyper = dict((NETWORK_HYPER if net else FUNCTION_HYPER)[method])
-        for name in ("lr",):
-            if name in hyper:
-                hyper[name] *= self.lr_scale.value
-        if "lr" not in hyper and method != "hessian_free":
+        if "lr" in hyper:
+            hyper["lr"] *= self.lr_scale.value
+        elif method != "hessian_free":
             hyper["lr"] = self.lr_scale.value
         reparam = self.reparam.value
         key = ("run", okey, method, tuple(sorted(hyper.items())), self.steps.value, reparam)
