@@ -54,11 +54,21 @@ class Diagonal:
         return f"Diagonal({self.name!r}, P={self.n_params})"
 
 
+def _ggn_diagonal(pt):
+    """diag of (1/N) Σₙ Jₙᵀ Bₙ Jₙ, without the L2 term."""
+    C = pt.problem.lossfn.sqrt_hessian(pt.tr.z, pt.problem.y)
+    deltas = engine.backward(pt.Wbars, pt.tr, C.transpose(2, 0, 1))
+    return np.concatenate([np.einsum("rni,nj->ij", dl ** 2, ab ** 2).ravel()
+                           for dl, ab in zip(deltas, pt.tr.abar)]) / pt.N
+
+
 def diag_ggn(problem, w):
     """The exact diagonal of the GGN (plus λ), shape (P,). Cost: K backprops, no P×P memory."""
     pt = _Point(require_problem(problem, "diag_ggn"), w)
-    C = pt.problem.lossfn.sqrt_hessian(pt.tr.z, pt.problem.y)
-    deltas = engine.backward(pt.Wbars, pt.tr, C.transpose(2, 0, 1))
-    d = np.concatenate([np.einsum("rni,nj->ij", dl ** 2, ab ** 2).ravel()
-                        for dl, ab in zip(deltas, pt.tr.abar)]) / pt.N
-    return d + pt.l2
+    return _ggn_diagonal(pt) + pt.l2
+
+
+def diagonal(problem, w):
+    """The exact GGN diagonal as a `Diagonal` curvature matrix (λ kept apart, as in the others)."""
+    pt = _Point(require_problem(problem, "diagonal"), w)
+    return Diagonal(_ggn_diagonal(pt), pt.l2, "diagonal", pt.problem.model.layer_slices())

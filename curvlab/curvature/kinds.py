@@ -13,7 +13,7 @@ import numpy as np
 
 from .._checks import check_dense, choice, flat_vector, nonnegative
 from ..problem import Problem, as_objective
-from .diagonal import Diagonal, diag_ggn
+from .diagonal import diagonal
 from .fisher import fisher
 from .ggn import ggn
 from .hessian import hessian
@@ -100,4 +100,4 @@ def matrix(objective, w, kind, samples=1, seed=0):
         return kflr(obj, w)
     if kind == "kfra":
         return kfra(obj, w)
-    return Diagonal(diag_ggn(obj, w) - obj.l2, obj.l2, "diagonal", slices)
+    return diagonal(obj, w)
