@@ -3,9 +3,8 @@ model.forward — never from curvlab's engine — for tiny nets."""
 
 import itertools
 
-import autograd.numpy as anp
 import numpy as np
-from autograd import grad, hessian, jacobian
+from autograd import hessian, jacobian
 
 
 def H(problem, w):

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 from autograd import grad, hessian
 
-import curvlab as cl
 from curvlab.losses import get_loss
 from tests.conftest import targets
 

@@ -1,7 +1,6 @@
 """Shared machinery for dense builds: the memory guard and Gram matrices of backprop rows."""
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .. import engine
 from .._checks import check_dense, memory_budget
@@ -35,17 +34,3 @@ def gram_of_seeds(name, pt, seeds):
     out /= N
     out[np.diag_indices(P)] += pt.l2
     return out
-
-
-def dense_from_products(name, product, P, per_direction_bytes, progress=None):
-    """Apply a block product to the identity, chunk by chunk: the dense matrix, symmetrised."""
-    step = chunk_size(per_direction_bytes, P)
-    check_dense(name, P, extra_bytes=step * (per_direction_bytes + 16 * P))
-    out = np.empty((P, P))
-    starts = range(0, P, step)
-    show = progress if progress is not None else len(starts) > 4
-    for q0 in tqdm(starts, desc=name, disable=not show, leave=False):
-        E = np.zeros((P, min(step, P - q0)))
-        E[np.arange(q0, q0 + E.shape[1]), np.arange(E.shape[1])] = 1.0
-        out[:, q0:q0 + E.shape[1]] = product(E)
-    return 0.5 * (out + out.T)

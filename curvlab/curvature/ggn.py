@@ -1,17 +1,30 @@
 """The generalized Gauss-Newton matrix G = (1/N) Σₙ Jₙᵀ Bₙ Jₙ + λI, dense and exact.
 
-Jₙ = ∂zₙ/∂w is the output Jacobian, Bₙ = ∂²ℓ/∂z² the loss Hessian at the outputs. With the
-factor Bₙ = Cₙ Cₙᵀ, G = MᵀM / N where the rows of M are Jₙᵀ Cₙ: one backprop per column of C
-for all samples at once (Lin's backward Jacobian evaluation), then one matrix product.
+Jₙ = ∂zₙ/∂w is the output Jacobian, Bₙ = ∂²ℓ/∂z² the loss Hessian at the outputs. Restricted
+to layers l ≥ m, Jₙ's rows are T_{L←l} ⊗ ā_lᵀ (T_{L←l} = ∂z/∂s_l), so the block is
+(1/N) Σₙ (G_l T_{l←m})ₙ ⊗ ā_{l,n} ā_{m,n}ᵀ with G_l = T_{L←l}ᵀ B T_{L←l} the per-sample
+pre-activation GGN of Botev's recursion: one matrix product with inner dimension N per block,
+about N·P²/2 multiply-adds in all (blocks.dense_from_layers). `gram_ggn` is Lin's backward
+Jacobian evaluation instead: with Bₙ = Cₙ Cₙᵀ, G = MᵀM / N where the rows of M are Jₙᵀ Cₙ —
+K times the work for K outputs, kept as an independent second route.
 """
 
 from ..problem import require_problem
 from ._dense import gram_of_seeds
+from .blocks import dense_from_layers
 from .products import _Point
 
 
-def ggn(problem, w):
-    """G (P, P). Cost: K backprops (all samples, batched) and one (K·N × P)ᵀ(K·N × P) product."""
+def ggn(problem, w, progress=None):
+    """G (P, P), exactly symmetric. Cost: about N·P²/2 multiply-adds in large matrix products;
+    memory P² plus per-sample layer GGNs (N·Σn_l²) and one bounded working block."""
+    pt = _Point(require_problem(problem, "ggn"), w)
+    return dense_from_layers("ggn", pt, exact=False, progress=progress)
+
+
+def gram_ggn(problem, w):
+    """G (P, P) as MᵀM / N. Cost: K backprops (all samples, batched) and one
+    (K·N × P)ᵀ(K·N × P) product."""
     pt = _Point(require_problem(problem, "ggn"), w)
     C = pt.problem.lossfn.sqrt_hessian(pt.tr.z, pt.problem.y)        # (N, K, R)
     return gram_of_seeds("ggn", pt, C.transpose(2, 0, 1))

@@ -1,8 +1,20 @@
 """The Hessian ∇²L(w), dense and exact.
 
-For a Problem: Pearlmutter's R-operator applied to the identity in batched blocks of
-directions (each block one R-forward and one R-backward pass of large matrix products),
-then symmetrised. For a generic objective: autograd's reverse-over-reverse `hessian`.
+For an MLP Problem, block by block from per-sample quantities, with no loop over directions.
+W̄_l enters the loss only through s_l = W̄_l ā_l, so for layers l ≥ m the block ∂²L/∂W̄_l∂W̄_m,
+indexed by (i, j) of W̄_l and (i', j') of W̄_m, has two parts:
+
+    (1/N) Σₙ (H_l T_{l←m})ₙ[i, i'] ā_{l,n}[j] ā_{m,n}[j']            through s_l and s_m
+  + (1/N) Σₙ δ_{l,n}[i] (∂a_{l-1}/∂s_m)ₙ[j, i'] ā_{m,n}[j']   (l > m)  W̄_l times a_{l-1}(W̄_m)
+
+with H_l the per-sample pre-activation Hessian of Botev's recursion (blocks.py),
+T_{l←m} = ∂s_l/∂s_m = W_l diag(f'_{l-1}) T_{l-1←m} (T_{m←m} = I) and δ_l = ∂ℓ/∂s_l. (Polarise
+the second derivative of ℓ along w + εv: the first part is Σ_l R s_lᵀ Λ_l R s_l, Λ = B or
+diag(f'' ⊙ ∂ℓ/∂a); the second is ∂ℓ/∂s_l · 2 V_l R a_{l-1}.) Each sum over n is one matrix
+product with inner dimension N (blocks.khatri_rao_into), so the Hessian costs about N·P²/2
+multiply-adds — K times fewer than a K-output MᵀM Gram product.
+
+For a generic objective: autograd's reverse-over-reverse `hessian` (the reference in tests).
 """
 
 import numpy as np
@@ -10,19 +22,17 @@ from autograd import hessian as _ag_hessian
 
 from .._checks import check_dense
 from ..problem import Problem, as_objective
-from ._dense import dense_from_products
+from .blocks import dense_from_layers
 from .products import _Point
 
 
 def hessian(objective, w, progress=None):
-    """H = ∇²L(w), shape (P, P), including λI. Cost: about 3 gradients' worth of flops per
-    column, done as batched matrix products; memory P² plus a bounded working block."""
+    """H = ∇²L(w), shape (P, P), including λI, exactly symmetric. For a Problem: about N·P²/2
+    multiply-adds in large matrix products; memory P² plus per-sample layer Hessians (N·Σn_l²)
+    and one bounded working block. progress: show a bar (default: when the build is large)."""
     obj = as_objective(objective)
     if isinstance(obj, Problem):
-        pt = _Point(obj, w)
-        P = obj.n_params
-        per_dir = 8 * obj.N * 4 * sum(obj.model.sizes)
-        return dense_from_products("hessian", pt.hv, P, per_dir, progress)
+        return dense_from_layers("hessian", _Point(obj, w), exact=True, progress=progress)
     w = obj.check(w)
     check_dense("hessian", w.shape[0], alternative="cl.hvp(objective, w, v)")
     return np.asarray(_ag_hessian(obj.fun)(w), dtype=np.float64)

@@ -1,10 +1,6 @@
 """Every app in a real browser: it renders its plots, a control moved with the mouse or the
 keyboard changes the plotted data, no error output appears, and a screenshot is saved."""
 
-import json
-
-import pytest
-
 from .conftest import SHOTS
 
 ERROR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'

@@ -25,7 +25,7 @@ def test_hessian_is_symmetric_and_chunking_does_not_matter(monkeypatch):
     from curvlab.curvature import _dense
     problem, w = make_problem([3, 6, 5, 3], "tanh", "cross_entropy", 9)
     H1 = cl.hessian(problem, w)
-    monkeypatch.setattr(_dense, "_CHUNK_BYTES", 1)          # one direction per block
+    monkeypatch.setattr(_dense, "_CHUNK_BYTES", 1)          # one row per matrix product
     H2 = cl.hessian(problem, w)
     assert np.array_equal(H1, H1.T)
     assert oracles.rel(H2, H1) < 1e-13
@@ -72,3 +72,20 @@ def test_logistic_regression_hessian_closed_form():
 def test_beale_hessian_matches_autograd():
     w = np.array([1.0, 0.3])
     assert oracles.rel(cl.hessian(cl.objectives.beale, w), ag_hessian(cl.objectives.beale)(w)) < 1e-14
+
+
+def test_diagonal_blocks_are_symmetrised_tile_by_tile():
+    from curvlab.curvature.blocks import _symmetrise_diagonal_blocks
+    A = np.random.default_rng(0).standard_normal((11, 11))
+    out = A.copy()
+    _symmetrise_diagonal_blocks(out, [slice(0, 7), slice(7, 11)], tile=3)
+    want = A.copy()
+    for s in (slice(0, 7), slice(7, 11)):
+        want[s, s] = 0.5 * (A[s, s] + A[s, s].T)
+    assert np.array_equal(out, want)
+
+
+def test_hessian_of_a_deep_net_matches_autograd():
+    # Four weight layers: the input term for l > m + 1 (a dense ∂a_{l-1}/∂s_m) in every position.
+    problem, w = make_problem([3, 4, 5, 4, 2], "softplus", "bce", 5, scale=1.0)
+    assert oracles.rel(cl.hessian(problem, w), oracles.H(problem, w)) < TOL
