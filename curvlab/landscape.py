@@ -7,7 +7,13 @@ with a = linspace(−span, span, n). Grids are evaluated many points per forward
 quadratic model needs only C d₁ and C d₂, never the matrix.
 """
 
+import functools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ._checks import choice, finite_array, flat_vector, nonnegative
 from .curvature.kinds import KINDS, matrix
@@ -15,8 +21,8 @@ from .curvature.products import make_fishervp, make_ggnvp, make_hvp
 from .problem import Problem, as_objective
 
 DIRECTION_KINDS = ("random", "filter", "eigen", "ggn_eigen", "gradient", "layer")
-# Working memory for one batched forward pass over grid points.
-_GRID_BYTES = 64 * 2**20
+# Activations of one chunk of grid points: small enough to stay in cache.
+_GRID_BYTES = 2 * 2**20
 
 
 def _layer_mask(problem, layer, P):
@@ -111,31 +117,112 @@ def points(w, d1, d2, span, n):
     return (w + a[:, None, None] * d1 + a[None, :, None] * d2).reshape(-1, len(w))
 
 
-def batch_losses(problem, Ws):
-    """Loss (and accuracy, nan for regression) at many parameter vectors Ws (G, P), batched."""
-    model, lossfn = problem.model, problem.lossfn
-    N = problem.N
-    per_point = 8 * N * max(model.sizes) * 3
-    step = max(1, _GRID_BYTES // per_point)
-    losses, accs = np.empty(len(Ws)), np.empty(len(Ws))
-    for g0 in range(0, len(Ws), step):
-        Wc = Ws[g0:g0 + step]
-        G = len(Wc)
-        a = problem.X[None]
-        for layer, sl in zip(model.layers, model.layer_slices()):
-            Wb = Wc[:, sl].reshape((G,) + layer.shape)
-            a = layer.act.f(a @ Wb[:, :, :-1].transpose(0, 2, 1) + Wb[:, None, :, -1])
-        z = a                                                         # (G, N, K)
-        y = np.tile(problem.y, (G,) + (1,) * (problem.y.ndim - 1))
-        vals = lossfn.value(z.reshape(G * N, -1), y).reshape(G, N).mean(1)
-        losses[g0:g0 + G] = vals + 0.5 * problem.l2 * np.sum(Wc * Wc, axis=1)
-        if lossfn.name == "cross_entropy":
-            accs[g0:g0 + G] = (z.argmax(-1) == problem.y[None]).mean(1)
-        elif lossfn.name == "bce":
-            accs[g0:g0 + G] = ((z > 0) == (problem.y[None] > 0.5)).mean((1, 2))
+class _Points:
+    """G parameter vectors, handed out layer by layer and chunk by chunk: either rows of an
+    array Ws (G, P), or the affine set w + C Dᵀ (C (G, q) coefficients, D (P, q) directions)."""
+
+    def __init__(self, problem, Ws=None, w=None, D=None, C=None):
+        self.problem = problem
+        if Ws is not None:
+            self.Ws, self.G = Ws, len(Ws)
+            return
+        self.Ws, self.G = None, len(C)
+        self.basis = np.vstack([w, D.T])                              # (q+1, P)
+        self.coef = np.hstack([np.ones((self.G, 1)), C])              # (G, q+1)
+        Wb0 = [b.reshape(problem.model.layers[0].shape) for b in self.basis[:, problem.model.layer_slices()[0]]]
+        Xbar = np.hstack([problem.X, np.ones((problem.N, 1))])
+        self.S0 = np.stack([Xbar @ Wb.T for Wb in Wb0]).reshape(len(self.basis), -1)
+
+    def layer(self, g, l):
+        """W̄_l of the points in slice g: (G_g, n_l, m_l + 1)."""
+        layer, sl = self.problem.model.layers[l], self.problem.model.layer_slices()[l]
+        Wl = self.Ws[g, sl] if self.Ws is not None else self.coef[g] @ self.basis[:, sl]
+        return Wl.reshape((-1,) + layer.shape)
+
+    def first(self, g, out):
+        """s_0 = X̄ W̄_0ᵀ of the points in slice g, written into out (G_g, N, n_1). For w + C Dᵀ it
+        is linear in the coefficients: a combination of q + 1 precomputed products."""
+        if self.Ws is None:
+            np.matmul(self.coef[g], self.S0, out=out.reshape(len(out), -1))
         else:
-            accs[g0:g0 + G] = np.nan
+            W = self.layer(g, 0)
+            np.matmul(self.problem.X[None], W[:, :, :-1].transpose(0, 2, 1), out=out)
+            out += W[:, None, :, -1]
+
+    def sqnorm(self, g):
+        if self.Ws is not None:
+            return np.sum(self.Ws[g] ** 2, axis=1)
+        return np.einsum("gi,ij,gj->g", self.coef[g], self.basis @ self.basis.T, self.coef[g])
+
+
+def _losses(pts, accuracy):
+    """Loss and accuracy (nan for regression, or when accuracy=False) at every point: many
+    points per forward pass, in chunks small enough to stay in cache. The chunks are
+    independent, so they run on all cores, each with a single-threaded BLAS (numpy's
+    elementwise work — the activations — is single-threaded, and a multi-threaded BLAS is
+    slower than one thread on these small per-point products)."""
+    step = max(1, _GRID_BYTES // (8 * pts.problem.N * max(pts.problem.model.sizes)))
+    chunks = [slice(g0, min(g0 + step, pts.G)) for g0 in range(0, pts.G, step)]
+    with threadpool_limits(1):
+        parts = list(_pool().map(lambda g: _chunk_losses(pts, g, step, accuracy), chunks))
+    return tuple(np.concatenate(part) for part in zip(*parts))
+
+
+@functools.lru_cache(maxsize=1)
+def _pool():
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="curvlab-grid")
+
+
+_workspace = threading.local()
+
+
+def _buffers(shapes):
+    """This thread's reusable activation buffers: fresh multi-megabyte arrays per chunk cost
+    more in page faults than the arithmetic (glibc hands them out by mmap)."""
+    if getattr(_workspace, "shapes", None) != shapes:
+        _workspace.shapes, _workspace.arrays = shapes, [np.empty(s) for s in shapes]
+    return _workspace.arrays
+
+
+def _chunk_losses(pts, g, step, accuracy):
+    problem = pts.problem
+    model, lossfn, N = problem.model, problem.lossfn, problem.N
+    Gg = g.stop - g.start
+    bufs = _buffers(tuple((step, N, layer.n_out) for layer in model.layers))
+    a = None
+    for l, layer in enumerate(model.layers):
+        s = bufs[l][:Gg]
+        if l == 0:
+            pts.first(g, out=s)
+        else:
+            W = pts.layer(g, l)
+            np.matmul(a, W[:, :, :-1].transpose(0, 2, 1), out=s)
+            s += W[:, None, :, -1]
+        a = layer.act.f_inplace(s)
+    z = a                                                             # (G_g, N, K)
+    y = np.tile(problem.y, (Gg,) + (1,) * (problem.y.ndim - 1))
+    losses = lossfn.value(z.reshape(Gg * N, -1), y).reshape(Gg, N).mean(1)
+    if problem.l2:
+        losses += 0.5 * problem.l2 * pts.sqnorm(g)
+    accs = np.full(Gg, np.nan)
+    if accuracy and lossfn.name == "cross_entropy":
+        accs = (z.argmax(-1) == problem.y[None]).mean(1)
+    elif accuracy and lossfn.name == "bce":
+        accs = ((z > 0) == (problem.y[None] > 0.5)).mean((1, 2))
     return losses, accs
+
+
+def batch_losses(problem, Ws, accuracy=True):
+    """Loss and accuracy (nan for regression) at many parameter vectors Ws (G, P), batched."""
+    return _losses(_Points(problem, Ws=np.asarray(Ws, dtype=np.float64)), accuracy)
+
+
+def affine_losses(problem, w, D, C, accuracy=True):
+    """Loss and accuracy at the points w + C Dᵀ (directions D (P, q), coefficients C (G, q)),
+    batched; the first layer costs q + 1 multiply-adds per pre-activation instead of a
+    matrix product per point."""
+    D, C = np.asarray(D, dtype=np.float64), np.asarray(C, dtype=np.float64)
+    return _losses(_Points(problem, w=w, D=D, C=C), accuracy)
 
 
 def grid(problem, w, d1, d2=None, span=1.0, n=51, accuracy=False):
@@ -146,13 +233,15 @@ def grid(problem, w, d1, d2=None, span=1.0, n=51, accuracy=False):
     w = obj.check(w)
     d1 = _check_dir("d1", d1, len(w))
     d2 = None if d2 is None else _check_dir("d2", d2, len(w))
-    Ws = points(w, d1, d2, span, n)
     shape = (int(n),) if d2 is None else (int(n), int(n))
     if isinstance(obj, Problem):
-        Z, A = batch_losses(obj, Ws)
+        a = _axis(span, n)
+        D = d1[:, None] if d2 is None else np.stack([d1, d2], axis=1)
+        C = a[:, None] if d2 is None else np.stack(np.meshgrid(a, a, indexing="ij"), -1).reshape(-1, 2)
+        Z, A = affine_losses(obj, w, D, C, accuracy)
     else:
-        Z = np.array([float(obj.fun(v)) for v in Ws])
-        A = np.full(len(Ws), np.nan)
+        Z = np.array([float(obj.fun(v)) for v in points(w, d1, d2, span, n)])
+        A = np.full(Z.shape, np.nan)
     Z = Z.reshape(shape)
     return (Z, A.reshape(shape)) if accuracy else Z
 

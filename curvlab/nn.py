@@ -16,8 +16,9 @@ import numpy as np
 
 from ._checks import choice, finite_array
 
-# An activation with the derivatives the curvature recursions need: f, f', f''.
-Activation = namedtuple("Activation", "name f df d2f")
+# An activation with the derivatives the curvature recursions need: f, f', f'', and f applied
+# in place to a float array (batched landscape grids evaluate it without temporaries).
+Activation = namedtuple("Activation", "name f df d2f f_inplace")
 
 
 def _sigmoid(x):
@@ -27,6 +28,14 @@ def _sigmoid(x):
 def _tanh_d2(x):
     t = np.tanh(x)
     return -2.0 * t * (1.0 - t * t)
+
+
+def _sigmoid_inplace(x):
+    x *= 0.5
+    np.tanh(x, out=x)
+    x += 1.0
+    x *= 0.5
+    return x
 
 
 def _sigmoid_d1(x):
@@ -40,12 +49,14 @@ def _sigmoid_d2(x):
 
 
 ACTIVATIONS = {
-    "tanh": Activation("tanh", anp.tanh, lambda x: 1.0 - np.tanh(x) ** 2, _tanh_d2),
-    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_d1, _sigmoid_d2),
+    "tanh": Activation("tanh", anp.tanh, lambda x: 1.0 - np.tanh(x) ** 2, _tanh_d2,
+                       lambda x: np.tanh(x, out=x)),
+    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_d1, _sigmoid_d2, _sigmoid_inplace),
     "relu": Activation("relu", lambda x: anp.maximum(x, 0.0), lambda x: (x > 0).astype(float),
-                       np.zeros_like),
-    "softplus": Activation("softplus", lambda x: anp.logaddexp(0.0, x), _sigmoid, _sigmoid_d1),
-    "identity": Activation("identity", lambda x: x, np.ones_like, np.zeros_like),
+                       np.zeros_like, lambda x: np.maximum(x, 0.0, out=x)),
+    "softplus": Activation("softplus", lambda x: anp.logaddexp(0.0, x), _sigmoid, _sigmoid_d1,
+                           lambda x: np.logaddexp(0.0, x, out=x)),
+    "identity": Activation("identity", lambda x: x, np.ones_like, np.zeros_like, lambda x: x),
 }
 ACTIVATIONS["linear"] = ACTIVATIONS["identity"]
 

@@ -15,6 +15,15 @@ def test_activation_derivatives_match_autograd(name):
     assert np.allclose(act.d2f(x), egrad(egrad(act.f))(x), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "relu", "softplus", "identity"])
+def test_in_place_activation_equals_f_bit_for_bit(name):
+    act = ACTIVATIONS[name]
+    x = np.linspace(-40, 40, 801).reshape(3, 267)
+    buf = x.copy()
+    out = act.f_inplace(buf)
+    assert np.shares_memory(out, buf) and np.array_equal(out, act.f(x))
+
+
 def test_sigmoid_and_softplus_do_not_overflow():
     x = np.array([-800.0, 800.0])
     assert np.all(np.isfinite(ACTIVATIONS["sigmoid"].f(x)))
