@@ -138,12 +138,16 @@ def _dense_select(M, k, which, vectors):
 
 def lanczos_eigs(op, k, which="LA", vectors=False, seed=0, ncv=None, maxiter=None):
     """k extreme eigenpairs of a symmetric operator by implicitly restarted Lanczos (ARPACK),
-    ascending; 'BE' asks ARPACK for both ends. Clustered ends (a GGN's near-null space) need a
-    larger Krylov space: ncv defaults to min(P, max(4k, 40))."""
+    ascending; 'BE' asks ARPACK for both ends. Cost: one operator product per Lanczos step
+    plus ARPACK's O(P·ncv) work per step. ncv defaults to scipy's max(2k+1, 20) for the large
+    end ('LA', 'LM'); the small end of a GGN is a cluster near 0 (its null space) that needs a
+    larger Krylov space, so 'SA' and 'BE' default to max(4k, 40)."""
     op = as_operator(op)
     P = op.shape[0]
     v0 = np.random.default_rng(seed).standard_normal(P)
-    ncv = min(P, max(4 * k, 40)) if ncv is None else int(ncv)
+    if ncv is None:
+        ncv = max(2 * k + 1, 20) if which in ("LA", "LM") else max(4 * k, 40)
+    ncv = min(P, int(ncv))
     try:
         out = eigsh(op, k=k, which=which, v0=v0, ncv=ncv, maxiter=maxiter,
                     return_eigenvectors=vectors)

@@ -41,7 +41,12 @@ class Loss:
 
     def hessian(self, z, y):
         """B = ∂²ℓ/∂z², shape (N, K, K)."""
-        return np.einsum("nkr,njr->nkj", self.sqrt_hessian(z, y), self.sqrt_hessian(z, y))
+        C = self.sqrt_hessian(z, y)
+        return C @ C.transpose(0, 2, 1)
+
+    def hessian_product(self, z, y, U):
+        """B U per sample for output directions U (..., N, K), without forming B."""
+        return np.einsum("nkj,...nj->...nk", self.hessian(z, y), U)
 
     def sqrt_hessian(self, z, y):
         """C with B = C Cᵀ, shape (N, K, R)."""
@@ -83,6 +88,9 @@ class MSE(Loss):
 
     def dz(self, z, y):
         return z - y
+
+    def hessian_product(self, z, y, U):
+        return np.array(U, dtype=np.float64)
 
     def sqrt_hessian(self, z, y=None):
         N, K = z.shape
@@ -132,11 +140,24 @@ class CrossEntropy(Loss):
         y = np.asarray(y)
         return _softmax(z) - np.eye(z.shape[-1])[y]
 
+    def hessian(self, z, y=None):
+        p = _softmax(z)
+        B = -p[:, :, None] * p[:, None, :]
+        np.einsum("nkk->nk", B)[...] += p                                  # + diag p
+        return B
+
+    def hessian_product(self, z, y, U):
+        p = _softmax(z)
+        pU = p * U
+        return pU - p * pU.sum(-1, keepdims=True)                          # p ⊙ u − p (pᵀu)
+
     def sqrt_hessian(self, z, y=None):
         p = _softmax(z)
         q = np.sqrt(p)
         # (diag √p − p √pᵀ)(diag √p − √p pᵀ) = diag p − p pᵀ, using Σ p = 1.
-        return np.einsum("nk,kj->nkj", q, np.eye(z.shape[1])) - p[:, :, None] * q[:, None, :]
+        C = -p[:, :, None] * q[:, None, :]
+        np.einsum("nkk->nk", C)[...] += q
+        return C
 
     def mean_hessian(self, z, y=None):
         p = _softmax(z)
@@ -176,9 +197,13 @@ class BCE(Loss):
     def dz(self, z, y):
         return _sigmoid(z) - y
 
+    def hessian_product(self, z, y, U):
+        s = _sigmoid(z)
+        return s * (1 - s) * U
+
     def sqrt_hessian(self, z, y=None):
         s = _sigmoid(z)
-        return np.einsum("nk,kj->nkj", np.sqrt(s * (1 - s)), np.eye(z.shape[1]))
+        return np.sqrt(s * (1 - s))[:, :, None] * np.eye(z.shape[1])[None]
 
     def fisher_factor(self, z):
         # Independent Bernoulli outputs: E[(σ − y)(σ − y)ᵀ] = diag Var(y) = diag σ(1 − σ).

@@ -34,6 +34,15 @@ def test_sqrt_hessian_factors_b(name):
 
 
 @pytest.mark.parametrize("name", LOSSES)
+def test_hessian_product_applies_b_to_a_block_of_directions(name):
+    loss, z, y = _setup(name)
+    U = np.random.default_rng(3).standard_normal((4,) + z.shape)          # (Q, N, K)
+    B = np.stack([hessian(lambda zn: loss.value(zn[None], y[n:n + 1])[0])(z[n]) for n in range(len(z))])
+    assert np.allclose(loss.hessian_product(z, y, U), np.einsum("nkj,qnj->qnk", B, U),
+                       rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", LOSSES)
 def test_fisher_factor_is_the_covariance_of_sampled_gradients(name):
     loss, z, _ = _setup(name, N=3)
     F = loss.fisher_factor(z)

@@ -10,8 +10,10 @@ from .._checks import check_dense, memory_budget
 _CHUNK_BYTES = 256 * 2**20
 
 
-def chunk_size(per_item_bytes, total):
-    cap = min(_CHUNK_BYTES, memory_budget() // 4)
+def chunk_size(per_item_bytes, total, cap=None):
+    """Items per chunk so one chunk's working memory stays under _CHUNK_BYTES, a quarter of
+    the memory budget, and `cap` (bytes) when given."""
+    cap = min(_CHUNK_BYTES, memory_budget() // 4, cap or _CHUNK_BYTES)
     return int(max(1, min(total, cap // max(per_item_bytes, 1))))
 
 
@@ -24,13 +26,16 @@ def gram_of_seeds(name, pt, seeds):
     P, N = pt.problem.n_params, pt.N
     Q = seeds.shape[0]
     per_seed = 8 * N * (P + 2 * sum(pt.problem.model.sizes[1:]))
-    step = chunk_size(per_seed, Q)
+    step = chunk_size(per_seed, Q, cap=4 * P * P)       # peak: the matrix plus half its size
     check_dense(name, P, extra_bytes=step * per_seed)
-    out = np.zeros((P, P))
+    out = None
     for q0 in range(0, Q, step):
         rows = engine.jacobian_rows(pt.tr, engine.backward(pt.Wbars, pt.tr, seeds[q0:q0 + step]))
         M = rows.reshape(-1, P)
-        out += M.T @ M
+        if out is None:
+            out = M.T @ M
+        else:
+            out += M.T @ M
     out /= N
     out[np.diag_indices(P)] += pt.l2
     return out

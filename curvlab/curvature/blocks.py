@@ -19,10 +19,11 @@ from ._dense import _CHUNK_BYTES, chunk_size
 from .products import _Point
 
 
-def pre_activation_hessians(pt, exact=True):
-    """Per-sample H_l (N, n_l, n_l) for every layer; exact=False gives the GGN's G_l."""
+def pre_activation_hessians(pt, exact=True, top=None):
+    """Per-sample H_l (N, n_l, n_l) for every layer; exact=False gives the GGN's G_l. top: the
+    output curvature to start from (default B = ∂²ℓ/∂z²; the true Fisher passes E[∇ℓ∇ℓᵀ])."""
     Hs = [None] * len(pt.Wbars)
-    H = pt.B
+    H = pt.B if top is None else top
     for l in reversed(range(len(pt.Wbars))):
         Hs[l] = H
         if l:
@@ -31,7 +32,7 @@ def pre_activation_hessians(pt, exact=True):
             H = fp[:, :, None] * (W.T @ H @ W) * fp[:, None, :]
             if exact:
                 dfda = pt.deltas[l] @ W                          # ∂ℓ/∂a_{l-1}, per sample
-                H = H + np.einsum("ni,ij->nij", pt.tr.fpp[l - 1] * dfda, np.eye(W.shape[1]))
+                np.einsum("nii->ni", H)[...] += pt.tr.fpp[l - 1] * dfda    # a view of the diagonals
     return Hs
 
 
@@ -43,17 +44,18 @@ def strided_block(out, rows, cols, shape):
     return view
 
 
-def khatri_rao_into(block, A, abar_l, abar_m):
+def khatri_rao_into(block, A, abar_l, abar_m, cap=None):
     """block[i, j, i', j'] = Σₙ Aₙ[i, i'] ā_{l,n}[j] ā_{m,n}[j'], i.e. Σₙ Aₙ ⊗ ā_{l,n} ā_{m,n}ᵀ.
 
     One matrix product with inner dimension N: A as ((i, i'), n) times the row-wise Khatri-Rao
     product (n, (j, j')), then a permuted copy into `block` (n_l, m_l+1, n_m, m_m+1).
-    Cost N·n_l·n_m·(m_l+1)·(m_m+1) multiply-adds; working memory at most one chunk of rows.
+    Cost N·n_l·n_m·(m_l+1)·(m_m+1) multiply-adds; working memory at most one chunk of rows
+    (at most `cap` bytes, if given).
     """
     N, n_l, n_m = A.shape
     a_l, a_m = abar_l.shape[1], abar_m.shape[1]
     KR = (abar_l[:, :, None] * abar_m[:, None, :]).reshape(N, a_l * a_m)
-    step = chunk_size(8 * n_m * a_l * a_m, n_l)
+    step = chunk_size(8 * n_m * a_l * a_m, n_l, cap)
     for i0 in range(0, n_l, step):
         Ai = A[:, i0:i0 + step].reshape(N, -1)
         R = (Ai.T @ KR).reshape(-1, n_m, a_l, a_m)                   # (i, i', j, j')
@@ -91,8 +93,9 @@ def ggn_blocks(problem, w):
     return _blocks(problem, w, False, "ggn_blocks")
 
 
-def dense_from_layers(name, pt, exact, progress=None):
-    """The whole (P, P) Hessian (exact=True) or GGN (exact=False), block (l, m) by block.
+def dense_from_layers(name, pt, exact, progress=None, top=None):
+    """The whole (P, P) Hessian (exact=True) or GGN (exact=False; with `top`, the GGN of that
+    output curvature, e.g. the true Fisher), block (l, m) by block.
 
     Block (l ≥ m) is (1/N) Σₙ (H_l T_{l←m})ₙ ⊗ ā_{l,n} ā_{m,n}ᵀ with T_{l←m} = ∂s_l/∂s_m, plus,
     for the Hessian, the term where W̄_l meets its input a_{l-1}(W̄_m) (see hessian.py). The
@@ -102,9 +105,13 @@ def dense_from_layers(name, pt, exact, progress=None):
     P, n, L = model.n_params, model.sizes, len(model.layers)
     per_sample = sum(k * k for k in n[1:]) + 3 * max(a * b for a in n[1:] for b in n[1:]) \
         + max(a * b for a in n[:-1] for b in n[:-1]) + 4 * max(n)
-    check_dense(name, P, extra_bytes=8 * N * per_sample + _CHUNK_BYTES)
-    Hs = pre_activation_hessians(pt, exact)
+    check_dense(name, P, extra_bytes=8 * N * per_sample + min(_CHUNK_BYTES, 2 * P * P))
+    Hs = pre_activation_hessians(pt, exact, top)
+    Hs[-1] = Hs[-1] / N                         # the output curvature is the caller's: not in place
+    for H in Hs[:-1]:
+        H /= N
     deltas = [d / N for d in pt.deltas] if exact else None
+    cap = 2 * P * P                             # working blocks: a quarter of the matrix
     sl = model.layer_slices()
     shapes = [(layer.n_out, layer.n_in + 1) for layer in model.layers]
     out = np.empty((P, P))
@@ -116,17 +123,17 @@ def dense_from_layers(name, pt, exact, progress=None):
         for l in range(m, L):
             block = strided_block(out, sl[l], sl[m], shapes[l] + shapes[m])
             if l == m:
-                khatri_rao_into(block, Hs[m] / N, tr.abar[m], tr.abar[m])
+                khatri_rao_into(block, Hs[m], tr.abar[m], tr.abar[m], cap)
             else:
                 W = pt.Wbars[l][:, :-1]
                 D = None if T is None else tr.fp[l - 1][:, :, None] * T   # ∂a_{l-1}/∂s_m
                 T = W * tr.fp[m][:, None, :] if D is None else W @ D
-                khatri_rao_into(block, (Hs[l] @ T) / N, tr.abar[l], tr.abar[m])
+                khatri_rao_into(block, Hs[l] @ T, tr.abar[l], tr.abar[m], cap)
                 if exact and D is None:
                     _add_input_term_diagonal(block, deltas[l], tr.fp[m], tr.abar[m])
                 elif exact:
-                    _add_input_term(block, deltas[l], D, tr.abar[m])
-                out[sl[m], sl[l]] = out[sl[l], sl[m]].T
+                    _add_input_term(block, deltas[l], D, tr.abar[m], cap)
+                _mirror(out, sl[l], sl[m])
             bar.update()
     bar.close()
     _symmetrise_diagonal_blocks(out, sl)
@@ -134,14 +141,14 @@ def dense_from_layers(name, pt, exact, progress=None):
     return out
 
 
-def _add_input_term(block, delta, D, abar_m):
+def _add_input_term(block, delta, D, abar_m, cap):
     """block[i, j, i', j'] += Σₙ δₙ[i] Dₙ[j, i'] ā_{m,n}[j'] over the input units j (not the
     bias): one product ((j, i'), n) × (n, (i, j')) per chunk of j."""
     N, n_in, n_m = D.shape
     KR = (delta[:, :, None] * abar_m[:, None, :]).reshape(N, -1)       # (n, (i, j'))
     n_l, a_m = delta.shape[1], abar_m.shape[1]
     inputs = block[:, :-1]
-    step = chunk_size(8 * n_m * n_l * a_m, n_in)
+    step = chunk_size(8 * n_m * n_l * a_m, n_in, cap)
     for j0 in range(0, n_in, step):
         R = D[:, j0:j0 + step].reshape(N, -1).T @ KR                  # ((j, i'), (i, j'))
         inputs[:, j0:j0 + step] += R.reshape(-1, n_m, n_l, a_m).transpose(2, 0, 1, 3)
@@ -154,6 +161,14 @@ def _add_input_term_diagonal(block, delta, fp_m, abar_m):
     C = C.reshape(n_m, delta.shape[1], -1).transpose(1, 0, 2)                  # (i, j, j')
     diagonal = np.einsum("ijjk->ijk", block[:, :-1])      # a writeable view of block[i, j, j, j']
     diagonal += C
+
+
+def _mirror(out, rows, cols, tile=256):
+    """out[cols, rows] = out[rows, cols]ᵀ, tile by tile (one whole-block assignment would make
+    numpy copy the block first: source and target share a buffer)."""
+    for r in range(rows.start, rows.stop, tile):
+        r1 = min(r + tile, rows.stop)
+        out[cols, r:r1] = out[r:r1, cols].T
 
 
 def _symmetrise_diagonal_blocks(out, slices, tile=256):

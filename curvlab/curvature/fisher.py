@@ -4,8 +4,10 @@
     empirical  F = (1/N) Σₙ ∇ℓₙ(yₙ) ∇ℓₙ(yₙ)ᵀ                   (data labels, uncentred)
     mc         F = (1/N) Σₙ (1/S) Σₛ ∇ℓₙ(yₙₛ) ∇ℓₙ(yₙₛ)ᵀ,  yₙₛ ~ p(y|xₙ,w)
 
-with ∇ℓₙ(y) = Jₙᵀ ∂ℓ/∂z. The true Fisher uses the loss's output Fisher E_y[∂ℓ/∂z ∂ℓ/∂zᵀ]
-computed from its distribution; it equals the GGN for the three losses here.
+with ∇ℓₙ(y) = Jₙᵀ ∂ℓ/∂z. The true Fisher is (1/N) Σₙ Jₙᵀ Φₙ Jₙ with the loss's output Fisher
+Φₙ = E_y[∂ℓ/∂z ∂ℓ/∂zᵀ] computed from its distribution, built like the GGN (Φ in place of B,
+blocks.dense_from_layers); it equals the GGN for the three losses here. The empirical and
+Monte-Carlo Fishers are Gram matrices MᵀM / N of backpropagated gradients (N or N·S rows).
 """
 
 import numpy as np
@@ -13,6 +15,7 @@ import numpy as np
 from .._checks import choice
 from ..problem import require_problem
 from ._dense import gram_of_seeds
+from .blocks import dense_from_layers
 from .products import _Point
 
 
@@ -27,12 +30,14 @@ def mc_seeds(pt, samples, seed):
 
 
 def fisher(problem, w, kind="true", samples=1, seed=0):
-    """Fisher matrix (P, P) of the given kind ('true', 'empirical', 'mc')."""
+    """Fisher matrix (P, P) of the given kind ('true', 'empirical', 'mc'). Cost: true about
+    N·P²/2 multiply-adds (like `ggn`); empirical N·P²/2 and mc S·N·P²/2 (Gram products)."""
     choice("fisher kind", kind, {"true", "empirical", "mc"})
     pt = _Point(require_problem(problem, "fisher"), w)
     if kind == "true":
-        seeds = pt.problem.lossfn.fisher_factor(pt.tr.z).transpose(2, 0, 1)
-    elif kind == "empirical":
+        Phi = pt.problem.lossfn.fisher_factor(pt.tr.z)                # Φₙ = Phiₙ Phiₙᵀ
+        return dense_from_layers("fisher (true)", pt, exact=False, top=Phi @ Phi.transpose(0, 2, 1))
+    if kind == "empirical":
         seeds = pt.r[None]
     else:
         seeds = mc_seeds(pt, samples, seed)

@@ -60,6 +60,10 @@ class _Point:
             return engine.backward(self.Wbars, self.tr, seed)
         return self.lazy("D", make)
 
+    def Bu(self, U):
+        """B U for output directions U (Q, N, K), per sample, without forming B."""
+        return self.problem.lossfn.hessian_product(self.tr.z, self.problem.y, U)
+
     def split(self, V):
         return engine.split_directions(self.problem.model, V)
 
@@ -75,12 +79,12 @@ class _Point:
     def hv(self, V):
         Vs = self.split(V)
         Rs = engine.rforward(self.Wbars, self.tr, Vs)
-        Rseed = np.einsum("nkj,qnj->qnk", self.B, Rs[-1])
+        Rseed = self.Bu(Rs[-1])
         return engine.rbackward(self.Wbars, self.tr, self.deltas, Rs, Vs, Rseed) / self.N + self.l2 * V
 
     def gv_rop(self, V):
         """Lin (b): J v by the R-operator, then a backward pass with B J v in place of ∂ℓ/∂z."""
-        BJv = np.einsum("nkj,qnj->qnk", self.B, self.jv(V))
+        BJv = self.Bu(self.jv(V))
         return self.jtu(BJv) / self.N + self.l2 * V
 
     def gv_jacobian(self, V):
@@ -88,7 +92,7 @@ class _Point:
         Jv = 0.0
         for D, ab, Vl in zip(self.D, self.tr.abar, self.split(V)):
             Jv = Jv + np.einsum("kni,qni->qnk", D, ab @ Vl.transpose(0, 2, 1))
-        u = np.einsum("nkj,qnj->qnk", self.B, Jv)
+        u = self.Bu(Jv)
         deltas = [np.einsum("qnk,kni->qni", u, D) for D in self.D]
         return engine.weight_grads(self.tr, deltas) / self.N + self.l2 * V
 
