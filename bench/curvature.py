@@ -66,20 +66,62 @@ def problem_for(sizes, N=256, seed=0):
 
 def lanczos(p, w, times, checks):
     """cl.linalg.lanczos_eigs (ARPACK) top-20 of the Hessian operator: time against (its
-    number of products × one product)."""
+    number of products × one product). One product is timed twice: repeated alone (everything
+    in cache) and inside the Lanczos run (between ARPACK's steps, which evict the caches)."""
     op = cl.operator(p, w, "hessian")
-    count = {"n": 0}
+    count = {"n": 0, "seconds": 0.0}
 
     def matvec(x):
+        t0 = time.perf_counter()
+        out = op.matvec(x)
         count["n"] += 1
-        return op.matvec(x)
+        count["seconds"] += time.perf_counter() - t0
+        return out
     counted = LinearOperator(op.shape, matvec=matvec, dtype=np.float64)
-    times["lanczos top-20"] = best(lambda: cl.linalg.lanczos_eigs(counted, 20))
-    count["n"] = 0
-    cl.linalg.lanczos_eigs(counted, 20)                            # seeded start: same count
-    checks["lanczos products"] = count["n"]
+    runs = []
+    for _ in range(3):
+        count["n"], count["seconds"] = 0, 0.0
+        t0 = time.perf_counter()
+        cl.linalg.lanczos_eigs(counted, 20)
+        runs.append((time.perf_counter() - t0, count["n"], count["seconds"]))
+    total, n, in_products = min(runs)
+    times["lanczos top-20"] = total
+    times["one product inside Lanczos (mean)"] = in_products / n
+    checks["lanczos products"] = n
     x = np.random.default_rng(3).standard_normal(p.n_params)
     times["one operator product"] = best(lambda: op.matvec(x), repeat=50)
+
+
+def grid_floor(p, G=16):
+    """Single-core seconds of the work batching cannot remove from a 51×51 grid: every hidden
+    activation (tanh) and every product after the first layer, at all 2,601 points (chunks of
+    G points, as cl.landscape.grid does them)."""
+    from threadpoolctl import threadpool_limits
+    rng = np.random.default_rng(0)
+    layers = p.model.layers
+    hs = [rng.standard_normal((G, p.N, layer.n_in)) for layer in layers[1:]]
+    Ws = [rng.standard_normal((G, layer.n_in, layer.n_out)) for layer in layers[1:]]
+    acts = [rng.standard_normal((G, p.N, layer.n_out)) for layer in layers[:-1]]
+    outs = [np.empty((G, p.N, layer.n_out)) for layer in layers[1:]]
+
+    def chunk():
+        for a in acts:
+            np.tanh(a, out=a)
+        for h, W, out in zip(hs, Ws, outs):
+            np.matmul(h, W, out=out)
+    with threadpool_limits(1):
+        return best(chunk, repeat=20) * 2601 / G
+
+
+def lanczos_many_samples(sizes, N, times):
+    """The Lanczos ratio again with N samples: a costlier product, the same ARPACK work."""
+    p, w = problem_for(sizes, N=N)
+    t, checks = {}, {}
+    lanczos(p, w, t, checks)
+    times[f"lanczos top-20, N = {N:,}"] = t["lanczos top-20"]
+    times[f"one operator product, N = {N:,}"] = t["one operator product"]
+    times[f"one product inside Lanczos (mean), N = {N:,}"] = t["one product inside Lanczos (mean)"]
+    return t["lanczos top-20"] / (checks["lanczos products"] * t["one product inside Lanczos (mean)"])
 
 
 def run_curvlab(p, w):
@@ -101,6 +143,7 @@ def run_curvlab(p, w):
     d1, d2 = cl.landscape.direction(p, w, seed=1), cl.landscape.direction(p, w, seed=2)
     t["51×51 grid"] = best(lambda: cl.landscape.grid(p, w, d1, d2, n=51), repeat=5)
     t["2601 single losses"] = 2601 * best(lambda: p.loss(w), repeat=50)
+    t["grid floor: activations + products, one core"] = grid_floor(p)
     lanczos(p, w, t, checks)
     matrix_bytes = 8 * P * P
     for name, build in [("hessian", lambda: cl.hessian(p, w, progress=False)),
@@ -236,6 +279,8 @@ def run_backpack(p, w, tX, ty, t, checks):
 def run(sizes):
     p, w = problem_for(sizes)
     t, checks = run_curvlab(p, w)
+    if sizes == MODELS[0]:
+        checks["lanczos, N = 2,048"] = lanczos_many_samples(sizes, 2048, t)
     H = cl.hessian(p, w, progress=False)
     Ha = best_value(lambda: ag_hessian(p.loss)(w), t, "autograd hessian", repeat=1)
     checks["autograd hessian vs curvlab hessian"] = rel(Ha, H)
@@ -263,9 +308,18 @@ def targets(p, t, checks):
         ("kfra / gradient", t["kfra factors"] / g, "≤ 3"),
         ("kfac / gradient", t["kfac factors"] / g, "≤ 3"),
         ("51×51 grid / 2601 losses", t["51×51 grid"] / t["2601 single losses"], "≤ 0.25"),
-        ("lanczos top-20 / (products × one product)",
+        ("(bound) grid floor on all cores / 2601 losses",
+         t["grid floor: activations + products, one core"] / os.cpu_count() / t["2601 single losses"],
+         "≤ 0.25"),
+        ("lanczos top-20 / (products × one product inside Lanczos)",
+         t["lanczos top-20"] / (checks["lanczos products"] * t["one product inside Lanczos (mean)"]),
+         "≤ 1.2"),
+        ("lanczos top-20 / (products × one product alone, in cache)",
          t["lanczos top-20"] / (checks["lanczos products"] * t["one operator product"]), "≤ 1.2"),
     ]
+    if "lanczos, N = 2,048" in checks:
+        rows.append(("lanczos top-20 / (products × one product inside Lanczos), N = 2,048",
+                     checks["lanczos, N = 2,048"], "≤ 1.2"))
     rows += [(f"peak memory / matrix size: {k.split(': ')[1]}", v, "≤ 2")
              for k, v in checks.items() if k.startswith("peak memory")]
     return rows
@@ -283,8 +337,8 @@ def main():
         section += [f"| {k} | {v:.4g} |" for k, v in t.items()]
         section += ["", "| target | ratio | goal | met |", "|---|---:|---|---|"]
         for name, val, goal in targets(p, t, checks):
-            met = val <= float(goal.split()[1])
-            section.append(f"| {name} | {val:.3g} | {goal} | {'yes' if met else '**no**'} |")
+            met = "yes" if val <= float(goal.split()[1]) else "**no**"
+            section.append(f"| {name} | {val:.3g} | {goal} | {'(a bound)' if name.startswith('(bound)') else met} |")
         section += ["", "| cross-check (relative Frobenius difference) | value |", "|---|---:|"]
         section += [f"| {k} | {v:.1e} |" for k, v in checks.items() if k.endswith("curvlab") or "vs curvlab" in k]
         section.append(f"\nLanczos used {checks['lanczos products']} Hessian products.\n")

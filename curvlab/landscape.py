@@ -187,10 +187,11 @@ def _buffers(shapes):
 def _chunk_losses(pts, g, step, accuracy):
     problem = pts.problem
     model, lossfn, N = problem.model, problem.lossfn, problem.N
-    Gg = g.stop - g.start
-    bufs = _buffers(tuple((step, N, layer.n_out) for layer in model.layers))
+    Gg, L = g.stop - g.start, len(model.layers)
+    bufs = _buffers(tuple((step, N, layer.n_out) for layer in model.layers[:-1])
+                    + ((step, model.n_out, N),))
     a = None
-    for l, layer in enumerate(model.layers):
+    for l, layer in enumerate(model.layers[:-1]):
         s = bufs[l][:Gg]
         if l == 0:
             pts.first(g, out=s)
@@ -199,16 +200,23 @@ def _chunk_losses(pts, g, step, accuracy):
             np.matmul(a, W[:, :, :-1].transpose(0, 2, 1), out=s)
             s += W[:, None, :, -1]
         a = layer.act.f_inplace(s)
-    z = a                                                             # (G_g, N, K)
-    y = np.tile(problem.y, (Gg,) + (1,) * (problem.y.ndim - 1))
-    losses = lossfn.value(z.reshape(Gg * N, -1), y).reshape(Gg, N).mean(1)
-    if problem.l2:
-        losses += 0.5 * problem.l2 * pts.sqnorm(g)
+    # The (linear) output layer transposed, zt (G_g, K, N): the loss reduces over K along rows.
+    if L == 1:
+        z = np.empty((Gg, N, model.n_out))
+        pts.first(g, out=z)
+        zt = z.transpose(0, 2, 1)
+    else:
+        W = pts.layer(g, L - 1)
+        zt = np.matmul(W[:, :, :-1], a.transpose(0, 2, 1), out=bufs[-1][:Gg])
+        zt += W[:, :, -1:]
     accs = np.full(Gg, np.nan)
     if accuracy and lossfn.name == "cross_entropy":
-        accs = (z.argmax(-1) == problem.y[None]).mean(1)
+        accs = (zt.argmax(1) == problem.y[None]).mean(1)
     elif accuracy and lossfn.name == "bce":
-        accs = ((z > 0) == (problem.y[None] > 0.5)).mean((1, 2))
+        accs = ((zt > 0) == (problem.y.T[None] > 0.5)).mean((1, 2))
+    losses = lossfn.mean_values(zt, problem.y)                        # overwrites zt
+    if problem.l2:
+        losses += 0.5 * problem.l2 * pts.sqnorm(g)
     return losses, accs
 
 

@@ -35,6 +35,15 @@ class Loss:
         """Per-sample loss ℓ(z_n, y_n), shape (N,); autograd-differentiable in z."""
         raise NotImplementedError
 
+    def mean_values(self, zt, y):
+        """(1/N) Σₙ ℓ(zₙ, yₙ) for G sets of outputs laid out zt (G, K, N) — outputs along axis 1,
+        so the reductions over K run along contiguous rows of N (batched landscape grids).
+        zt is overwritten: it is the scratch space (fresh temporaries this size cost more in
+        page faults than the arithmetic)."""
+        G, K, N = zt.shape
+        z = zt.transpose(0, 2, 1).reshape(G * N, K)
+        return self.value(z, np.tile(y, (G,) + (1,) * (np.ndim(y) - 1))).reshape(G, N).mean(1)
+
     def dz(self, z, y):
         """∂ℓ/∂z, shape of z; y may carry a leading axis of S samples (result (S, N, K))."""
         raise NotImplementedError
@@ -86,6 +95,11 @@ class MSE(Loss):
     def value(self, z, y):
         return 0.5 * anp.sum((z - y) ** 2, axis=-1)
 
+    def mean_values(self, zt, y):
+        zt -= y.T
+        zt *= zt
+        return 0.5 * zt.sum(1).mean(1)
+
     def dz(self, z, y):
         return z - y
 
@@ -135,6 +149,13 @@ class CrossEntropy(Loss):
         # (autograd's subgradient of max cancels); about 3x faster than scipy's logsumexp.
         m = anp.max(z, axis=-1, keepdims=True)
         return anp.log(anp.sum(anp.exp(z - m), axis=-1)) + m[:, 0] - z[np.arange(z.shape[0]), y]
+
+    def mean_values(self, zt, y):
+        picked = zt[:, y, np.arange(zt.shape[2])]                       # z_y, (G, N)
+        m = zt.max(axis=1)
+        zt -= m[:, None]
+        np.exp(zt, out=zt)
+        return (np.log(zt.sum(axis=1)) + m - picked).mean(1)
 
     def dz(self, z, y):
         y = np.asarray(y)
@@ -193,6 +214,11 @@ class BCE(Loss):
 
     def value(self, z, y):
         return anp.sum(anp.logaddexp(0.0, z) - y * z, axis=-1)
+
+    def mean_values(self, zt, y):
+        yz = np.einsum("gkn,kn->g", zt, y.T)
+        np.logaddexp(0.0, zt, out=zt)
+        return (zt.sum((1, 2)) - yz) / zt.shape[2]
 
     def dz(self, z, y):
         return _sigmoid(z) - y

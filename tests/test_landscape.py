@@ -139,3 +139,13 @@ def test_batch_losses_at_arbitrary_points_equal_single_losses(act, monkeypatch):
     losses, accs = ls.batch_losses(problem, Ws)
     assert np.allclose(losses, want, rtol=1e-13)
     assert accs[4] == np.mean((problem.outputs(Ws[4]) > 0) == (problem.y > 0.5))
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy", "bce"])
+def test_grid_of_a_single_layer_model(loss):
+    problem, w = make_problem([3, 4], "tanh", loss, 6, l2=0.2)
+    d1, d2 = ls.direction(problem, w, seed=1), ls.direction(problem, w, seed=2)
+    Z, A = ls.grid(problem, w, d1, d2, span=0.5, n=3, accuracy=True)
+    a = np.linspace(-0.5, 0.5, 3)
+    assert np.allclose(Z, [[problem.loss(w + ai * d1 + aj * d2) for aj in a] for ai in a], rtol=1e-13)
+    assert np.isnan(A).all() == (loss == "mse")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from autograd import grad, hessian
 
-from curvlab.losses import get_loss
+from curvlab.losses import Loss, get_loss
 from tests.conftest import targets
 
 LOSSES = ["mse", "cross_entropy", "bce"]
@@ -89,3 +89,13 @@ def test_target_validation():
 def test_mean_hessian_is_the_average_of_b(name):
     loss, z, y = _setup(name, N=7)
     assert np.allclose(loss.mean_hessian(z, y), loss.hessian(z, y).mean(0), rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_mean_values_over_outputs_laid_out_by_column(name):
+    loss, z, y = _setup(name, N=6, K=3)
+    zs = z + np.random.default_rng(4).standard_normal((5,) + z.shape)     # G = 5 sets of outputs
+    want = [loss.value(zg, y).mean() for zg in zs]
+    zt = np.ascontiguousarray(zs.transpose(0, 2, 1))
+    assert np.allclose(loss.mean_values(zt.copy(), y), want, rtol=1e-14)
+    assert np.allclose(Loss.mean_values(loss, zt.copy(), y), want, rtol=1e-14)   # the generic route
