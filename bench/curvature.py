@@ -1,7 +1,9 @@
 """Benchmark (not a test): curvlab's exact curvature against other tools, same process, same data.
 
-    .venv/bin/pip install -e ".[bench]"      # JAX, PyTorch (CPU wheel), BackPACK, curvlinops
-    .venv/bin/python bench/curvature.py      # writes bench/results.md (a few minutes)
+    ./run bench                              # from a fresh clone: venv, extras, then this script
+
+which is  .venv/bin/pip install -e ".[bench]"  (JAX, PyTorch CPU wheel, BackPACK, curvlinops)
+and  .venv/bin/python bench/curvature.py  (writes bench/results.md; about six minutes).
 
 Compares with autograd's generic operators always; with JAX (jitted, CPU), PyTorch
 (torch.func), BackPACK (KFLR, KFRA, K-FAC factors) and curvlinops (Hessian and GGN products)

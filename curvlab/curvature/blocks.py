@@ -105,13 +105,15 @@ def dense_from_layers(name, pt, exact, progress=None, top=None):
     P, n, L = model.n_params, model.sizes, len(model.layers)
     per_sample = sum(k * k for k in n[1:]) + 3 * max(a * b for a in n[1:] for b in n[1:]) \
         + max(a * b for a in n[:-1] for b in n[:-1]) + 4 * max(n)
-    check_dense(name, P, extra_bytes=8 * N * per_sample + min(_CHUNK_BYTES, 2 * P * P))
+    # Working blocks get a quarter of the matrix, an eighth when the per-sample arrays (which
+    # grow with N, not P) already take an eighth: the peak stays near twice the matrix.
+    cap = 2 * P * P if 8 * N * per_sample < P * P else P * P
+    check_dense(name, P, extra_bytes=8 * N * per_sample + min(_CHUNK_BYTES, cap))
     Hs = pre_activation_hessians(pt, exact, top)
     Hs[-1] = Hs[-1] / N                         # the output curvature is the caller's: not in place
     for H in Hs[:-1]:
         H /= N
     deltas = [d / N for d in pt.deltas] if exact else None
-    cap = 2 * P * P                             # working blocks: a quarter of the matrix
     sl = model.layer_slices()
     shapes = [(layer.n_out, layer.n_in + 1) for layer in model.layers]
     out = np.empty((P, P))
