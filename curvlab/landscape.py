@@ -222,14 +222,25 @@ def _chunk_losses(pts, g, step, accuracy):
 
 def batch_losses(problem, Ws, accuracy=True):
     """Loss and accuracy (nan for regression) at many parameter vectors Ws (G, P), batched."""
-    return _losses(_Points(problem, Ws=np.asarray(Ws, dtype=np.float64)), accuracy)
+    Ws = finite_array("Ws", Ws, ndim=2)
+    if Ws.shape[1] != problem.n_params:
+        raise ValueError(f"Ws must have shape (G, {problem.n_params}): one parameter vector per "
+                         f"row in the flat layout, got {Ws.shape}")
+    return _losses(_Points(problem, Ws=Ws), accuracy)
 
 
 def affine_losses(problem, w, D, C, accuracy=True):
     """Loss and accuracy at the points w + C Dᵀ (directions D (P, q), coefficients C (G, q)),
     batched; the first layer costs q + 1 multiply-adds per pre-activation instead of a
     matrix product per point."""
-    D, C = np.asarray(D, dtype=np.float64), np.asarray(C, dtype=np.float64)
+    w = problem.check(w)
+    D = flat_vector("D", D, len(w))
+    D = D[:, None] if D.ndim == 1 else D
+    C = finite_array("C", C)
+    C = C[:, None] if C.ndim == 1 else C
+    if C.ndim != 2 or C.shape[1] != D.shape[1]:
+        raise ValueError(f"C must have shape (G, {D.shape[1]}): one coefficient per direction in D, "
+                         f"got {C.shape}")
     return _losses(_Points(problem, w=w, D=D, C=C), accuracy)
 
 

@@ -149,3 +149,15 @@ def test_grid_of_a_single_layer_model(loss):
     a = np.linspace(-0.5, 0.5, 3)
     assert np.allclose(Z, [[problem.loss(w + ai * d1 + aj * d2) for aj in a] for ai in a], rtol=1e-13)
     assert np.isnan(A).all() == (loss == "mse")
+
+
+def test_batched_losses_reject_bad_shapes(prob):
+    problem, w = prob
+    with pytest.raises(ValueError, match=r"Ws must have shape \(G, 39\)"):
+        ls.batch_losses(problem, np.ones((3, 5)))
+    with pytest.raises(ValueError, match="C must have shape"):
+        ls.affine_losses(problem, w, np.ones((39, 2)), np.ones((4, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        ls.affine_losses(problem, w, np.ones(39), [0.0, np.nan])
+    losses, _ = ls.affine_losses(problem, w, np.ones(39), [0.0, 0.5])      # one direction, 1-D C
+    assert np.allclose(losses, [problem.loss(w), problem.loss(w + 0.5)], rtol=1e-13)
