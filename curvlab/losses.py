@@ -38,8 +38,8 @@ class Loss:
     def mean_values(self, zt, y):
         """(1/N) Σₙ ℓ(zₙ, yₙ) for G sets of outputs laid out zt (G, K, N) — outputs along axis 1,
         so the reductions over K run along contiguous rows of N (batched landscape grids).
-        zt is overwritten: it is the scratch space (fresh temporaries this size cost more in
-        page faults than the arithmetic)."""
+        zt may be overwritten: the fast versions use it as scratch space (fresh temporaries
+        this size cost more in page faults than the arithmetic)."""
         G, K, N = zt.shape
         z = zt.transpose(0, 2, 1).reshape(G * N, K)
         return self.value(z, np.tile(y, (G,) + (1,) * (np.ndim(y) - 1))).reshape(G, N).mean(1)
