@@ -118,7 +118,7 @@ def dense_from_layers(name, pt, exact, progress=None, top=None):
     shapes = [(layer.n_out, layer.n_in + 1) for layer in model.layers]
     out = np.empty((P, P))
     pairs = [(l, m) for m in range(L) for l in range(m, L)]
-    show = progress if progress is not None else N * P * P > 2e10
+    show = progress if progress is not None else N * P * P > 1e11      # about 3 s of products
     bar = tqdm(total=len(pairs), desc=name, disable=not show, leave=False)
     for m in range(L):
         T = None                                  # ∂s_l/∂s_m per sample; None while l = m (T = I)

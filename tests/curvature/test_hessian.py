@@ -89,3 +89,11 @@ def test_hessian_of_a_deep_net_matches_autograd():
     # Four weight layers: the input term for l > m + 1 (a dense ∂a_{l-1}/∂s_m) in every position.
     problem, w = make_problem([3, 4, 5, 4, 2], "softplus", "bce", 5, scale=1.0)
     assert oracles.rel(cl.hessian(problem, w), oracles.H(problem, w)) < TOL
+
+
+def test_progress_bar_on_request(capsys):
+    problem, w = make_problem([3, 4, 2], "tanh", "mse", 5)
+    H = cl.hessian(problem, w, progress=True)
+    assert "hessian" in capsys.readouterr().err              # tqdm writes its bar to stderr
+    assert np.array_equal(H, cl.hessian(problem, w, progress=False))
+    assert capsys.readouterr().err == ""
