@@ -9,17 +9,14 @@ Needs the test extras (`./run test` installs them) and Debian's chromium.
 import os
 import pathlib
 import platform
-import signal
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.browser.conftest import ARGS, CHROMIUM, _free_port  # noqa: E402
+from tests.browser.conftest import ARGS, CHROMIUM, serve_voila  # noqa: E402
 from tests.browser.test_apps import FIND, RENDER_COUNTER, SETTLED, choose, set_readout  # noqa: E402
 
 # app: (plots on the page, [(label, kind, values to cycle through, plot title, trace, key)])
@@ -40,49 +37,35 @@ def snapshot(page, title, trace, key):
 def main():
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "voila", str(ROOT / "apps"), "--no-browser", f"--port={port}",
-                             "--Voila.ip=127.0.0.1", "--Voila.port_retries=0"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url + "/", timeout=1)
-            break
-        except Exception:
-            time.sleep(0.2)
     rows = []
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            for app, (plots, (label, kind, values, title, trace, key)) in CASES.items():
-                page = browser.new_page(viewport={"width": 1400, "height": 1600})
-                page.set_default_timeout(180_000)
-                page.add_init_script(RENDER_COUNTER)
-                t0 = time.perf_counter()
-                page.goto(f"{url}/voila/render/{app}.ipynb")
-                page.wait_for_selector("#loading", state="detached")
-                page.wait_for_function("(n) => window.__curvlabRenders >= n", arg=plots, polling=50)
-                first = time.perf_counter() - t0
-                page.wait_for_function(SETTLED, arg=plots, polling=100)
-                lat = []
-                for i in range(REPEAT):
-                    before = snapshot(page, title, trace, key)
-                    t1 = time.perf_counter()
-                    if kind == "readout":
-                        set_readout(page, label, values[i % 2])
-                    else:
-                        choose(page, label, values[i % 2])
-                    page.wait_for_function(f"([p, t, k, b]) => {{ {FIND} return snap !== null && snap !== b; }}",
-                                           arg=[title, trace, key, before], polling="raf")
-                    lat.append(time.perf_counter() - t1)
-                rows.append((app, first, statistics.median(lat), max(lat), label))
-                print(f"{app:13s} first render {first:5.1f} s   control -> plot: median {statistics.median(lat)*1e3:6.0f} ms, "
-                      f"max {max(lat)*1e3:6.0f} ms  ({label})", flush=True)
-                page.close()
-            browser.close()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+    with serve_voila(ROOT / "apps") as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        for app, (plots, (label, kind, values, title, trace, key)) in CASES.items():
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.set_default_timeout(180_000)
+            page.add_init_script(RENDER_COUNTER)
+            t0 = time.perf_counter()
+            page.goto(f"{url}/voila/render/{app}.ipynb")
+            page.wait_for_selector("#loading", state="detached")
+            page.wait_for_function("(n) => window.__curvlabRenders >= n", arg=plots, polling=50)
+            first = time.perf_counter() - t0
+            page.wait_for_function(SETTLED, arg=plots, polling=100)
+            lat = []
+            for i in range(REPEAT):
+                before = snapshot(page, title, trace, key)
+                t1 = time.perf_counter()
+                if kind == "readout":
+                    set_readout(page, label, values[i % 2])
+                else:
+                    choose(page, label, values[i % 2])
+                page.wait_for_function(f"([p, t, k, b]) => {{ {FIND} return snap !== null && snap !== b; }}",
+                                       arg=[title, trace, key, before], polling="raf")
+                lat.append(time.perf_counter() - t1)
+            rows.append((app, first, statistics.median(lat), max(lat), label))
+            print(f"{app:13s} first render {first:5.1f} s   control -> plot: median {statistics.median(lat)*1e3:6.0f} ms, "
+                  f"max {max(lat)*1e3:6.0f} ms  ({label})", flush=True)
+            page.close()
+        browser.close()
     lines = ["# App latency in the browser", "",
              f"Headless Chromium + Voila on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
              f"Python {platform.python_version()}; `{pathlib.Path(__file__).name}`, {REPEAT} moves per app.", "",

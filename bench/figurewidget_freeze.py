@@ -8,20 +8,16 @@ headless Chromium after every figure has rendered, and counts, per page load, th
 data followed the kernel.
 """
 
-import os
 import pathlib
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import nbformat
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.browser.conftest import ARGS, CHROMIUM, _free_port  # noqa: E402
+from tests.browser.conftest import ARGS, CHROMIUM, serve_voila  # noqa: E402
 from tests.browser.test_apps import RENDER_COUNTER, SETTLED, set_readout  # noqa: E402
 
 CELL = """
@@ -49,37 +45,23 @@ def main(loads=5):
         nb.cells = [nbformat.v4.new_code_cell(CELL.format(import_line=line))]
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, folder / f"{name}.ipynb")
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "voila", str(folder), "--no-browser", f"--port={port}",
-                             "--Voila.ip=127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url + "/", timeout=1)
-            break
-        except Exception:
-            time.sleep(0.2)
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            for name in VARIANTS:
-                for t in range(loads):
-                    page = browser.new_page(viewport={"width": 1400, "height": 1600})
-                    page.set_default_timeout(120_000)
-                    page.add_init_script(RENDER_COUNTER)
-                    page.goto(f"{url}/voila/render/{name}.ipynb")
-                    page.wait_for_selector("#loading", state="detached")
-                    page.wait_for_function(SETTLED, arg=5, polling=100)
-                    set_readout(page, "k", 7)
-                    time.sleep(3)
-                    ys = page.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
-                                       ".map(e => Array.from(e.data[0].y)[0])")
-                    print(f"{name:8s} load {t}: {sum(y == 7 for y in ys)} of 5 figures updated", flush=True)
-                    page.close()
-            browser.close()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+    with serve_voila(folder) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        for name in VARIANTS:
+            for t in range(loads):
+                page = browser.new_page(viewport={"width": 1400, "height": 1600})
+                page.set_default_timeout(120_000)
+                page.add_init_script(RENDER_COUNTER)
+                page.goto(f"{url}/voila/render/{name}.ipynb")
+                page.wait_for_selector("#loading", state="detached")
+                page.wait_for_function(SETTLED, arg=5, polling=100)
+                set_readout(page, "k", 7)
+                time.sleep(3)
+                ys = page.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+                                   ".map(e => Array.from(e.data[0].y)[0])")
+                print(f"{name:8s} load {t}: {sum(y == 7 for y in ys)} of 5 figures updated", flush=True)
+                page.close()
+        browser.close()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Serve apps/ with Voila on a free loopback port and drive it with Debian's Chromium through
 Playwright (the set-up of shared/recipes/browser-tests.md)."""
 
+import contextlib
 import os
 import pathlib
 import shutil
@@ -26,17 +27,14 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def voila_url():
+@contextlib.contextmanager
+def serve_voila(folder, log=subprocess.DEVNULL, args=()):
+    """Voila serving `folder` on a free loopback port: yields its URL once it answers, and stops
+    it (the whole process group) on exit. Raises RuntimeError if it never comes up."""
     port = _free_port()
-    log = open(ROOT / "test-output" / "voila.log", "w") if (ROOT / "test-output").exists() else None
-    if log is None:
-        (ROOT / "test-output").mkdir(exist_ok=True)
-        log = open(ROOT / "test-output" / "voila.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", str(ROOT / "apps"), "--no-browser", f"--port={port}",
-         "--Voila.ip=127.0.0.1", "--Voila.port_retries=0", "--show_tracebacks=True",
-         "--VoilaExecutor.timeout=180"],
+        [sys.executable, "-m", "voila", str(folder), "--no-browser", f"--port={port}",
+         "--Voila.ip=127.0.0.1", "--Voila.port_retries=0", *args],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -46,10 +44,10 @@ def voila_url():
                 break
             except Exception:
                 if proc.poll() is not None:
-                    pytest.fail(f"voila exited early; see {log.name}")
+                    raise RuntimeError(f"voila exited early; see {getattr(log, 'name', 'its output')}")
                 time.sleep(0.2)
         else:
-            pytest.fail("voila did not answer within 60 s")
+            raise RuntimeError("voila did not answer within 60 s")
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -57,7 +55,17 @@ def voila_url():
             proc.wait(10)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+
+
+@pytest.fixture(scope="session")
+def voila_url():
+    (ROOT / "test-output").mkdir(exist_ok=True)
+    with open(ROOT / "test-output" / "voila.log", "w") as log:
+        try:
+            with serve_voila(ROOT / "apps", log, ["--show_tracebacks=True", "--VoilaExecutor.timeout=180"]) as url:
+                yield url
+        except RuntimeError as e:
+            pytest.fail(str(e))
 
 
 @pytest.fixture(scope="session")
