@@ -114,13 +114,17 @@ def problem_and_point(dataset, arch, activation, loss, state):
     return problem, w
 
 
+# Widget label width shared by every dashboard's controls.
+STYLE = {"description_width": "70px"}
+
+
 class ProblemPicker:
     """Data set, architecture, activation, loss and training state; `.value` is the key."""
 
     def __init__(self, dataset="spirals", arch="8", activation="tanh", loss="cross_entropy",
                  state="part-trained"):
         lay = W.Layout(width="170px")
-        style = {"description_width": "70px"}
+        style = STYLE
         self.dataset = W.Dropdown(options=list(DATASETS), value=dataset, description="data", layout=lay, style=style)
         self.arch = W.Dropdown(options=list(ARCHITECTURES), value=arch, description="hidden", layout=lay, style=style)
         self.activation = W.Dropdown(options=ACTIVATIONS, value=activation, description="activation", layout=lay, style=style)
@@ -229,15 +233,17 @@ def table_html(header, rows, fmt="{:.3g}"):
 def log_slider(description, value, lo, hi, step=0.1):
     return W.FloatLogSlider(value=value, base=10, min=lo, max=hi, step=step, description=description,
                             continuous_update=False, readout_format=".1e",
-                            style={"description_width": "70px"}, layout=W.Layout(width="380px"))
+                            style=STYLE, layout=W.Layout(width="380px"))
 
 
 class Dashboard:
-    """Base: a status line, a picker-driven problem, a `widget` to display."""
+    """Base: a status line, a picker-driven problem (`picker` takes ProblemPicker's keywords),
+    a `widget` to display."""
 
     title = ""
 
-    def __init__(self):
+    def __init__(self, **picker):
+        self.picker = ProblemPicker(**picker)
         self.status = Status()
         self.cache = Cache()
         self.last_traceback = None

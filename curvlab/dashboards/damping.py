@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import FigureWidget, Dashboard, ProblemPicker, guarded, log_slider
+from ._common import STYLE, FigureWidget, Dashboard, guarded, log_slider
 
 KINDS = ["ggn", "hessian", "fisher", "kflr", "kfra", "kfac", "diagonal"]
 ETAS = np.logspace(-6, 2, 81)
@@ -22,9 +22,8 @@ class DampingDashboard(Dashboard):
     title = "Damping: from Newton to gradient descent"
 
     def __init__(self, **picker):
-        super().__init__()
-        self.picker = ProblemPicker(**picker)
-        st = {"description_width": "70px"}
+        super().__init__(**picker)
+        st = STYLE
         self.kind = W.Dropdown(options=KINDS, value="ggn", description="matrix", style=st, layout=W.Layout(width="190px"))
         self.eta = log_slider("damping η", 1e-2, -6, 2, step=0.1)
         self.lm_steps = W.IntSlider(value=15, min=2, max=40, description="LM steps", continuous_update=False, style=st)

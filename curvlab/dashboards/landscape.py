@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import FigureWidget, Dashboard, ProblemPicker, guarded, table_html
+from ._common import STYLE, FigureWidget, Dashboard, guarded, table_html
 
 MODELS = ["hessian", "ggn", "fisher", "kfac", "kflr", "kfra", "diagonal"]
 DIRECTIONS = ["random", "filter", "eigen", "ggn_eigen", "gradient", "layer"]
@@ -18,9 +18,8 @@ class LandscapeDashboard(Dashboard):
     title = "Loss landscape and quadratic models"
 
     def __init__(self, **picker):
-        super().__init__()
-        self.picker = ProblemPicker(**picker)
-        st = {"description_width": "70px"}
+        super().__init__(**picker)
+        st = STYLE
         self.d1 = W.Dropdown(options=DIRECTIONS, value="filter", description="d1", style=st, layout=W.Layout(width="170px"))
         self.d2 = W.Dropdown(options=["none"] + DIRECTIONS, value="filter", description="d2", style=st, layout=W.Layout(width="170px"))
         self.layer = W.Dropdown(options=[("all", -1)], value=-1, description="layer", style=st, layout=W.Layout(width="150px"))

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import FigureWidget, Dashboard, ProblemPicker, guarded
+from ._common import STYLE, FigureWidget, Dashboard, guarded
 
 R_GRID = np.logspace(-12, 0, 49)
 CG_STEPS = [1, 2, 5, 10, 20, 50, 100]
@@ -88,9 +88,8 @@ class ProductsDashboard(Dashboard):
     title = "Curvature products: exact, finite-difference, and Lin's two Gauss-Newton products"
 
     def __init__(self, **picker):
-        super().__init__()
-        self.picker = ProblemPicker(**picker)
-        st = {"description_width": "70px"}
+        super().__init__(**picker)
+        st = STYLE
         self.seed = W.BoundedIntText(value=0, min=0, max=10_000, description="v seed", style=st,
                                      layout=W.Layout(width="150px"))
         self.r = W.FloatLogSlider(value=1e-4, base=10, min=-12, max=0, step=0.25, description="step r",

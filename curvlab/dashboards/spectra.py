@@ -9,7 +9,7 @@ from plotly.subplots import make_subplots
 
 import curvlab as cl
 
-from ._common import FigureWidget, Dashboard, ProblemPicker, guarded, log_slider, table_html
+from ._common import STYLE, FigureWidget, Dashboard, guarded, log_slider, table_html
 
 KINDS = ["hessian", "ggn", "fisher", "empirical_fisher", "kfac", "kflr", "kfra", "diagonal"]
 APPROX = ["kfac", "kflr", "kfra", "diagonal", "empirical_fisher", "ggn"]
@@ -20,9 +20,8 @@ class SpectraDashboard(Dashboard):
     title = "Spectra and approximations"
 
     def __init__(self, **picker):
-        super().__init__()
-        self.picker = ProblemPicker(**picker)
-        st = {"description_width": "70px"}
+        super().__init__(**picker)
+        st = STYLE
         self.kinds = W.SelectMultiple(options=KINDS, value=("hessian", "ggn", "kflr", "kfra"), rows=8,
                                       description="matrices", style=st, layout=W.Layout(width="230px"))
         self.scope = W.Dropdown(options=[("whole", -1)], value=-1, description="scope", style=st,

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import FigureWidget, Dashboard, ProblemPicker, guarded, table_html
+from ._common import STYLE, FigureWidget, Dashboard, guarded, table_html
 
 FUNCTIONS = {
     "rosenbrock": (lambda: cl.objectives.rosenbrock, np.array([-1.2, 1.0]), (-2.0, 2.0, -1.0, 3.0)),
@@ -39,12 +39,11 @@ class TrajectoriesDashboard(Dashboard):
     title = "Trajectories: Newton, gradient descent and the rest"
 
     def __init__(self, mode="2-D functions", **picker):
-        super().__init__()
-        st = {"description_width": "70px"}
+        super().__init__(**picker)
+        st = STYLE
         self.mode = W.ToggleButtons(options=["2-D functions", "network"], value=mode, description="on", style=st)
         self.function = W.Dropdown(options=list(FUNCTIONS), value="rosenbrock", description="function",
                                    style=st, layout=W.Layout(width="200px"))
-        self.picker = ProblemPicker(**picker)
         self.methods = W.SelectMultiple(options=list(NETWORK_HYPER), value=("gd", "momentum", "adam", "newton", "gauss_newton"),
                                         rows=12, description="methods", style=st, layout=W.Layout(width="220px"))
         self.steps = W.IntSlider(value=60, min=5, max=300, step=5, description="steps", continuous_update=False, style=st)
