@@ -5,13 +5,13 @@ per-layer Hessian blocks of small layered networks, plus matrix-free products, a
 and in one flat parameter layout (see `curvlab.nn`).
 """
 
-from . import datasets, engine, losses, nn, objectives
+from . import datasets, engine, layers, losses, nn, objectives
 from ._checks import DenseTooLargeError, memory_budget, set_memory_budget
 from .curvature import (KroneckerFactored, fd_hvp, fisher, fishervp, ggn, ggn_blocks, ggnvp,
                         hessian, hessian_blocks, hvp, jvp, kfac, kflr, kfra, make_fishervp,
                         make_ggnvp, make_hvp, operator, vjp)
 from .losses import BCE, MSE, CrossEntropy
-from .nn import MLP, Dense
+from .nn import MLP, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Sequential
 from .problem import Objective, Problem
 
 __version__ = "0.1.0"

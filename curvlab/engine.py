@@ -1,16 +1,26 @@
-"""The layer-wise passes every curvature quantity is built from, in one place.
+"""The layer-wise passes every curvature quantity is built from, in one place, for any
+`Sequential` (Dense and Conv2d layers, pooling, Flatten).
 
-Notation (Botev et al. 2017; Lin's notes), for layer l = 0..L-1 and a batch of N samples:
-    ā_l  (N, m_l + 1)   augmented input [a_{l-1}, 1]   (ā_0 = [X, 1])
-    s_l  (N, n_l)        pre-activation  s_l = ā_l W̄_lᵀ
-    a_l  = f(s_l),  f'_l = f'(s_l),  f''_l = f''(s_l)   (identity for the last layer: z = s_{L-1})
+Notation (Botev et al. 2017; Lin's notes), for the layers with parameters l = 0..L-1 and a
+batch of N samples; layer l has T_l output locations (1 for Dense, H_out·W_out for Conv2d):
+    ā_l  (N, T_l, m_l + 1)  augmented patches [φ(x_l), 1] of the layer's input x_l
+    s_l  (N, T_l, n_l)       pre-activations s_l = ā_l W̄_lᵀ
+    a_l  = f(s_l),  f'_l = f'(s_l),  f''_l = f''(s_l)
+Between a_{l-1} and x_l (and after the last layer, up to the outputs z) sit parameter-free
+layers — pooling, Flatten — which are linear once the forward pass has run. `up(l, ·)` carries
+a tangent of a_{l-1} through them and the patch map φ of layer l; `down(l, ·)` is its adjoint
+(l = L: up to z and back). For an MLP both are reshapes.
+
 Backward passes carry a leading axis of Q "seeds" (directions, output units or samples), so a
 whole family of backprops is a handful of large matrix products:
-    δ_{L-1} = seed (Q, N, K),   δ_{l-1} = (δ_l W_l) ⊙ f'_{l-1},   ∂/∂W̄_l = δ_lᵀ ā_l.
+    ∂ℓ/∂a_{L-1} = down(L, seed),   δ_l = f'_l ⊙ ∂ℓ/∂a_l,   ∂ℓ/∂a_{l-1} = down(l, δ_l W_l),
+    ∂/∂W̄_l = Σ_t δ_{l,t}ᵀ ā_{l,t}.
 The R-operator (Pearlmutter) pushes Q directions V = {V_l} forward,
-    R s_l = ā_l V_lᵀ + R a_{l-1} W_lᵀ,   R a_l = f'_l ⊙ R s_l,
+    R s_l = ā_l V_lᵀ + R ā_l W_lᵀ,  R ā_l = [up(l, f'_{l-1} ⊙ R s_{l-1}), 0],  R z = up(L, f' ⊙ R s),
 and back, with the two extra terms that make it the exact Hessian product:
-    R δ_{l-1} = (R δ_l W_l + δ_l V_l) ⊙ f'_{l-1} + (δ_l W_l) ⊙ f''_{l-1} ⊙ R s_{l-1}.
+    R{∂ℓ/∂a_{l-1}} = down(l, R δ_l W_l + δ_l V_l),
+    R δ_l = f'_l ⊙ R{∂ℓ/∂a_l} + f''_l ⊙ ∂ℓ/∂a_l ⊙ R s_l,
+    R{∂/∂W̄_l} = Σ_t R δ_{l,t}ᵀ ā_{l,t} + δ_{l,t}ᵀ R ā_{l,t}.
 Nothing here averages over samples; callers divide by N.
 """
 
@@ -18,48 +28,95 @@ from collections import namedtuple
 
 import numpy as np
 
-Trace = namedtuple("Trace", "abar s fp fpp z")
+from .layers import PIECEWISE_LINEAR
+
+# links[l]: (layer, state) of the parameter-free layers before layer l (l = L: after the last)
+Trace = namedtuple("Trace", "abar s fp fpp z links")
+
+
+def _through(modules, x):
+    states = []
+    for mod in modules:
+        x, st = mod.forward(x)
+        states.append((mod, st))
+    return x, states
 
 
 def forward(model, Wbars, X):
-    """Forward trace of the network on X: augmented inputs, pre-activations, f', f'', outputs."""
-    abar, s, fp, fpp = [], [], [], []
-    a = X
-    ones = np.ones((X.shape[0], 1))
-    for layer, Wb in zip(model.layers, Wbars):
-        ab = np.hstack([a, ones])
+    """Forward trace of the network on X: augmented patches, pre-activations, f', f'', outputs."""
+    abar, s, fp, fpp, links = [], [], [], [], []
+    x = model.prepare(X)
+    for l, (layer, Wb) in enumerate(zip(model.layers, Wbars)):
+        x, states = _through(model.links[l], x)
+        links.append(states)
+        p = layer.patches(x)
+        ab = np.concatenate([p, np.ones(p.shape[:-1] + (1,))], axis=-1)
         si = ab @ Wb.T
         abar.append(ab)
         s.append(si)
         fp.append(layer.act.df(si))
         fpp.append(layer.act.d2f(si))
-        a = layer.act.f(si)
-    return Trace(abar, s, fp, fpp, a)
+        x = layer.fold(layer.act.f(si))
+    z, states = _through(model.links[-1], x)
+    links.append(states)
+    return Trace(abar, s, fp, fpp, z, links)
 
 
-def backward(Wbars, tr, seed):
-    """δ_l for every layer from output seeds (Q, N, K): ordinary (linear) backprop."""
-    deltas = [None] * len(Wbars)
-    d = seed * tr.fp[-1]
-    for l in reversed(range(len(Wbars))):
-        deltas[l] = d
+def up(model, tr, l, da):
+    """Tangent of a_{l-1} (..., T, n) -> tangent of layer l's patches (..., T_l, m_l), or of the
+    outputs z (..., K) for l = L. Linear: pooling uses the forward pass's selections."""
+    x = model.layers[l - 1].fold(da)
+    for mod, st in tr.links[l]:
+        x = mod.push(st, x)
+    return x if l == len(model.layers) else model.layers[l].patches(x)
+
+
+def down(model, tr, l, g):
+    """The adjoint of `up`: a cotangent of layer l's patches (or of z, l = L) -> of a_{l-1}."""
+    x = g if l == len(model.layers) else model.layers[l].patches_T(g)
+    for mod, st in reversed(tr.links[l]):
+        x = mod.pull(st, x)
+    return model.layers[l - 1].unfold(x)
+
+
+def backward(model, Wbars, tr, seed, with_a=False):
+    """δ_l (Q, N, T_l, n_l) for every layer from output seeds (Q, N, K): ordinary (linear)
+    backprop. with_a: also the cotangents ∂/∂a_l before f' (for the Hessian's f'' terms)."""
+    L = len(Wbars)
+    deltas, grads_a = [None] * L, [None] * L
+    g = down(model, tr, L, seed)
+    for l in reversed(range(L)):
+        grads_a[l] = g
+        deltas[l] = g * tr.fp[l]
         if l:
-            d = (d @ Wbars[l][:, :-1]) * tr.fp[l - 1]
-    return deltas
+            g = down(model, tr, l, deltas[l] @ Wbars[l][:, :-1])
+    return (deltas, grads_a) if with_a else deltas
+
+
+def _sum_locations(d, ab):
+    """Σ_{n,t} d_{q,n,t} ⊗ ā_{n,t} for d (Q, N, T, n), ā (N, T, m+1): (Q, n, m+1)."""
+    Q, N, T, n = d.shape
+    return d.reshape(Q, N * T, n).transpose(0, 2, 1) @ ab.reshape(N * T, -1)
 
 
 def weight_grads(tr, deltas):
-    """Σ_n δ_{l,n} ā_{l,n}ᵀ per layer, flattened into the flat layout: (P, Q)."""
+    """Σ_n Σ_t δ_{l,n,t} ā_{l,n,t}ᵀ per layer, flattened into the flat layout: (P, Q)."""
     Q = deltas[0].shape[0]
-    return np.concatenate([(d.transpose(0, 2, 1) @ ab).reshape(Q, -1)
+    return np.concatenate([_sum_locations(d, ab).reshape(Q, -1)
                            for d, ab in zip(deltas, tr.abar)], axis=1).T
 
 
 def jacobian_rows(tr, deltas):
-    """Per-sample rows δ_{l,n} ⊗ ā_{l,n} in the flat layout: (Q, N, P)."""
+    """Per-sample rows Σ_t δ_{l,n,t} ⊗ ā_{l,n,t} in the flat layout: (Q, N, P)."""
     Q, N = deltas[0].shape[:2]
-    return np.concatenate([(d[:, :, :, None] * ab[None, :, None, :]).reshape(Q, N, -1)
-                           for d, ab in zip(deltas, tr.abar)], axis=2)
+    rows = []
+    for d, ab in zip(deltas, tr.abar):
+        if d.shape[2] == 1:                          # one location: an outer product
+            r = d[:, :, 0, :, None] * ab[None, :, 0, None, :]
+        else:
+            r = d.transpose(0, 1, 3, 2) @ ab
+        rows.append(r.reshape(Q, N, -1))
+    return np.concatenate(rows, axis=2)
 
 
 def split_directions(model, V):
@@ -68,33 +125,55 @@ def split_directions(model, V):
     return [V[sl].T.reshape((Q,) + layer.shape) for sl, layer in zip(model.layer_slices(), model.layers)]
 
 
-def rforward(Wbars, tr, Vs):
-    """R s_l for Q directions: list of (Q, N, n_l); the last one is J v, the output JVP."""
-    Rs = []
+def times_abar(ab, V):
+    """ā V_lᵀ for Q directions: (N, T, m+1) x (Q, n, m+1) -> (Q, N, T, n)."""
+    N, T, m1 = ab.shape
+    Q, n, _ = V.shape
+    return (ab.reshape(N * T, m1) @ V.transpose(0, 2, 1)).reshape(Q, N, T, n)
+
+
+def rforward(model, Wbars, tr, Vs):
+    """The R-forward pass for Q directions: R s_l (Q, N, T_l, n_l), R ā_l without its constant
+    column (None for l = 0, whose patches do not depend on w), and R z = J v (Q, N, K)."""
+    Rs, Rp = [], []
     for l, (Wb, V) in enumerate(zip(Wbars, Vs)):
-        r = tr.abar[l] @ V.transpose(0, 2, 1)
+        r = times_abar(tr.abar[l], V)
+        p = None
         if l:
-            r = r + (tr.fp[l - 1] * Rs[-1]) @ Wb[:, :-1].T
+            p = up(model, tr, l, tr.fp[l - 1] * Rs[-1])
+            r += p @ Wb[:, :-1].T
         Rs.append(r)
-    return Rs
+        Rp.append(p)
+    L = len(Wbars)
+    return Rs, Rp, up(model, tr, L, tr.fp[L - 1] * Rs[-1])
 
 
-def rbackward(Wbars, tr, deltas, Rs, Vs, Rseed):
+def _r_delta(model, tr, l, Rg, ga, Rs):
+    """R δ_l = f'_l ⊙ R{∂ℓ/∂a_l} + f''_l ⊙ ∂ℓ/∂a_l ⊙ R s_l (the last term vanishes for
+    piecewise-linear activations)."""
+    Rd = Rg * tr.fp[l]
+    if model.layers[l].act.name not in PIECEWISE_LINEAR:
+        Rd += ga[l] * tr.fpp[l] * Rs[l]
+    return Rd
+
+
+def rbackward(model, Wbars, tr, deltas, grads_a, Rs, Rp, Vs, Rseed):
     """Exact R{∂ℓ/∂W̄_l} (summed over samples) for Q directions, flat (P, Q).
 
-    deltas: the ordinary per-sample backprop δ_l (N, n_l) of ∂ℓ/∂z; Rseed = R{∂ℓ/∂z} = B R z.
+    deltas, grads_a: the ordinary per-sample backprop δ_l and ∂ℓ/∂a_l of ∂ℓ/∂z (N, T_l, n_l);
+    Rs, Rp from `rforward`; Rseed = R{∂ℓ/∂z} = B R z (Q, N, K).
     """
     L = len(Wbars)
     out = [None] * L
-    Rd = Rseed * tr.fp[-1]
+    Rd = _r_delta(model, tr, L - 1, down(model, tr, L, Rseed), grads_a, Rs)
     for l in reversed(range(L)):
-        G = Rd.transpose(0, 2, 1) @ tr.abar[l]
+        G = _sum_locations(Rd, tr.abar[l])
         if l:
-            Ra_in = tr.fp[l - 1] * Rs[l - 1]                     # R ā_l without its constant 1
-            G[:, :, :-1] += deltas[l].T @ Ra_in                  # δ_lᵀ R ā_l
+            d = deltas[l]
+            N, T, n = d.shape
+            G[:, :, :-1] += d.reshape(N * T, n).T @ Rp[l].reshape(Rp[l].shape[0], N * T, -1)
             W = Wbars[l][:, :-1]
-            dW = deltas[l] @ W                                   # ∂ℓ/∂a_{l-1}
-            Rd = (Rd @ W + deltas[l] @ Vs[l][:, :, :-1]) * tr.fp[l - 1] \
-                + dW * tr.fpp[l - 1] * Rs[l - 1]
+            Rg = down(model, tr, l, Rd @ W + d @ Vs[l][:, None, :, :-1])
+            Rd = _r_delta(model, tr, l - 1, Rg, grads_a, Rs)
         out[l] = G.reshape(G.shape[0], -1)
     return np.concatenate(out, axis=1).T

@@ -1,118 +1,75 @@
-"""Layered models: Dense layers, activations with their first two derivatives, MLP.
+"""Layered models: `Sequential` (Dense, Conv2d, pooling, Flatten) and `MLP`, a Sequential of
+Dense layers. The layer kinds and their rules live in `curvlab.layers`.
 
 The flat parameter vector (the layout every matrix in curvlab uses) is the concatenation
-over layers l = 1..L of W̄_l = [W_l | b_l], shape (n_l, n_{l-1} + 1), flattened row-major:
-for each output unit, its incoming weights and then its bias. With this layout the K-FAC
-block of layer l is exactly ``np.kron(S_l, A_l)`` (A over the augmented input ā = [a; 1]).
+over the layers with parameters, l = 1..L, of W̄_l = [W_l | b_l], shape (n_l, m_l + 1),
+flattened row-major: for each output unit (a Dense unit, a conv filter) its incoming weights
+and then its bias. A Conv2d's W has its columns in torch's (c_in, kh, kw) order. With this
+layout the K-FAC block of layer l is exactly ``np.kron(S_l, A_l)`` (A over ā = [a; 1]).
 
-A layer is a pair of pure functions in the stax sense: ``init(rng)`` gives W̄ and
-``apply(Wbar, a)`` gives the pre-activation s = a W̄[:, :-1]ᵀ + b for a batch of rows a.
+Inputs are (N, D) for vector models and (N, C, H, W) for image models, like torch; inside,
+feature maps are channels-last (see `curvlab.layers`), and Flatten orders features (C, H, W)
+like torch.
 """
 
-from collections import namedtuple
+import copy
 
 import autograd.numpy as anp
 import numpy as np
 
-from ._checks import choice, finite_array
-
-# An activation with the derivatives the curvature recursions need: f, f', f'', and f applied
-# in place to a float array (batched landscape grids evaluate it without temporaries).
-Activation = namedtuple("Activation", "name f df d2f f_inplace")
-
-
-def _sigmoid(x):
-    return 0.5 * (anp.tanh(0.5 * x) + 1.0)  # overflow-free form of 1 / (1 + e^-x)
+from ._checks import finite_array
+from .layers import (ACTIVATIONS, Activation, AvgPool2d, Conv2d, Dense, Flatten, Layer,  # noqa: F401
+                     MaxPool2d, activation)
+from .layers.base import describe
 
 
-def _tanh_d2(x):
-    t = np.tanh(x)
-    return -2.0 * t * (1.0 - t * t)
+def _input_shape(input_shape):
+    shape = (input_shape,) if np.ndim(input_shape) == 0 else tuple(input_shape)
+    try:
+        shape = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"input_shape must be (D,) or (C, H, W) of ints, got {input_shape!r}") from None
+    if len(shape) not in (1, 3) or min(shape) < 1:
+        raise ValueError(f"input_shape must be (D,) for vectors or (C, H, W) for images, with "
+                         f"positive sizes; got {input_shape!r}")
+    return shape
 
 
-def _sigmoid_inplace(x):
-    x *= 0.5
-    np.tanh(x, out=x)
-    x += 1.0
-    x *= 0.5
-    return x
+class Sequential:
+    """Layers applied in turn to inputs of `input_shape` ((D,) or (C, H, W)); the output must
+    be a vector (end with a Dense layer, or Flatten). `layers` are the layers with parameters,
+    in order; `links[l]` the parameter-free layers between layer l−1 and layer l (links[0]
+    before the first, links[L] after the last)."""
 
-
-def _sigmoid_d1(x):
-    s = _sigmoid(x)
-    return s * (1.0 - s)
-
-
-def _sigmoid_d2(x):
-    s = _sigmoid(x)
-    return s * (1.0 - s) * (1.0 - 2.0 * s)
-
-
-ACTIVATIONS = {
-    "tanh": Activation("tanh", anp.tanh, lambda x: 1.0 - np.tanh(x) ** 2, _tanh_d2,
-                       lambda x: np.tanh(x, out=x)),
-    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_d1, _sigmoid_d2, _sigmoid_inplace),
-    "relu": Activation("relu", lambda x: anp.maximum(x, 0.0), lambda x: (x > 0).astype(float),
-                       np.zeros_like, lambda x: np.maximum(x, 0.0, out=x)),
-    "softplus": Activation("softplus", lambda x: anp.logaddexp(0.0, x), _sigmoid, _sigmoid_d1,
-                           lambda x: np.logaddexp(0.0, x, out=x)),
-    "identity": Activation("identity", lambda x: x, np.ones_like, np.zeros_like, lambda x: x),
-}
-ACTIVATIONS["linear"] = ACTIVATIONS["identity"]
-
-
-def activation(name):
-    """Look up an activation by name (tanh, sigmoid, relu, softplus, identity/linear)."""
-    if isinstance(name, Activation):
-        return name
-    return ACTIVATIONS[choice("activation", name, ACTIVATIONS)]
-
-
-class Dense:
-    """Affine layer s = W a + b followed by an activation f (identity for the last layer)."""
-
-    def __init__(self, n_in, n_out, activation_name="identity"):
-        if int(n_in) < 1 or int(n_out) < 1:
-            raise ValueError(f"Dense layer sizes must be >= 1, got {n_in} -> {n_out}")
-        self.n_in, self.n_out = int(n_in), int(n_out)
-        self.act = activation(activation_name)
-
-    @property
-    def shape(self):
-        """Shape of W̄ = [W | b]."""
-        return (self.n_out, self.n_in + 1)
-
-    @property
-    def size(self):
-        return self.n_out * (self.n_in + 1)
-
-    def init(self, rng):
-        """LeCun-normal weights (variance 1/n_in), zero biases."""
-        W = rng.standard_normal((self.n_out, self.n_in)) / np.sqrt(self.n_in)
-        return np.hstack([W, np.zeros((self.n_out, 1))])
-
-    def apply(self, Wbar, a):
-        """Pre-activations of a batch of rows a: s = a Wᵀ + b."""
-        return anp.dot(a, Wbar[:, :-1].T) + Wbar[:, -1]
-
-    def __repr__(self):
-        return f"Dense({self.n_in}, {self.n_out}, {self.act.name!r})"
-
-
-class MLP:
-    """A stack of Dense layers, sizes [n_0, n_1, ..., n_L]; hidden layers use `activation`,
-    the last layer is linear (its outputs z are the loss's logits or predictions)."""
-
-    def __init__(self, sizes, activation="tanh"):
-        sizes = [int(s) for s in sizes]
-        if len(sizes) < 2:
-            raise ValueError(f"MLP needs at least [inputs, outputs] sizes, got {sizes}")
-        act = globals()["activation"](activation)
-        self.sizes = sizes
-        self.activation = act.name
-        self.layers = [Dense(a, b, act.name if i < len(sizes) - 2 else "identity")
-                       for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
+    def __init__(self, modules, input_shape):
+        modules = list(modules)
+        for i, mod in enumerate(modules):
+            if not isinstance(mod, Layer):
+                raise TypeError(f"layer {i} is {type(mod).__name__} {mod!r}, not a curvlab layer; "
+                                "use cl.Dense, cl.Conv2d, cl.MaxPool2d, cl.AvgPool2d or cl.Flatten")
+        self.input_shape = _input_shape(input_shape)
+        shape = self.input_shape if len(self.input_shape) == 1 else self.input_shape[1:] + self.input_shape[:1]
+        self.modules = [copy.copy(m) for m in modules]       # a layer is sized by the model it is in
+        for i, mod in enumerate(self.modules):
+            try:
+                shape = mod.build(shape)
+            except ValueError as e:
+                raise ValueError(f"layer {i}: {e}") from None
+        if len(shape) != 1:
+            raise ValueError(f"the model's output must be a vector, but the last layer gives a "
+                             f"feature map of shape {describe(shape)} (C, H, W); end with cl.Flatten() "
+                             "(and a Dense layer)")
+        self.layers = [m for m in self.modules if m.has_params]
+        if not self.layers:
+            raise ValueError("a model needs at least one layer with parameters (Dense or Conv2d)")
+        self.links = [[]]
+        for mod in self.modules:
+            if mod.has_params:
+                self.links.append([])
+            else:
+                self.links[-1].append(mod)
         self.offsets = np.cumsum([0] + [l.size for l in self.layers])
+        self.n_out = shape[0]
 
     @property
     def n_params(self):
@@ -120,11 +77,13 @@ class MLP:
 
     @property
     def n_in(self):
-        return self.sizes[0]
+        """Input features per sample (C·H·W for images)."""
+        return int(np.prod(self.input_shape))
 
     @property
-    def n_out(self):
-        return self.sizes[-1]
+    def widths(self):
+        """Pre-activations per sample of each layer with parameters, T_l · n_l."""
+        return [layer.width for layer in self.layers]
 
     def init(self, seed=0):
         """A flat float64 parameter vector in curvlab's layout."""
@@ -150,12 +109,48 @@ class MLP:
                              "parameters; use model.init(seed) for a vector in the right layout")
         return w
 
+    def check_inputs(self, X):
+        """X as float64 of shape (N, *input_shape), with a clear error otherwise."""
+        X = finite_array("X", X)
+        if X.ndim == 1 and self.input_shape == (1,):
+            X = X[:, None]
+        if X.shape[1:] != self.input_shape or X.ndim < 2:
+            layout = "(N, C, H, W), NCHW like torch" if len(self.input_shape) == 3 else "(N, D)"
+            raise ValueError(f"X must have shape (N, {', '.join(map(str, self.input_shape))}) for "
+                             f"{self!r}, layout {layout}; got {X.shape}")
+        if X.shape[0] < 1:
+            raise ValueError("X has no samples")
+        return X
+
+    def prepare(self, X):
+        """Inputs in the internal layout: images NCHW -> NHWC (channels-last)."""
+        return X if X.ndim == 2 else anp.transpose(X, (0, 2, 3, 1))
+
     def forward(self, w, X):
-        """Outputs z (N, n_L); differentiable by autograd in w."""
-        a = X
-        for layer, Wb in zip(self.layers, self.unflatten(w)):
-            a = layer.act.f(layer.apply(Wb, a))
-        return a
+        """Outputs z (N, K); differentiable by autograd in w (and X)."""
+        x = self.prepare(X)
+        Wbars = iter(self.unflatten(w))
+        for mod in self.modules:
+            x = mod.act.f(mod.apply(next(Wbars), x)) if mod.has_params else mod.apply(x)
+        return x
+
+    def __repr__(self):
+        return f"Sequential({self.modules!r}, input_shape={self.input_shape})"
+
+
+class MLP(Sequential):
+    """A stack of Dense layers, sizes [n_0, n_1, ..., n_L]; hidden layers use `activation`,
+    the last layer is linear (its outputs z are the loss's logits or predictions)."""
+
+    def __init__(self, sizes, activation="tanh"):
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2:
+            raise ValueError(f"MLP needs at least [inputs, outputs] sizes, got {sizes}")
+        act = globals()["activation"](activation)
+        self.sizes = sizes
+        self.activation = act.name
+        super().__init__([Dense(a, b, act.name if i < len(sizes) - 2 else "identity")
+                          for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))], (sizes[0],))
 
     def __repr__(self):
         return f"MLP({self.sizes}, activation={self.activation!r})"

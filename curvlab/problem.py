@@ -15,24 +15,19 @@ from autograd import grad as _ag_grad
 from . import engine
 from ._checks import finite_array, nonnegative
 from .losses import get_loss
-from .nn import MLP
+from .nn import Sequential
 
 
 class Problem:
     """Model + loss + data (+ L2). `loss(w)` is autograd-differentiable; the rest is numpy."""
 
     def __init__(self, model, loss, X, y, l2=0.0):
-        if not isinstance(model, MLP):
-            raise TypeError(f"model must be a curvlab MLP, got {type(model).__name__}")
+        if not isinstance(model, Sequential):
+            raise TypeError(f"model must be a curvlab model (cl.MLP or cl.Sequential), got "
+                            f"{type(model).__name__}")
         self.model = model
         self.lossfn = get_loss(loss)
-        X = finite_array("X", X)
-        if X.ndim == 1 and model.n_in == 1:
-            X = X[:, None]
-        if X.ndim != 2 or X.shape[1] != model.n_in:
-            raise ValueError(f"X must have shape (N, {model.n_in}) for {model!r}, got {X.shape}")
-        if X.shape[0] < 1:
-            raise ValueError("X has no samples")
+        X = model.check_inputs(X)
         y_arr = np.asarray(y)
         if y_arr.shape[:1] != X.shape[:1]:
             raise ValueError(f"X and y disagree on the number of samples: X has {X.shape[0]}, "
@@ -70,7 +65,7 @@ class Problem:
         w = self.check(w)
         Wbars, tr = self.trace(w)
         r = self.lossfn.dz(tr.z, self.y)
-        g = engine.weight_grads(tr, engine.backward(Wbars, tr, r[None]))[:, 0] / self.N
+        g = engine.weight_grads(tr, engine.backward(self.model, Wbars, tr, r[None]))[:, 0] / self.N
         return g + self.l2 * w
 
     def autograd_grad(self, w):
@@ -82,7 +77,7 @@ class Problem:
         return self.model.check_params(w)
 
     def trace(self, w):
-        """Per-layer W̄ and the forward trace (ā, s, f', f'', z) at w."""
+        """Per-layer W̄ and the forward trace (ā, s, f', f'', z, pooling selections) at w."""
         Wbars = self.model.unflatten(w)
         return Wbars, engine.forward(self.model, Wbars, self.X)
 

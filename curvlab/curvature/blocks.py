@@ -1,51 +1,88 @@
-"""Exact per-layer diagonal blocks of the Hessian and the GGN (Botev, Ritter & Barber 2017).
+"""Exact per-layer Hessian and GGN blocks (Botev, Ritter & Barber 2017), and the whole dense
+Hessian and GGN built block by block from them.
 
-Per sample, the Hessian with respect to the pre-activations s_l obeys the recursion
-    H_{L} = B = ∂²ℓ/∂z²,
-    H_{l} = diag(f'_l) W_{l+1}ᵀ H_{l+1} W_{l+1} diag(f'_l) + diag(f''_l ⊙ ∂ℓ/∂a_l),
-(the GGN drops the last term). Since s_l = W̄_l ā_l is linear in W̄_l, the layer's block in the
-row-major flat layout is exactly (1/N) Σₙ H_{l,n} ⊗ ā_{l,n} ā_{l,n}ᵀ — a sum of Kronecker
-products, which K-FAC, KFLR and KFRA approximate by one Kronecker product. The same per-sample
-H_l give the off-diagonal blocks too (`dense_from_layers`, the fast dense Hessian and GGN):
-each block is one matrix product with inner dimension N.
+Per sample, the Hessian with respect to layer l's pre-activations s_l (all T_l locations,
+D_l = T_l n_l numbers) obeys the recursion
+    H_a(L-1) = Cᵀ B C,                 C = ∂z/∂a_{L-1} (the pooling / Flatten after the last layer)
+    H_l      = diag(f'_l) H_a(l) diag(f'_l) + diag(f''_l ⊙ ∂ℓ/∂a_l),
+    H_a(l-1) = C_lᵀ H_l C_l,           C_l = ∂s_l/∂a_{l-1} (W_l after φ and the layers between)
+(the GGN drops the f'' term; max-pool is linear given its selection, so it adds none). For an
+MLP, C_l = W_l and H_a(L-1) = B. Since s_l = W̄_l ā_l at every location, the layer's block in
+the row-major flat layout is (1/N) Σₙ Σ_{t,t'} H_{l,n}[(t,i),(t',i')] ā_{l,n,t}[j] ā_{l,n,t'}[j']
+— for Dense layers (T = 1) the sum of Kronecker products (1/N) Σₙ H_{l,n} ⊗ āₙāₙᵀ, which K-FAC,
+KFLR and KFRA approximate by one Kronecker product. With weight sharing (Conv2d) it is not a sum
+of Kronecker products: the locations couple (Bulatov's point). The same per-sample H_l give the
+off-diagonal blocks (`dense_from_layers`).
 """
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import engine
 from .._checks import check_dense
+from ..layers import PIECEWISE_LINEAR, Dense
 from ..problem import require_problem
 from ._dense import _CHUNK_BYTES, chunk_size
 from .products import _Point
 
 
+def sandwich_down(pt, l, H):
+    """C_lᵀ H C_l per sample, H (N, D, D) over s_l (over z for l = L) -> (N, D_a, D_a) over
+    a_{l-1}: rows then columns of H pulled back through W_l, φ and the layers between."""
+    model, tr = pt.problem.model, pt.tr
+    L = len(model.layers)
+    simple = not tr.links[l] and (l == L or isinstance(model.layers[l], Dense))
+    W = pt.Wbars[l][:, :-1] if l < L else None
+    if simple:                                                      # MLP: Wᵀ H W (or H at the top)
+        return H if W is None else W.T @ H @ W
+    N, D = H.shape[:2]
+    shape = (model.layers[l].T, model.layers[l].n_out) if l < L else (D,)
+
+    def pull(G):                                   # rows G (Q, N, D) -> rows G C (Q, N, D_a)
+        G = G.reshape(G.shape[:2] + shape)
+        return engine.down(model, tr, l, G if W is None else G @ W).reshape(G.shape[0], N, -1)
+    HC = pull(H.transpose(1, 0, 2))                                  # [q, n, a] = (H C)ₙ[q, a]
+    return np.ascontiguousarray(pull(HC.transpose(2, 1, 0)).transpose(1, 0, 2))
+
+
 def pre_activation_hessians(pt, exact=True, top=None):
-    """Per-sample H_l (N, n_l, n_l) for every layer; exact=False gives the GGN's G_l. top: the
-    output curvature to start from (default B = ∂²ℓ/∂z²; the true Fisher passes E[∇ℓ∇ℓᵀ])."""
-    Hs = [None] * len(pt.Wbars)
-    H = pt.B if top is None else top
-    for l in reversed(range(len(pt.Wbars))):
+    """Per-sample H_l (N, D_l, D_l) for every layer, D_l = T_l n_l in (location, unit) order;
+    exact=False gives the GGN's G_l. top: the output curvature to start from (default
+    B = ∂²ℓ/∂z²; the true Fisher passes E[∇ℓ∇ℓᵀ])."""
+    model, N = pt.problem.model, pt.N
+    L = len(model.layers)
+    Hs = [None] * L
+    H = sandwich_down(pt, L, pt.B if top is None else top)
+    for l in reversed(range(L)):
+        fp = pt.tr.fp[l].reshape(N, -1)
+        H = fp[:, :, None] * H * fp[:, None, :]
+        if exact and model.layers[l].act.name not in PIECEWISE_LINEAR:
+            d2 = (pt.tr.fpp[l] * pt.grads_a[l]).reshape(N, -1)
+            np.einsum("nii->ni", H)[...] += d2                     # a view of the diagonals
         Hs[l] = H
         if l:
-            W = pt.Wbars[l][:, :-1]
-            fp = pt.tr.fp[l - 1]
-            H = fp[:, :, None] * (W.T @ H @ W) * fp[:, None, :]
-            if exact:
-                dfda = pt.deltas[l] @ W                          # ∂ℓ/∂a_{l-1}, per sample
-                np.einsum("nii->ni", H)[...] += pt.tr.fpp[l - 1] * dfda    # a view of the diagonals
+            H = sandwich_down(pt, l, H)
     return Hs
 
 
 def strided_block(out, rows, cols, shape):
-    """The sub-block out[rows, cols] as a 4-D *view* of the given shape (never a copy)."""
+    """The sub-block out[rows, cols] as a *view* of the given shape (never a copy)."""
     view = out[rows, cols].reshape(shape)
     if not np.shares_memory(view, out):                    # reshape copied: writes would be lost
         raise AssertionError("internal error: block view is a copy")
     return view
 
 
-def khatri_rao_into(block, A, abar_l, abar_m, cap=None):
-    """block[i, j, i', j'] = Σₙ Aₙ[i, i'] ā_{l,n}[j] ā_{m,n}[j'], i.e. Σₙ Aₙ ⊗ ā_{l,n} ā_{m,n}ᵀ.
+def _store(target, value, add):
+    if add:
+        target += value
+    else:
+        target[...] = value
+
+
+def khatri_rao_into(block, A, abar_l, abar_m, cap=None, add=False):
+    """block[i, j, i', j'] = Σₙ Aₙ[i, i'] ā_{l,n}[j] ā_{m,n}[j'], i.e. Σₙ Aₙ ⊗ ā_{l,n} ā_{m,n}ᵀ
+    (one location per sample; `add` accumulates instead of assigning).
 
     One matrix product with inner dimension N: A as ((i, i'), n) times the row-wise Khatri-Rao
     product (n, (j, j')), then a permuted copy into `block` (n_l, m_l+1, n_m, m_m+1).
@@ -59,27 +96,77 @@ def khatri_rao_into(block, A, abar_l, abar_m, cap=None):
     for i0 in range(0, n_l, step):
         Ai = A[:, i0:i0 + step].reshape(N, -1)
         R = (Ai.T @ KR).reshape(-1, n_m, a_l, a_m)                   # (i, i', j, j')
-        block[i0:i0 + step] = R.transpose(0, 2, 1, 3)
+        _store(block[i0:i0 + step], R.transpose(0, 2, 1, 3), add)
 
 
-def kron_average(H, abar):
-    """(1/N) Σₙ Hₙ ⊗ āₙāₙᵀ as one matrix product: (n·(m+1), n·(m+1))."""
-    N, n, _ = H.shape
-    m1 = abar.shape[1]
+def times_patches(H, abar):
+    """Σ_{t'} H[(t,i),(t',i')] ā[t',j'] per sample: H (N, D, T·n) -> (N, D, n·(m+1)), i.e. H
+    times ∂s/∂W̄ (each parameter (i', j') of a shared-weight layer moves s[t', i'] by ā[t', j'])."""
+    N, D = H.shape[:2]
+    _, T, m1 = abar.shape
+    n = H.shape[2] // T
+    HU = H.reshape(N, D, T, n).transpose(0, 3, 1, 2) @ abar[:, None]       # (N, i', D, j')
+    return HU.transpose(0, 2, 1, 3).reshape(N, D, n * m1)
+
+
+def patches_times(abar, Y, n):
+    """Σₙ Σ_t ā[n,t,j] Y[n,(t,i),p] -> (n, m+1, p): one product with inner dimension N·T."""
+    N, T, m1 = abar.shape
+    R = abar.reshape(N * T, m1).T @ Y.reshape(N * T, -1)                    # (j, (i, p))
+    return R.reshape(m1, n, -1).transpose(1, 0, 2)
+
+
+def shared_diagonal_block(H, abar):
+    """Σₙ Σ_{t,t'} Hₙ[(t,i),(t',i')] ā[t,j] ā[t',j'] for a layer with T locations: (P_l, P_l)."""
+    N, T, m1 = abar.shape
+    n = H.shape[1] // T
+    return patches_times(abar, times_patches(H, abar), n).reshape(n * m1, n * m1)
+
+
+def _layer_block(H, abar):
+    """Σₙ Σ_{t,t'} Hₙ[(t,i),(t',i')] ā[t,j] ā[t',j'] (not averaged): the layer's diagonal block."""
+    N, T, m1 = abar.shape
+    if T > 1:
+        return shared_diagonal_block(H, abar)
+    n = H.shape[1]
     out = np.empty((n * m1, n * m1))
-    khatri_rao_into(out.reshape(n, m1, n, m1), H / N, abar, abar)
+    khatri_rao_into(out.reshape(n, m1, n, m1), H, abar[:, 0], abar[:, 0])
     return out
+
+
+def sample_chunks(pt, per_sample_bytes):
+    """Sub-points of pt on consecutive chunks of samples whose per-sample working arrays stay
+    under the chunk budget (all samples at once when they fit)."""
+    step = chunk_size(per_sample_bytes, pt.N)
+    if step >= pt.N:
+        return [pt]
+    return [_Point(pt.problem.subset(np.arange(n0, min(n0 + step, pt.N))), pt.w)
+            for n0 in range(0, pt.N, step)]
+
+
+def _per_sample_bytes(model):
+    """Bytes per sample of the working arrays of a dense build: the H_l, the products that
+    carry them down a layer, and for shared-weight layers the pushed parameter directions."""
+    D = model.widths
+    total = sum(d * d for d in D) + 3 * max(a * b for a in D for b in D)
+    shared = [layer.size for layer in model.layers if not isinstance(layer, Dense)]
+    if shared:
+        total += max(shared) * (max(D) + 2 * sum(l.T * (l.n_in + l.n_out) for l in model.layers))
+    return 8 * total
 
 
 def _blocks(problem, w, exact, name):
     pt = _Point(require_problem(problem, name), w)
-    for layer in pt.problem.model.layers:
+    model = pt.problem.model
+    for layer in model.layers:
         check_dense(f"{name} block", layer.size, alternative="cl.kflr(problem, w) (Kronecker factors)")
-    blocks = []
-    for H, ab in zip(pre_activation_hessians(pt, exact), pt.tr.abar):
-        Bl = kron_average(H, ab)
+    blocks = [0.0] * len(model.layers)
+    for c in sample_chunks(pt, _per_sample_bytes(model)):
+        for l, (H, ab) in enumerate(zip(pre_activation_hessians(c, exact), c.tr.abar)):
+            blocks[l] = blocks[l] + _layer_block(H, ab)
+    for Bl in blocks:
+        Bl /= pt.N
         Bl[np.diag_indices_from(Bl)] += pt.l2
-        blocks.append(Bl)
     return blocks
 
 
@@ -94,53 +181,102 @@ def ggn_blocks(problem, w):
 
 
 def dense_from_layers(name, pt, exact, progress=None, top=None):
-    """The whole (P, P) Hessian (exact=True) or GGN (exact=False; with `top`, the GGN of that
-    output curvature, e.g. the true Fisher), block (l, m) by block.
+    """The whole (P, P) Hessian (exact=True) or GGN (exact=False; with `top`, a function of a
+    point giving the output curvature to use instead of B, e.g. the output Fisher), block
+    (l, m) by block, l ≥ m; the upper blocks are mirrored, the diagonal blocks made exactly
+    symmetric, λI added.
 
-    Block (l ≥ m) is (1/N) Σₙ (H_l T_{l←m})ₙ ⊗ ā_{l,n} ā_{m,n}ᵀ with T_{l←m} = ∂s_l/∂s_m, plus,
-    for the Hessian, the term where W̄_l meets its input a_{l-1}(W̄_m) (see hessian.py). The
-    upper blocks are mirrored, the diagonal blocks made exactly symmetric, λI added.
+    Block (l, m) is (1/N) Σₙ (∂s_l/∂W̄_l)ᵀ H_l (∂s_l/∂W̄_m), plus, for the Hessian with l > m,
+    the term where W̄_l meets its input: (1/N) Σₙ Σ_t δ_{l,t} ⊗ ∂ā_{l,t}/∂W̄_m (see hessian.py).
+    A column of blocks (all l ≥ m) is built one of two ways:
+    - layer m Dense (so every later layer is Dense): the n_m pre-activation directions of s_m
+      are pushed forward, T_{l←m} = ∂s_l/∂s_m, and W̄_m enters through the Khatri-Rao product
+      with ā_m — one matrix product with inner dimension N per block;
+    - layer m with shared weights (Conv2d): its P_m parameter directions are pushed forward
+      (the R-operator with Q = P_m unit directions, few because the weights are shared), and
+      each block is one matrix product with inner dimension N·T_l.
+    Samples are taken in chunks when their per-sample arrays would not fit the working budget.
     """
-    model, tr, N = pt.problem.model, pt.tr, pt.N
-    P, n, L = model.n_params, model.sizes, len(model.layers)
-    per_sample = sum(k * k for k in n[1:]) + 3 * max(a * b for a in n[1:] for b in n[1:]) \
-        + max(a * b for a in n[:-1] for b in n[:-1]) + 4 * max(n)
+    model = pt.problem.model
+    P, L = model.n_params, len(model.layers)
+    per_sample = _per_sample_bytes(model)
     # Working blocks get a quarter of the matrix, an eighth when the per-sample arrays (which
     # grow with N, not P) already take an eighth: the peak stays near twice the matrix.
-    cap = 2 * P * P if 8 * N * per_sample < P * P else P * P
-    check_dense(name, P, extra_bytes=8 * N * per_sample + min(_CHUNK_BYTES, cap))
-    Hs = pre_activation_hessians(pt, exact, top)
-    Hs[-1] = Hs[-1] / N                         # the output curvature is the caller's: not in place
-    for H in Hs[:-1]:
-        H /= N
-    deltas = [d / N for d in pt.deltas] if exact else None
-    sl = model.layer_slices()
-    shapes = [(layer.n_out, layer.n_in + 1) for layer in model.layers]
-    out = np.empty((P, P))
+    cap = 2 * P * P if pt.N * per_sample < P * P else P * P
+    check_dense(name, P, extra_bytes=min(pt.N * per_sample, _CHUNK_BYTES) + min(_CHUNK_BYTES, cap))
+    chunks = sample_chunks(pt, per_sample)
+    add = len(chunks) > 1
+    out = np.zeros((P, P)) if add else np.empty((P, P))
     pairs = [(l, m) for m in range(L) for l in range(m, L)]
-    show = progress if progress is not None else N * P * P > 1e11      # about 3 s of products
-    bar = tqdm(total=len(pairs), desc=name, disable=not show, leave=False)
-    for m in range(L):
-        T = None                                  # ∂s_l/∂s_m per sample; None while l = m (T = I)
-        for l in range(m, L):
-            block = strided_block(out, sl[l], sl[m], shapes[l] + shapes[m])
-            if l == m:
-                khatri_rao_into(block, Hs[m], tr.abar[m], tr.abar[m], cap)
-            else:
-                W = pt.Wbars[l][:, :-1]
-                D = None if T is None else tr.fp[l - 1][:, :, None] * T   # ∂a_{l-1}/∂s_m
-                T = W * tr.fp[m][:, None, :] if D is None else W @ D
-                khatri_rao_into(block, Hs[l] @ T, tr.abar[l], tr.abar[m], cap)
-                if exact and D is None:
-                    _add_input_term_diagonal(block, deltas[l], tr.fp[m], tr.abar[m])
-                elif exact:
-                    _add_input_term(block, deltas[l], D, tr.abar[m], cap)
-                _mirror(out, sl[l], sl[m])
-            bar.update()
+    show = progress if progress is not None else pt.N * P * P * max(l.T for l in model.layers) > 1e11
+    bar = tqdm(total=len(pairs) * len(chunks), desc=name, disable=not show, leave=False)
+    for c in chunks:
+        Hs = pre_activation_hessians(c, exact, None if top is None else top(c))
+        for H in Hs:
+            H /= pt.N                                     # fresh arrays: scaled in place
+        for m in range(L):
+            column = _dense_column if isinstance(model.layers[m], Dense) else _shared_column
+            column(out, c, Hs, m, exact, cap, add, pt.N)
+            bar.update(L - m)
     bar.close()
+    sl = model.layer_slices()
+    for l, m in pairs:
+        if l > m:
+            _mirror(out, sl[l], sl[m])
     _symmetrise_diagonal_blocks(out, sl)
     out[np.diag_indices(P)] += pt.l2
     return out
+
+
+def _dense_column(out, pt, Hs, m, exact, cap, add, N_total):
+    """Blocks (l, m), l ≥ m, for a Dense layer m: every later layer is Dense too, so per sample
+    T_{l←m} = W_l diag(f'_{l-1}) T_{l-1←m} is a small matrix product (T_{m←m} = I)."""
+    model, tr = pt.problem.model, pt.tr
+    sl = model.layer_slices()
+    ab = [a[:, 0] for a in tr.abar]                   # one location: (N, m + 1)
+    fp = [f[:, 0] for f in tr.fp]
+    deltas = [d[:, 0] / N_total for d in pt.deltas] if exact else None
+    T = None                                          # ∂s_l/∂s_m per sample; None while l = m
+    for l in range(m, len(model.layers)):
+        layer = model.layers[l]
+        block = strided_block(out, sl[l], sl[m], layer.shape + model.layers[m].shape)
+        H = Hs[l]
+        if l == m:
+            khatri_rao_into(block, H, ab[m], ab[m], cap, add)
+            continue
+        W = pt.Wbars[l][:, :-1]
+        D = None if T is None else fp[l - 1][:, :, None] * T        # ∂a_{l-1}/∂s_m
+        T = W * fp[m][:, None, :] if D is None else W @ D
+        khatri_rao_into(block, H @ T, ab[l], ab[m], cap, add)
+        if exact and D is None:
+            _add_input_term_diagonal(block, deltas[l], fp[m], ab[m])
+        elif exact:
+            _add_input_term(block, deltas[l], D, ab[m], cap)
+
+
+def _shared_column(out, pt, Hs, m, exact, cap, add, N_total):
+    """Blocks (l, m), l ≥ m, for a layer m with shared weights: push its P_m parameter
+    directions forward (R s_l = ∂s_l/∂W̄_m, R ā_l = ∂ā_l/∂W̄_m per sample) and contract."""
+    model, tr = pt.problem.model, pt.tr
+    sl = model.layer_slices()
+    Pm = model.layers[m].size
+    N = pt.N
+    Rs = engine.times_abar(tr.abar[m], np.eye(Pm).reshape((Pm,) + model.layers[m].shape))
+    for l in range(m, len(model.layers)):
+        layer = model.layers[l]
+        block = strided_block(out, sl[l], sl[m], (layer.n_out, layer.n_in + 1, Pm))
+        if l == m:
+            HU = times_patches(Hs[m], tr.abar[m])                              # H_m ∂s_m/∂W̄_m
+        else:
+            Rp = engine.up(model, tr, l, tr.fp[l - 1] * Rs)                   # ∂ā_l/∂W̄_m
+            Rs = Rp @ pt.Wbars[l][:, :-1].T                                    # ∂s_l/∂W̄_m
+            HU = Hs[l] @ Rs.reshape(Pm, N, -1).transpose(1, 2, 0)
+        value = patches_times(tr.abar[l], HU, layer.n_out)
+        if exact and l > m:                         # Σ_t δ_{l,t} ⊗ ∂ā_{l,t}/∂W̄_m (not the bias column)
+            d = pt.deltas[l] / N_total
+            value[:, :-1] += (d.reshape(-1, d.shape[-1]).T @ Rp.transpose(1, 2, 3, 0).reshape(
+                -1, layer.n_in * Pm)).reshape(layer.n_out, layer.n_in, Pm)
+        _store(block, value, add)
 
 
 def _add_input_term(block, delta, D, abar_m, cap):

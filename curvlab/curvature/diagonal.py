@@ -55,11 +55,17 @@ class Diagonal:
 
 
 def _ggn_diagonal(pt):
-    """diag of (1/N) Σₙ Jₙᵀ Bₙ Jₙ, without the L2 term."""
+    """diag of (1/N) Σₙ Jₙᵀ Bₙ Jₙ, without the L2 term. With weight sharing the per-sample
+    gradient entries Σ_t δ_t ā_t are summed over the locations before they are squared."""
     C = pt.problem.lossfn.sqrt_hessian(pt.tr.z, pt.problem.y)
-    deltas = engine.backward(pt.Wbars, pt.tr, C.transpose(2, 0, 1))
-    return np.concatenate([np.einsum("rni,nj->ij", dl ** 2, ab ** 2).ravel()
-                           for dl, ab in zip(deltas, pt.tr.abar)]) / pt.N
+    deltas = pt.backward(C.transpose(2, 0, 1))
+    parts = []
+    for dl, ab in zip(deltas, pt.tr.abar):
+        if ab.shape[1] == 1:
+            parts.append(np.einsum("rni,nj->ij", dl[:, :, 0] ** 2, ab[:, 0] ** 2).ravel())
+        else:
+            parts.append((engine.jacobian_rows(pt.tr._replace(abar=[ab]), [dl]) ** 2).sum((0, 1)))
+    return np.concatenate(parts) / pt.N
 
 
 def diag_ggn(problem, w):

@@ -35,8 +35,10 @@ def fisher(problem, w, kind="true", samples=1, seed=0):
     choice("fisher kind", kind, {"true", "empirical", "mc"})
     pt = _Point(require_problem(problem, "fisher"), w)
     if kind == "true":
-        Phi = pt.problem.lossfn.fisher_factor(pt.tr.z)                # Φₙ = Phiₙ Phiₙᵀ
-        return dense_from_layers("fisher (true)", pt, exact=False, top=Phi @ Phi.transpose(0, 2, 1))
+        def output_fisher(c):                                          # Φₙ = Fₙ Fₙᵀ
+            F = c.problem.lossfn.fisher_factor(c.tr.z)
+            return F @ F.transpose(0, 2, 1)
+        return dense_from_layers("fisher (true)", pt, exact=False, top=output_fisher)
     if kind == "empirical":
         seeds = pt.r[None]
     else:

@@ -1,19 +1,38 @@
-"""Kronecker-factored curvature: K-FAC (Martens & Grosse 2015), KFLR and KFRA (Botev et al. 2017).
+"""Kronecker-factored curvature: K-FAC (Martens & Grosse 2015; KFC for conv layers, Grosse &
+Martens 2016), KFLR and KFRA (Botev et al. 2017).
 
-Each approximates the GGN's layer block (1/N) Σₙ Gₙ ⊗ āₙāₙᵀ by one Kronecker product
-S_l ⊗ A_l (row-major layout: the block is exactly ``np.kron(S_l, A_l)``), with
-    A_l = (1/N) Σₙ āₙ āₙᵀ                      (augmented layer inputs)
+Each approximates the GGN's layer block by one Kronecker product S_l ⊗ A_l (row-major layout:
+the block is exactly ``np.kron(S_l, A_l)``). For a Dense layer the block is
+(1/N) Σₙ Gₙ ⊗ āₙāₙᵀ and
+    A_l = (1/N) Σₙ āₙ āₙᵀ                      (augmented layer inputs ā = [a; 1])
     S_l = (1/N) Σₙ Gₙ, Gₙ a per-sample pre-activation curvature:
-      kflr  exact:     Gₙ = D̃ₙᵀ D̃ₙ, D̃ₙ = ∂(Cₙᵀ z)/∂s_l  (backprop of the factor of B)
+      kflr  exact:     Gₙ = D̃ₙᵀ D̃ₙ, D̃ₙ = ∂(Cₙᵀ z)/∂s_l  (backprop of the factor C of B = CCᵀ)
       kfra  recursive: S_L = mean B,  S_l = (W_{l+1}ᵀ S_{l+1} W_{l+1}) ⊙ mean(f'_l f'_lᵀ)
       kfac  sampled:   Gₙ = (1/S) Σₛ δₙₛ δₙₛᵀ, δ the backprop of ∂ℓ/∂z at y ~ p(y|x)
             (kind='empirical': the data labels instead).
 For one sample every S_l ⊗ A_l equals the exact GGN block.
+
+A layer with weight sharing (Conv2d, T locations, patches ā_{n,t}) has two flavors, exactly as
+curvlinops' KFACLinearOperator defines them (mean reduction, joint [W | b] block; Eschenhagen
+et al. 2023), with Gₙ,ₜ = Jₙ,ₜᵀ Bₙ Jₙ,ₜ and Jₙ,ₜ = ∂zₙ/∂sₙ,ₜ:
+    expand  A = (1/(N·T)) Σₙ Σₜ āₙ,ₜ āₙ,ₜᵀ,      S = (1/N) Σₙ Σₜ Gₙ,ₜ
+    reduce  A = (1/N) Σₙ ā̃ₙ ā̃ₙᵀ, ā̃ₙ = [meanₜ aₙ,ₜ; 1],  S = (1/N) Σₙ (Σₜ Jₙ,ₜ)ᵀ Bₙ (Σₜ Jₙ,ₜ)
+(Dense layers, T = 1, are the same in both). kflr is curvlinops' fisher_type='type-2', kfac its
+'mc'. KFRA carries the batch-averaged GGN of all T·n pre-activations down the net — each
+layer's sample-dependent Jacobian averaged as (1/N) Σₙ Jₙᵀ M Jₙ: f' and max-pool's selection
+as Hadamard products with E[f'f'ᵀ] and E[m mᵀ] (BackPACK's "expectation approximation") — and
+takes S as the sum of its diagonal location blocks (expand) or of all of them (reduce).
+
+Other conventions, factor by factor (for conv layers; Dense layers agree up to the bias):
+BackPACK's KFLR/KFAC keep W and b apart (no ones column, so no weight–bias cross terms) and use
+A = (1/N) Σₙ Σₜ aₙ,ₜ aₙ,ₜᵀ (T times our expand A, without the bias row) with S our reduce S;
+its KFRA uses that A with the location-summed (reduce) S of the averaged recursion.
+curvlinops' MSELoss(reduction='mean') averages over the K outputs too: its factors for MSE are
+ours with S divided by K.
 """
 
 import numpy as np
 
-from .. import engine
 from .._checks import check_dense, choice, flat_vector, nonnegative
 from ..problem import require_problem
 from .fisher import mc_seeds
@@ -129,46 +148,93 @@ class KroneckerFactored:
         return f"{type(self).__name__}({self.name!r}, layers={self.shapes}, P={self.n_params})"
 
 
-def _input_factors(pt):
-    return [ab.T @ ab / pt.N for ab in pt.tr.abar]
+FLAVORS = ("expand", "reduce")
 
 
-def _output_factors(pt, seeds):
-    """S_l = (1/N) Σ_q Σ_n δ δᵀ for backprops of the seeds (Q, N, K)."""
-    deltas = engine.backward(pt.Wbars, pt.tr, seeds)
-    flat = [d.reshape(-1, d.shape[-1]) for d in deltas]     # (Q·N, n_l): one GEMM per layer
-    return [f.T @ f / pt.N for f in flat]
+def _input_factors(pt, flavor):
+    """A_l per layer: expand (1/(N·T)) Σ āₙ,ₜ āₙ,ₜᵀ; reduce (1/N) Σ ā̃ₙ ā̃ₙᵀ with ā̃ₙ = meanₜ āₙ,ₜ."""
+    out = []
+    for ab in pt.tr.abar:
+        N, T, m1 = ab.shape
+        a = ab.mean(1) if flavor == "reduce" else ab.reshape(N * T, m1)
+        out.append(a.T @ a / a.shape[0])
+    return out
 
 
-def _build(pt, S, name):
-    return KroneckerFactored(list(zip(_input_factors(pt), S)), pt.l2, name)
+def _output_factors(pt, seeds, flavor):
+    """S_l = (1/N) Σ_q Σ_n Σ_t δ δᵀ (expand) or (1/N) Σ_q Σ_n (Σ_t δ)(Σ_t δ)ᵀ (reduce) for the
+    backprops of the seeds (Q, N, K)."""
+    out = []
+    for d in pt.backward(seeds):
+        if flavor == "reduce":
+            d = d.sum(2)
+        flat = d.reshape(-1, d.shape[-1])                  # one GEMM per layer
+        out.append(flat.T @ flat / pt.N)
+    return out
 
 
-def kflr(problem, w):
-    """KFLR: exact S_l = (1/N) Σₙ Gₙ, from K backprops of the factor C of B (all samples at once)."""
-    pt = _Point(require_problem(problem, "kflr"), w)
+def _build(pt, S, name, flavor):
+    K = KroneckerFactored(list(zip(_input_factors(pt, flavor), S)), pt.l2, name)
+    K.flavor = flavor
+    return K
+
+
+def _point(problem, w, name, flavor):
+    choice("flavor", flavor, FLAVORS)
+    return _Point(require_problem(problem, name), w)
+
+
+def kflr(problem, w, flavor="expand"):
+    """KFLR: exact S_l from K backprops of the factor C of B (all samples at once); for conv
+    layers `flavor` 'expand' or 'reduce' (module docstring). Cost: about K gradients."""
+    pt = _point(problem, w, "kflr", flavor)
     C = pt.problem.lossfn.sqrt_hessian(pt.tr.z, pt.problem.y)
-    return _build(pt, _output_factors(pt, C.transpose(2, 0, 1)), "kflr")
+    return _build(pt, _output_factors(pt, C.transpose(2, 0, 1), flavor), "kflr", flavor)
 
 
-def kfra(problem, w):
-    """KFRA: S_L = mean B, then the batch-averaged recursion S_l = (Wᵀ S W) ⊙ mean(f' f'ᵀ)."""
-    pt = _Point(require_problem(problem, "kfra"), w)
-    S = [None] * len(pt.Wbars)
-    Sl = pt.problem.lossfn.mean_hessian(pt.tr.z, pt.problem.y)
-    for l in reversed(range(len(pt.Wbars))):
-        S[l] = Sl
+def _kfra_down(pt, l, M):
+    """KFRA's step from s_l (l = L: from z) down to a_{l-1}: (1/N) Σₙ Jₙᵀ M Jₙ for the layers in
+    between — W_l and φ (the same for every sample), then the pooling and Flatten layers."""
+    from ..layers.pool import sandwich
+    model, tr = pt.problem.model, pt.tr
+    L = len(model.layers)
+    if l < L:
+        layer, W = model.layers[l], pt.Wbars[l][:, :-1]
+        if not tr.links[l] and layer.T == 1:
+            return W.T @ M @ W
+        M = sandwich(lambda g: layer.patches_T(g @ W), M, (layer.T, layer.n_out))
+    for mod, state in reversed(tr.links[l]):
+        M = mod.expected_sandwich(state, M)
+    return M
+
+
+def kfra(problem, w, flavor="expand"):
+    """KFRA: the batch-averaged pre-activation GGN by the recursion
+    Ḡ_l = (1/N) Σₙ C_{l+1,n}ᵀ Ḡ_{l+1} C_{l+1,n} ⊙ E[f'_l f'_lᵀ] from Ḡ_L = mean B, over all of a
+    layer's T·n pre-activations; S_l from Ḡ_l by `flavor` (module docstring). For an MLP,
+    S_l = (W_{l+1}ᵀ S_{l+1} W_{l+1}) ⊙ mean(f'_l f'_lᵀ). Cost: no backprop over samples."""
+    pt = _point(problem, w, "kfra", flavor)
+    model, N = pt.problem.model, pt.N
+    L = len(model.layers)
+    S = [None] * L
+    M = _kfra_down(pt, L, pt.problem.lossfn.mean_hessian(pt.tr.z, pt.problem.y))
+    for l in reversed(range(L)):
+        fp = pt.tr.fp[l].reshape(N, -1)
+        M = M * (fp.T @ fp / N)
+        T, n = model.layers[l].T, model.layers[l].n_out
+        blocks = M.reshape(T, n, T, n)
+        S[l] = np.einsum("titj->ij", blocks) if flavor == "expand" else blocks.sum((0, 2))
         if l:
-            W = pt.Wbars[l][:, :-1]
-            fp = pt.tr.fp[l - 1]
-            Sl = (W.T @ Sl @ W) * (fp.T @ fp / pt.N)
-    return _build(pt, S, "kfra")
+            M = _kfra_down(pt, l, M)
+    return _build(pt, S, "kfra", flavor)
 
 
-def kfac(problem, w, samples=1, seed=0, kind="mc"):
+def kfac(problem, w, samples=1, seed=0, kind="mc", flavor="expand"):
     """K-FAC: S_l from backprops of ∂ℓ/∂z at targets sampled from the model (kind='mc',
-    `samples` draws per input, seeded) or at the data labels (kind='empirical')."""
+    `samples` draws per input, seeded) or at the data labels (kind='empirical'); for conv layers
+    `flavor` 'expand' or 'reduce' (module docstring). Cost: `samples` gradients."""
     choice("kfac kind", kind, {"mc", "empirical"})
-    pt = _Point(require_problem(problem, "kfac"), w)
+    pt = _point(problem, w, "kfac", flavor)
     seeds = mc_seeds(pt, samples, seed) if kind == "mc" else pt.r[None]
-    return _build(pt, _output_factors(pt, seeds), "kfac" if kind == "mc" else "kfac (empirical)")
+    return _build(pt, _output_factors(pt, seeds, flavor), "kfac" if kind == "mc" else "kfac (empirical)",
+                  flavor)

@@ -43,9 +43,21 @@ class _Point:
         return self.lazy("r", lambda: self.problem.lossfn.dz(self.tr.z, self.problem.y))
 
     @property
+    def backprop(self):
+        """Per-sample backprop of ∂ℓ/∂z: (δ_l, ∂ℓ/∂a_l), each (N, T_l, n_l) per layer."""
+        def make():
+            deltas, grads_a = engine.backward(self.problem.model, self.Wbars, self.tr, self.r[None],
+                                              with_a=True)
+            return [d[0] for d in deltas], [g[0] for g in grads_a]
+        return self.lazy("backprop", make)
+
+    @property
     def deltas(self):
-        """Per-sample backprop of ∂ℓ/∂z: δ_l (N, n_l)."""
-        return self.lazy("deltas", lambda: [d[0] for d in engine.backward(self.Wbars, self.tr, self.r[None])])
+        return self.backprop[0]
+
+    @property
+    def grads_a(self):
+        return self.backprop[1]
 
     @property
     def B(self):
@@ -53,12 +65,17 @@ class _Point:
 
     @property
     def D(self):
-        """Lin's stored Jacobians ∂z/∂s_l for all samples and outputs: (K, N, n_l) per layer."""
+        """Lin's stored Jacobians ∂z/∂s_l for all samples and outputs: (K, N, T_l, n_l) per layer,
+        N·K·Σ_l T_l n_l numbers in all (Lin's memory count)."""
         def make():
             K = self.tr.z.shape[1]
             seed = np.broadcast_to(np.eye(K)[:, None, :], (K, self.N, K))
-            return engine.backward(self.Wbars, self.tr, seed)
+            return self.backward(seed)
         return self.lazy("D", make)
+
+    def backward(self, seed, with_a=False):
+        """Backprop of output seeds (Q, N, K): δ_l (Q, N, T_l, n_l) per layer."""
+        return engine.backward(self.problem.model, self.Wbars, self.tr, seed, with_a)
 
     def Bu(self, U):
         """B U for output directions U (Q, N, K), per sample, without forming B."""
@@ -70,17 +87,19 @@ class _Point:
     # products on blocks (P, Q) ---------------------------------------------------------------
     def jv(self, V):
         """J V: (Q, N, K) by one batched R-forward pass."""
-        return engine.rforward(self.Wbars, self.tr, self.split(V))[-1]
+        return engine.rforward(self.problem.model, self.Wbars, self.tr, self.split(V))[2]
 
     def jtu(self, U):
         """Σ_n J_nᵀ U_n for Q output cotangents U (Q, N, K): (P, Q)."""
-        return engine.weight_grads(self.tr, engine.backward(self.Wbars, self.tr, U))
+        return engine.weight_grads(self.tr, self.backward(U))
 
     def hv(self, V):
         Vs = self.split(V)
-        Rs = engine.rforward(self.Wbars, self.tr, Vs)
-        Rseed = self.Bu(Rs[-1])
-        return engine.rbackward(self.Wbars, self.tr, self.deltas, Rs, Vs, Rseed) / self.N + self.l2 * V
+        model = self.problem.model
+        Rs, Rp, Rz = engine.rforward(model, self.Wbars, self.tr, Vs)
+        HV = engine.rbackward(model, self.Wbars, self.tr, self.deltas, self.grads_a, Rs, Rp, Vs,
+                              self.Bu(Rz))
+        return HV / self.N + self.l2 * V
 
     def gv_rop(self, V):
         """Lin (b): J v by the R-operator, then a backward pass with B J v in place of ∂ℓ/∂z."""
@@ -91,9 +110,9 @@ class _Point:
         """Lin (a): reuse the stored ∂z/∂s_l; memory ∝ samples × outputs × units."""
         Jv = 0.0
         for D, ab, Vl in zip(self.D, self.tr.abar, self.split(V)):
-            Jv = Jv + np.einsum("kni,qni->qnk", D, ab @ Vl.transpose(0, 2, 1))
+            Jv = Jv + np.einsum("knti,qnti->qnk", D, engine.times_abar(ab, Vl))
         u = self.Bu(Jv)
-        deltas = [np.einsum("qnk,kni->qni", u, D) for D in self.D]
+        deltas = [np.einsum("qnk,knti->qnti", u, D) for D in self.D]
         return engine.weight_grads(self.tr, deltas) / self.N + self.l2 * V
 
     def fv_true(self, V):
@@ -102,8 +121,7 @@ class _Point:
         return self.jtu(FJv) / self.N + self.l2 * V
 
     def fv_empirical(self, V):
-        G = self.lazy("g_n", lambda: engine.jacobian_rows(
-            self.tr, engine.backward(self.Wbars, self.tr, self.r[None]))[0])   # (N, P)
+        G = self.lazy("g_n", lambda: engine.jacobian_rows(self.tr, self.backward(self.r[None]))[0])  # (N, P)
         return G.T @ (G @ V) / self.N + self.l2 * V
 
 
