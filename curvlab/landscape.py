@@ -119,19 +119,25 @@ def points(w, d1, d2, span, n):
 
 class _Points:
     """G parameter vectors, handed out layer by layer and chunk by chunk: either rows of an
-    array Ws (G, P), or the affine set w + C Dᵀ (C (G, q) coefficients, D (P, q) directions)."""
+    array Ws (G, P), or the affine set w + C Dᵀ (C (G, q) coefficients, D (P, q) directions).
+    The first layer's patches ā_0 do not depend on w, so they are computed once."""
 
     def __init__(self, problem, Ws=None, w=None, D=None, C=None):
         self.problem = problem
+        model = problem.model
+        x = model.prepare(problem.X)
+        for mod in model.links[0]:
+            x = mod.forward(x)[0]
+        p = model.layers[0].patches(x)
+        self.abar0 = np.concatenate([p, np.ones(p.shape[:-1] + (1,))], axis=-1)     # (N, T, m+1)
         if Ws is not None:
             self.Ws, self.G = Ws, len(Ws)
             return
         self.Ws, self.G = None, len(C)
         self.basis = np.vstack([w, D.T])                              # (q+1, P)
         self.coef = np.hstack([np.ones((self.G, 1)), C])              # (G, q+1)
-        Wb0 = [b.reshape(problem.model.layers[0].shape) for b in self.basis[:, problem.model.layer_slices()[0]]]
-        Xbar = np.hstack([problem.X, np.ones((problem.N, 1))])
-        self.S0 = np.stack([Xbar @ Wb.T for Wb in Wb0]).reshape(len(self.basis), -1)
+        Wb0 = self.basis[:, model.layer_slices()[0]].reshape((-1,) + model.layers[0].shape)
+        self.S0 = (self.abar0 @ Wb0.transpose(0, 2, 1)[:, None]).reshape(len(self.basis), -1)
 
     def layer(self, g, l):
         """W̄_l of the points in slice g: (G_g, n_l, m_l + 1)."""
@@ -140,14 +146,14 @@ class _Points:
         return Wl.reshape((-1,) + layer.shape)
 
     def first(self, g, out):
-        """s_0 = X̄ W̄_0ᵀ of the points in slice g, written into out (G_g, N, n_1). For w + C Dᵀ it
-        is linear in the coefficients: a combination of q + 1 precomputed products."""
+        """s_0 = ā_0 W̄_0ᵀ of the points in slice g, written into out (G_g, N, T, n_1). For
+        w + C Dᵀ it is linear in the coefficients: a combination of q + 1 precomputed products."""
         if self.Ws is None:
             np.matmul(self.coef[g], self.S0, out=out.reshape(len(out), -1))
         else:
-            W = self.layer(g, 0)
-            np.matmul(self.problem.X[None], W[:, :, :-1].transpose(0, 2, 1), out=out)
-            out += W[:, None, :, -1]
+            N, T, m1 = self.abar0.shape
+            np.matmul(self.abar0.reshape(N * T, m1), self.layer(g, 0).transpose(0, 2, 1),
+                      out=out.reshape(len(out), N * T, -1))
 
     def sqnorm(self, g):
         if self.Ws is not None:
@@ -161,7 +167,9 @@ def _losses(pts, accuracy):
     independent, so they run on all cores, each with a single-threaded BLAS (numpy's
     elementwise work — the activations — is single-threaded, and a multi-threaded BLAS is
     slower than one thread on these small per-point products)."""
-    step = max(1, _GRID_BYTES // (8 * pts.problem.N * max(pts.problem.model.sizes)))
+    model = pts.problem.model
+    per_point = pts.problem.N * max(max(model.widths), max(l.T * l.n_in for l in model.layers))
+    step = max(1, _GRID_BYTES // (8 * per_point))
     chunks = [slice(g0, min(g0 + step, pts.G)) for g0 in range(0, pts.G, step)]
     with threadpool_limits(1):
         parts = list(_pool().map(lambda g: _chunk_losses(pts, g, step, accuracy), chunks))
@@ -184,31 +192,45 @@ def _buffers(shapes):
     return _workspace.arrays
 
 
+def _transposed_output(model):
+    """The outputs can be computed transposed, zt = W aᵀ, when the last layer is a linear
+    Dense layer with nothing after it (every MLP)."""
+    last = model.layers[-1]
+    return (len(model.layers) > 1 and last.T == 1 and last.act.name == "identity"
+            and not model.links[-1] and not model.links[-2])
+
+
 def _chunk_losses(pts, g, step, accuracy):
+    """The forward pass of every layer kind at G_g points at once: x (G_g, N, *features)."""
     problem = pts.problem
     model, lossfn, N = problem.model, problem.lossfn, problem.N
     Gg, L = g.stop - g.start, len(model.layers)
-    bufs = _buffers(tuple((step, N, layer.n_out) for layer in model.layers[:-1])
+    transposed = _transposed_output(model)
+    hidden = model.layers[:-1] if transposed else model.layers
+    bufs = _buffers(tuple((step, N, layer.T, layer.n_out) for layer in hidden)
                     + ((step, model.n_out, N),))
-    a = None
-    for l, layer in enumerate(model.layers[:-1]):
+    x = None
+    for l, layer in enumerate(hidden):
         s = bufs[l][:Gg]
         if l == 0:
             pts.first(g, out=s)
         else:
+            for mod in model.links[l]:
+                x = mod.forward(x)[0]
             W = pts.layer(g, l)
-            np.matmul(a, W[:, :, :-1].transpose(0, 2, 1), out=s)
-            s += W[:, None, :, -1]
-        a = layer.act.f_inplace(s)
-    # The (linear) output layer transposed, zt (G_g, K, N): the loss reduces over K along rows.
-    if L == 1:
-        z = np.empty((Gg, N, model.n_out))
-        pts.first(g, out=z)
-        zt = z.transpose(0, 2, 1)
-    else:
+            p = layer.patches(x).reshape(Gg, N * layer.T, layer.n_in)
+            np.matmul(p, W[:, :, :-1].transpose(0, 2, 1), out=s.reshape(Gg, N * layer.T, -1))
+            s += W[:, None, None, :, -1]
+        x = layer.fold(layer.act.f_inplace(s))
+    if transposed:
+        # The (linear) output layer transposed, zt (G_g, K, N): the loss reduces over K along rows.
         W = pts.layer(g, L - 1)
-        zt = np.matmul(W[:, :, :-1], a.transpose(0, 2, 1), out=bufs[-1][:Gg])
+        zt = np.matmul(W[:, :, :-1], x.transpose(0, 2, 1), out=bufs[-1][:Gg])
         zt += W[:, :, -1:]
+    else:
+        for mod in model.links[L]:
+            x = mod.forward(x)[0]
+        zt = x.transpose(0, 2, 1)
     accs = np.full(Gg, np.nan)
     if accuracy and lossfn.name == "cross_entropy":
         accs = (zt.argmax(1) == problem.y[None]).mean(1)

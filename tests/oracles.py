@@ -81,3 +81,87 @@ def rel(a, b):
     """max |a − b| / max |b|: the relative error every oracle test reports."""
     a, b = np.asarray(a), np.asarray(b)
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+# -- an independent forward for layered nets with convolutions --------------------------------
+# Written from the layers' settings alone (channels, kernel, stride, padding, pool size) in
+# plain autograd.numpy, NCHW like torch: the convolution as a sum over kernel offsets of
+# strided slices, pooling by reshape and max/mean. Nothing of curvlab's patches, pooling masks
+# or engine is used.
+
+import autograd.numpy as anp  # noqa: E402
+
+PLAIN_ACTIVATIONS = {
+    "tanh": anp.tanh,
+    "sigmoid": lambda x: 1.0 / (1.0 + anp.exp(-x)),
+    "relu": lambda x: anp.where(x > 0, x, 0.0),
+    "softplus": lambda x: anp.log1p(anp.exp(x)),
+    "identity": lambda x: x,
+}
+
+
+def _conv2d(x, W, b, stride, padding):
+    (sh, sw), (ph, pw) = stride, padding
+    x = anp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), mode="constant")
+    kh, kw = W.shape[2:]
+    Ho, Wo = (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1
+    out = 0.0
+    for i in range(kh):
+        for j in range(kw):
+            xs = x[:, :, i:i + sh * (Ho - 1) + 1:sh, j:j + sw * (Wo - 1) + 1:sw]
+            out = out + anp.einsum("nchw,oc->nohw", xs, W[:, :, i, j])
+    return out + b[None, :, None, None]
+
+
+def _pool(x, k, reduce):
+    N, C, H, W = x.shape
+    return reduce(anp.reshape(x, (N, C, H // k[0], k[0], W // k[1], k[1])), axis=(3, 5))
+
+
+def plain_forward(model, w, X):
+    """The network of a curvlab model, from its layer settings only; X (N, C, H, W) or (N, D)."""
+    x, o = X, 0
+    for mod in model.modules:
+        kind = type(mod).__name__
+        if kind in ("Dense", "Conv2d"):
+            n_out, width = mod.n_out, mod.n_in + 1
+            Wb = anp.reshape(w[o:o + n_out * width], (n_out, width))
+            o += n_out * width
+            if kind == "Dense":
+                s = anp.dot(x, Wb[:, :-1].T) + Wb[:, -1]
+            else:
+                Wt = anp.reshape(Wb[:, :-1], (n_out, mod.c_in) + mod.kernel)   # torch's weight
+                s = _conv2d(x, Wt, Wb[:, -1], mod.stride, mod.padding)
+            x = PLAIN_ACTIVATIONS[mod.act.name](s)
+        elif kind == "MaxPool2d":
+            x = _pool(x, mod.kernel, anp.max)
+        elif kind == "AvgPool2d":
+            x = _pool(x, mod.kernel, anp.mean)
+        elif kind == "Flatten":
+            x = anp.reshape(x, (x.shape[0], -1))
+        else:
+            raise TypeError(kind)
+    return x
+
+
+class Plain:
+    """A stand-in for a Problem whose forward is `plain_forward`: the oracle functions above
+    (H, GGN, true_fisher, ...) then use nothing of curvlab but the loss's value."""
+
+    def __init__(self, problem):
+        self.problem = problem
+        self.X, self.y, self.N, self.l2 = problem.X, problem.y, problem.N, problem.l2
+        self.lossfn = problem.lossfn
+
+        class Model:
+            def forward(self, w, X):
+                return plain_forward(problem.model, w, X)
+
+            def layer_slices(self):
+                return problem.model.layer_slices()
+        self.model = Model()
+
+    def loss(self, w):
+        z = plain_forward(self.problem.model, w, self.X)
+        val = anp.mean(self.lossfn.value(z, self.y))
+        return val + 0.5 * self.l2 * anp.sum(w * w) if self.l2 else val
