@@ -59,9 +59,10 @@ def regression1d(n=100, noise=0.1, seed=0):
     return x, np.sin(2 * x) + 0.3 * x + noise * rng.standard_normal((n, 1))
 
 
-def digits(n=None, seed=0):
+def digits(n=None, seed=0, images=False):
     """The 8×8 handwritten digits scikit-learn ships (1,797 images, no download), pixels in
-    [0, 1], shape (n, 64), labels 0..9. n < 1797 draws a seeded subset."""
+    [0, 1], shape (n, 64) — or (n, 1, 8, 8) with images=True, NCHW for conv nets — labels
+    0..9. n < 1797 draws a seeded subset."""
     from sklearn.datasets import load_digits
 
     data = load_digits()
@@ -72,7 +73,7 @@ def digits(n=None, seed=0):
             raise ValueError(f"digits has {len(X)} images, asked for n={n}")
         idx = np.sort(_rng(seed).choice(len(X), n, replace=False))
         X, y = X[idx], y[idx]
-    return X, y
+    return (X.reshape(-1, 1, 8, 8) if images else X), y
 
 
 def curves(n=500, size=16, seed=0, width=0.6):

@@ -70,10 +70,11 @@ DATASETS = {
     "moons": (lambda: cl.datasets.moons(n=150, seed=0), "class"),
     "xor": (lambda: cl.datasets.xor(n=120, seed=0), "class"),
     "regression1d": (lambda: cl.datasets.regression1d(n=80, seed=0), "regression"),
-    "digits": (lambda: cl.datasets.digits(n=200, seed=0), "class"),
+    "digits": (lambda: cl.datasets.digits(n=200, seed=0), "class"),          # 8×8 images, flattened
     "curves": (lambda: cl.datasets.curves(n=120, size=8, seed=0), "image"),
 }
-ARCHITECTURES = {"8": [8], "16": [16], "8-8": [8, 8], "4-4-4": [4, 4, 4]}
+# hidden layers of an MLP, or "conv": Conv(1→4, 3×3, pad 1) → MaxPool 2 → Flatten → Dense (8×8 images)
+ARCHITECTURES = {"8": [8], "16": [16], "8-8": [8, 8], "4-4-4": [4, 4, 4], "conv": "conv"}
 ACTIVATIONS = ["tanh", "sigmoid", "relu", "softplus", "identity"]
 LOSSES = ["cross_entropy", "bce", "mse"]
 STATES = {"initialisation": 0, "part-trained": 40, "trained": 400}
@@ -98,6 +99,20 @@ def _targets(dataset, loss, X, y):
     return np.eye(classes)[y], classes          # one-hot targets for mse / multi-output bce
 
 
+def make_model(dataset, arch, n_in, K, activation):
+    """The picker's model: an MLP with the chosen hidden layers, or the small conv net on 8×8
+    images (the digits' and curves' pixels, as one-channel images)."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {list(ARCHITECTURES)}")
+    if ARCHITECTURES[arch] != "conv":
+        return cl.MLP([n_in] + ARCHITECTURES[arch] + [K], activation=activation)
+    if n_in != 64:
+        raise ValueError(f"the conv architecture takes 8×8 images; {dataset} has {n_in} features "
+                         "per sample: pick digits or curves")
+    return cl.Sequential([cl.Conv2d(1, 4, 3, padding=1, activation=activation), cl.MaxPool2d(2),
+                          cl.Flatten(), cl.Dense(64, K)], input_shape=(1, 8, 8))
+
+
 @functools.lru_cache(maxsize=64)
 def problem_and_point(dataset, arch, activation, loss, state):
     """(Problem, w) for a picker setting; training (Adam, full batch) is done once and cached."""
@@ -105,8 +120,8 @@ def problem_and_point(dataset, arch, activation, loss, state):
         raise ValueError(f"unknown data set {dataset!r}")
     X, y = DATASETS[dataset][0]()
     T, K = _targets(dataset, loss, X, y)
-    model = cl.MLP([X.shape[1]] + ARCHITECTURES[arch] + [K], activation=activation)
-    problem = cl.Problem(model, loss, X, T)
+    model = make_model(dataset, arch, X.shape[1], K, activation)
+    problem = cl.Problem(model, loss, X.reshape((len(X),) + model.input_shape), T)
     w = model.init(seed=0)
     steps = STATES[state]
     if steps:

@@ -154,7 +154,7 @@ class ProductsDashboard(Dashboard):
         with self.status.busy("timing Lin's two products (CG steps, then outputs)", total=2) as b:
             cg = lin_costs(problem, w)
             b.step()
-            kk = output_costs(problem.X)
+            kk = output_costs(problem.X.reshape(problem.N, -1))
             b.step()
         with self.cg_fig.batch_update():
             for i, m in enumerate(("jacobian", "rop")):

@@ -192,3 +192,22 @@ def test_only_one_live_figure_carries_plotly_js():
     assert carrier is not None and carrier.comm is not None and len(carrier._esm) > 1_000_000
     assert all(s < 1000 for s in sizes if s < 1_000_000)
     assert sum(s > 1_000_000 for s in sizes) <= 1
+
+
+@pytest.mark.parametrize("name", sorted(APPS))
+def test_every_app_offers_the_conv_net_on_digits(name):
+    d = APPS[name]()
+    if name == "trajectories":
+        d.steps.value = 10                          # Newton on P = 690: a dense Hessian per step
+        d.mode.value = "network"
+    figs = [f for f in vars(d).values() if isinstance(f, go.FigureWidget)]
+    before = [[arr(t.y if t.type != "contour" else t.z).copy() for t in f.data] for f in figs]
+    d.picker.dataset.value = "digits"
+    d.picker.arch.value = "conv"
+    assert d.status.error is None, d.status.error
+    problem, _ = d.picker.get()
+    assert type(problem.model.layers[0]).__name__ == "Conv2d"
+    after = [[arr(t.y if t.type != "contour" else t.z) for t in f.data] for f in figs]
+    assert any(changed(a, b) for fa, fb in zip(before, after) for a, b in zip(fa, fb)), name
+    d.picker.dataset.value = "spirals"                 # conv needs 8×8 images: a message
+    assert "8×8 images" in d.status.error
