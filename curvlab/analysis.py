@@ -50,8 +50,9 @@ def _cos(a, b):
 
 
 def compare(problem, w, kinds=("kfac", "kflr", "kfra", "diagonal", "empirical_fisher"),
-            damping=1e-3, k=5, references=("ggn", "hessian"), samples=1, seed=0):
-    """Approximation-quality table: every kind against every reference (dense; small nets)."""
+            damping=1e-3, k=5, references=("ggn", "hessian"), samples=1, seed=0, flavor="expand"):
+    """Approximation-quality table: every kind against every reference (dense; small nets).
+    flavor: 'expand' or 'reduce' for the Kronecker kinds on conv layers."""
     problem = require_problem(problem, "compare")
     eta = nonnegative("damping", damping)
     for kd in list(kinds) + list(references):
@@ -61,7 +62,7 @@ def compare(problem, w, kinds=("kfac", "kflr", "kfra", "diagonal", "empirical_fi
     if not 1 <= k <= P:
         raise ValueError(f"k must be between 1 and {P}, got {k}")
     g = problem.grad(w)
-    built = {kd: matrix(problem, w, kd, samples=samples, seed=seed)
+    built = {kd: matrix(problem, w, kd, samples=samples, seed=seed, flavor=flavor)
              for kd in dict.fromkeys(list(kinds) + list(references))}
     dense = {kd: C.to_dense() for kd, C in built.items()}
     eig = {kd: np.linalg.eigh(M) for kd, M in dense.items()}

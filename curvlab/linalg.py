@@ -68,7 +68,7 @@ def _kron_vectors(K, idx_global):
 
 
 def spectrum(problem, w, kind="hessian", k=None, which="LA", vectors=False, layer=None,
-             samples=1, seed=0):
+             samples=1, seed=0, flavor="expand"):
     """Eigenvalues (ascending) of a curvature matrix at w, and eigenvectors if `vectors`.
 
     kind: any of `cl.curvature.kinds.KINDS`. k=None gives the whole spectrum; an integer k gives
@@ -76,7 +76,8 @@ def spectrum(problem, w, kind="hessian", k=None, which="LA", vectors=False, laye
     both ends) — by Lanczos (`scipy.sparse.linalg.eigsh` on the matrix-free operator) when P is
     above DENSE_LIMIT, by dense `eigh` otherwise. Kronecker-factored kinds use the products of
     their factors' eigenvalues and never form the matrix. `layer=l` gives the spectrum of the
-    l-th diagonal block (the exact Botev blocks for 'hessian' and 'ggn').
+    l-th diagonal block (the exact Botev blocks for 'hessian' and 'ggn'). flavor: 'expand' or
+    'reduce', for Kronecker kinds on conv layers.
     """
     choice("curvature kind", kind, KINDS)
     choice("which", which, {"LA", "SA", "LM", "BE"})
@@ -96,7 +97,7 @@ def spectrum(problem, w, kind="hessian", k=None, which="LA", vectors=False, laye
     kk = P if k is None else k
 
     if kind in KRONECKER_KINDS or kind == "diagonal":
-        C = matrix(obj, w, kind, samples=samples, seed=seed)
+        C = matrix(obj, w, kind, samples=samples, seed=seed, flavor=flavor)
         if layer is not None:
             if isinstance(C, KroneckerFactored):
                 vals = C.layer_eigvalsh(layer)
@@ -120,12 +121,12 @@ def spectrum(problem, w, kind="hessian", k=None, which="LA", vectors=False, laye
         if kind in ("hessian", "ggn"):
             M = (hessian_blocks if kind == "hessian" else ggn_blocks)(obj, w)[layer]
         else:
-            M = matrix(obj, w, kind, samples=samples, seed=seed).blocks()[layer]
+            M = matrix(obj, w, kind, samples=samples, seed=seed, flavor=flavor).blocks()[layer]
         return _dense_select(M, kk, which, vectors)
 
     use_lanczos = k is not None and P > DENSE_LIMIT and k < P - 1 and kind in _OPERATOR_KIND
     if not use_lanczos:
-        M = matrix(obj, w, kind, samples=samples, seed=seed).to_dense()
+        M = matrix(obj, w, kind, samples=samples, seed=seed, flavor=flavor).to_dense()
         return _dense_select(M, kk, which, vectors)
     return lanczos_eigs(operator(obj, w, _OPERATOR_KIND[kind]), k, which, vectors, seed)
 

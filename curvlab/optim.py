@@ -179,11 +179,13 @@ def natural_gradient(lr=1.0, damping=1e-4, adapt_damping=False, fisher_kind="tru
 _FACTORS = {"kfac": kfac, "kflr": kflr, "kfra": kfra}
 
 
-def kronecker(kind, lr=1.0, damping=1e-3, ema=0.95, tikhonov=True, samples=1, adapt_damping=False):
+def kronecker(kind, lr=1.0, damping=1e-3, ema=0.95, tikhonov=True, samples=1, adapt_damping=False,
+              flavor="expand"):
     """K-FAC / KFLR / KFRA with exponential moving averages of the factors,
     A ← ema·A + (1 − ema)·A_new (likewise S), and damped factor-wise solves: Martens & Grosse's
     factored Tikhonov damping by default (robust with stale EMA factors), or tikhonov=False for
-    the exact damped inverse of the Kronecker matrix."""
+    the exact damped inverse of the Kronecker matrix. `flavor` ('expand' or 'reduce') picks the
+    factors of conv layers (see curvlab.curvature.kfac)."""
     if not 0 <= ema < 1:
         raise ValueError(f"ema must be in [0, 1), got {ema}")
     build = _FACTORS[kind]
@@ -194,7 +196,8 @@ def kronecker(kind, lr=1.0, damping=1e-3, ema=0.95, tikhonov=True, samples=1, ad
     def update(k, w, state, obj):
         if not isinstance(obj, Problem):
             raise TypeError(f"{kind} needs a Problem (a layered model)")
-        new = (build(obj, w, samples=samples, seed=k) if kind == "kfac" else build(obj, w)).factors
+        extra = dict(samples=samples, seed=k) if kind == "kfac" else {}
+        new = build(obj, w, flavor=flavor, **extra).factors
         old = state["factors"]
         fac = new if old is None else [(ema * A0 + (1 - ema) * A1, ema * S0 + (1 - ema) * S1)
                                        for (A0, S0), (A1, S1) in zip(old, new)]

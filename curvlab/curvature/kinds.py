@@ -70,8 +70,9 @@ class Dense:
         return f"Dense({self.name!r}, P={self.n_params})"
 
 
-def matrix(objective, w, kind, samples=1, seed=0):
-    """The curvature matrix of the given kind at w (see module docstring)."""
+def matrix(objective, w, kind, samples=1, seed=0, flavor="expand"):
+    """The curvature matrix of the given kind at w (see module docstring). samples, seed: for
+    the Monte-Carlo kinds; flavor: 'expand' or 'reduce' for the Kronecker kinds on conv layers."""
     choice("curvature kind", kind, KINDS)
     obj = as_objective(objective)
     if not isinstance(obj, Problem):
@@ -95,9 +96,9 @@ def matrix(objective, w, kind, samples=1, seed=0):
         fk = {"fisher": "true", "empirical_fisher": "empirical", "mc_fisher": "mc"}[kind]
         return Dense(fisher(obj, w, fk, samples=samples, seed=seed), kind, slices)
     if kind == "kfac":
-        return kfac(obj, w, samples=samples, seed=seed)
+        return kfac(obj, w, samples=samples, seed=seed, flavor=flavor)
     if kind == "kflr":
-        return kflr(obj, w)
+        return kflr(obj, w, flavor=flavor)
     if kind == "kfra":
-        return kfra(obj, w)
+        return kfra(obj, w, flavor=flavor)
     return diagonal(obj, w)

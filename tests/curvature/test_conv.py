@@ -314,3 +314,34 @@ def test_inputs_must_match_the_input_shape():
     X = np.zeros((5, 8, 8, 1))                                # NHWC by mistake
     with pytest.raises(ValueError, match=r"X must have shape \(N, 1, 8, 8\).*NCHW.*got \(5, 8, 8, 1\)"):
         cl.Problem(model, "cross_entropy", X, np.zeros(5, int))
+
+
+# -- everything downstream works unchanged ---------------------------------------------------
+
+def test_spectra_landscapes_compare_and_optimisers_on_a_conv_net():
+    X, y = cl.datasets.digits(n=40, seed=0, images=True)
+    assert X.shape == (40, 1, 8, 8)
+    model = cl.Sequential([cl.Conv2d(1, 2, 3, padding=1, activation="tanh"), cl.MaxPool2d(2),
+                           cl.Flatten(), cl.Dense(32, 10)], input_shape=(1, 8, 8))
+    problem = cl.Problem(model, "cross_entropy", X, y, l2=1e-3)
+    w = model.init(0)
+    H = cl.hessian(problem, w)
+    top = np.linalg.eigvalsh(H)[-3:]
+    assert oracles.rel(cl.spectrum(problem, w, "hessian", k=3), top) < 1e-8
+    assert oracles.rel(cl.linalg.lanczos_eigs(cl.operator(problem, w, "hessian"), 3), top) < 1e-8
+    assert oracles.rel(cl.spectrum(problem, w, "ggn", layer=0), np.linalg.eigvalsh(cl.ggn_blocks(problem, w)[0])) < 1e-10
+    d1, d2 = cl.landscape.direction(problem, w, "filter", seed=1), cl.landscape.direction(problem, w, seed=2)
+    Z = cl.landscape.grid(problem, w, d1, d2, span=0.5, n=5)
+    a = np.linspace(-0.5, 0.5, 5)
+    assert oracles.rel(Z, [[problem.loss(w + s * d1 + t * d2) for t in a] for s in a]) < 1e-13
+    Q = cl.landscape.quadratic(problem, w, d1, d2, kind="hessian", span=0.5, n=5)
+    g = problem.grad(w)
+    want = [[problem.loss(w) + g @ (s * d1 + t * d2) + 0.5 * (s * d1 + t * d2) @ H @ (s * d1 + t * d2)
+             for t in a] for s in a]
+    assert oracles.rel(Q, want) < 1e-12
+    table = cl.compare(problem, w, kinds=("kflr", "kfra"), references=("ggn",), flavor="reduce")
+    assert len(table) == 2 and len(table[0].layer_errors) == 2
+    for method, hyper in [("kflr", dict(damping=0.1)), ("gauss_newton", dict(damping=0.1)),
+                          ("kfac", dict(damping=0.1, flavor="reduce"))]:
+        tr = cl.optim.minimize(problem, w, method, steps=5, **hyper)
+        assert tr.losses[-1] < tr.losses[0], method
