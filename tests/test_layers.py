@@ -78,6 +78,6 @@ def test_max_pool_mask_picks_the_first_maximum_row_major():
     pool = cl.MaxPool2d(2)
     pool.build((2, 2, 1))
     x = np.array([[[[1.0], [3.0]], [[3.0], [3.0]]]])            # (N, H, W, C): three tied maxima
-    y, mask = pool.forward(x)
-    assert y.ravel()[0] == 3.0 and np.array_equal(mask.ravel(), [0, 1, 0, 0])
-    assert np.array_equal(pool.pull(mask, np.ones((1, 1, 1, 1))).ravel(), [0, 1, 0, 0])
+    y, sel = pool.forward(x)
+    assert y.ravel()[0] == 3.0 and np.array_equal(pool.mask(sel).ravel(), [0, 1, 0, 0])
+    assert np.array_equal(pool.pull(sel, np.ones((1, 1, 1, 1))).ravel(), [0, 1, 0, 0])

@@ -26,7 +26,7 @@ def gram_of_seeds(name, pt, seeds):
     P, N = pt.problem.n_params, pt.N
     Q = seeds.shape[0]
     per_seed = 8 * N * (P + 2 * sum(pt.problem.model.widths))
-    step = chunk_size(per_seed, Q, cap=4 * P * P)       # peak: the matrix plus half its size
+    step = chunk_size(per_seed, Q, cap=8 * P * P)       # peak: the matrix and at most its size again
     check_dense(name, P, extra_bytes=step * per_seed)
     out = None
     for q0 in range(0, Q, step):

@@ -22,7 +22,7 @@ from .. import engine
 from .._checks import check_dense
 from ..layers import PIECEWISE_LINEAR, Dense
 from ..problem import require_problem
-from ._dense import _CHUNK_BYTES, chunk_size
+from ._dense import _CHUNK_BYTES, chunk_size, gram_of_seeds
 from .products import _Point
 
 
@@ -144,14 +144,16 @@ def sample_chunks(pt, per_sample_bytes):
             for n0 in range(0, pt.N, step)]
 
 
-def _per_sample_bytes(model):
-    """Bytes per sample of the working arrays of a dense build: the H_l, the products that
-    carry them down a layer, and for shared-weight layers the pushed parameter directions."""
+def _per_sample_bytes(model, hessians=True):
+    """Bytes per sample of the working arrays of a dense build: the H_l and the products that
+    carry them down a layer (unless only the input terms are wanted), and for shared-weight
+    layers the parameter directions pushed forward (R s, R ā and what pooling makes of them)."""
     D = model.widths
-    total = sum(d * d for d in D) + 3 * max(a * b for a in D for b in D)
-    shared = [layer.size for layer in model.layers if not isinstance(layer, Dense)]
-    if shared:
-        total += max(shared) * (max(D) + 2 * sum(l.T * (l.n_in + l.n_out) for l in model.layers))
+    total = sum(d * d for d in D) + 3 * max(a * b for a in D for b in D) if hessians else 0
+    for m, layer in enumerate(model.layers):
+        if not isinstance(layer, Dense):
+            later = [l.T * l.n_in + 2 * l.width for l in model.layers[m + 1:]] or [0]
+            total = max(total, layer.size * (3 * layer.width + max(later)) + (max(D) * layer.size if hessians else 0))
     return 8 * total
 
 
@@ -180,15 +182,51 @@ def ggn_blocks(problem, w):
     return _blocks(problem, w, False, "ggn_blocks")
 
 
+def gram_route(model, exact):
+    """Whether the dense matrix is cheaper as the Gram product MᵀM of the per-sample Jacobian
+    rows (K per sample, K·N·P² in one product) than block by block: when a shared-weight layer
+    has more output locations than the loss has outputs, its per-sample blocks, (T·n)², outgrow
+    the K rows. The Hessian takes that route only when every activation is piecewise linear:
+    then H = GGN + the terms where a layer's W̄ meets its input, which are cheap to add."""
+    if not any(layer.T > model.n_out for layer in model.layers):
+        return False
+    return not exact or all(layer.act.name in PIECEWISE_LINEAR for layer in model.layers)
+
+
+class _Sink:
+    """Where a column's blocks (l, m) go. The block route writes into `out` (assigning for the
+    first chunk of samples, adding for later ones) and mirrors at the end; on top of a Gram
+    matrix the input terms are added to block (l, m) and, transposed, to (m, l) at once."""
+
+    def __init__(self, out, slices, add, mirrored):
+        self.out, self.sl, self.add, self.mirrored = out, slices, add or mirrored, mirrored
+
+    def get(self, l, m, shape):
+        if self.mirrored:
+            return np.zeros(shape)
+        return strided_block(self.out, self.sl[l], self.sl[m], shape)
+
+    def done(self, l, m, block):
+        if self.mirrored:
+            B = block.reshape(self.sl[l].stop - self.sl[l].start, -1)
+            self.out[self.sl[l], self.sl[m]] += B
+            self.out[self.sl[m], self.sl[l]] += B.T
+
+    def put(self, l, m, value):
+        block = self.get(l, m, value.shape)
+        _store(block, value, self.add)
+        self.done(l, m, block)
+
+
 def dense_from_layers(name, pt, exact, progress=None, top=None):
     """The whole (P, P) Hessian (exact=True) or GGN (exact=False; with `top`, a function of a
-    point giving the output curvature to use instead of B, e.g. the output Fisher), block
-    (l, m) by block, l ≥ m; the upper blocks are mirrored, the diagonal blocks made exactly
-    symmetric, λI added.
+    point giving the factor F of the output curvature F Fᵀ to use instead of B = ∂²ℓ/∂z², e.g.
+    the output Fisher's), exactly symmetric, λI added.
 
     Block (l, m) is (1/N) Σₙ (∂s_l/∂W̄_l)ᵀ H_l (∂s_l/∂W̄_m), plus, for the Hessian with l > m,
     the term where W̄_l meets its input: (1/N) Σₙ Σ_t δ_{l,t} ⊗ ∂ā_{l,t}/∂W̄_m (see hessian.py).
-    A column of blocks (all l ≥ m) is built one of two ways:
+    Block by block (l ≥ m; the upper blocks mirrored), a column of blocks (all l ≥ m) one of
+    two ways:
     - layer m Dense (so every later layer is Dense): the n_m pre-activation directions of s_m
       are pushed forward, T_{l←m} = ∂s_l/∂s_m, and W̄_m enters through the Khatri-Rao product
       with ā_m — one matrix product with inner dimension N per block;
@@ -196,87 +234,111 @@ def dense_from_layers(name, pt, exact, progress=None, top=None):
       (the R-operator with Q = P_m unit directions, few because the weights are shared), and
       each block is one matrix product with inner dimension N·T_l.
     Samples are taken in chunks when their per-sample arrays would not fit the working budget.
+    Or, when `gram_route` says so, as the Gram product of the Jacobian rows (plus the input
+    terms for a piecewise-linear net's Hessian).
     """
     model = pt.problem.model
     P, L = model.n_params, len(model.layers)
-    per_sample = _per_sample_bytes(model)
+    factor = (lambda c: c.problem.lossfn.sqrt_hessian(c.tr.z, c.problem.y)) if top is None else top
+    sl = model.layer_slices()
+    gram = gram_route(model, exact)
+    per_sample = _per_sample_bytes(model, hessians=not gram)
     # Working blocks get a quarter of the matrix, an eighth when the per-sample arrays (which
     # grow with N, not P) already take an eighth: the peak stays near twice the matrix.
     cap = 2 * P * P if pt.N * per_sample < P * P else P * P
-    check_dense(name, P, extra_bytes=min(pt.N * per_sample, _CHUNK_BYTES) + min(_CHUNK_BYTES, cap))
+    if gram:
+        out = gram_of_seeds(name, pt, factor(pt).transpose(2, 0, 1))          # GGN + λI
+        if not exact:
+            return out
+        check_dense(name, P, extra_bytes=min(pt.N * per_sample, _CHUNK_BYTES) + 8 * P * P // 4)
+    else:
+        check_dense(name, P, extra_bytes=min(pt.N * per_sample, _CHUNK_BYTES) + min(_CHUNK_BYTES, cap))
     chunks = sample_chunks(pt, per_sample)
-    add = len(chunks) > 1
-    out = np.zeros((P, P)) if add else np.empty((P, P))
+    if not gram:
+        out = np.zeros((P, P)) if len(chunks) > 1 else np.empty((P, P))
+    sink = _Sink(out, sl, len(chunks) > 1, mirrored=gram)
     pairs = [(l, m) for m in range(L) for l in range(m, L)]
     show = progress if progress is not None else pt.N * P * P * max(l.T for l in model.layers) > 1e11
     bar = tqdm(total=len(pairs) * len(chunks), desc=name, disable=not show, leave=False)
     for c in chunks:
-        Hs = pre_activation_hessians(c, exact, None if top is None else top(c))
-        for H in Hs:
-            H /= pt.N                                     # fresh arrays: scaled in place
+        Hs = None
+        if not gram:
+            F = factor(c) if top is not None else None
+            Hs = pre_activation_hessians(c, exact, None if F is None else F @ F.transpose(0, 2, 1))
+            for H in Hs:
+                H /= pt.N                                     # fresh arrays: scaled in place
         for m in range(L):
             column = _dense_column if isinstance(model.layers[m], Dense) else _shared_column
-            column(out, c, Hs, m, exact, cap, add, pt.N)
+            column(sink, c, Hs, m, exact, cap, pt.N)
             bar.update(L - m)
     bar.close()
-    sl = model.layer_slices()
-    for l, m in pairs:
-        if l > m:
-            _mirror(out, sl[l], sl[m])
-    _symmetrise_diagonal_blocks(out, sl)
-    out[np.diag_indices(P)] += pt.l2
+    if not gram:
+        for l, m in pairs:
+            if l > m:
+                _mirror(out, sl[l], sl[m])
+        _symmetrise_diagonal_blocks(out, sl)
+        out[np.diag_indices(P)] += pt.l2
     return out
 
 
-def _dense_column(out, pt, Hs, m, exact, cap, add, N_total):
+def _dense_column(sink, pt, Hs, m, exact, cap, N_total):
     """Blocks (l, m), l ≥ m, for a Dense layer m: every later layer is Dense too, so per sample
-    T_{l←m} = W_l diag(f'_{l-1}) T_{l-1←m} is a small matrix product (T_{m←m} = I)."""
+    T_{l←m} = W_l diag(f'_{l-1}) T_{l-1←m} is a small matrix product (T_{m←m} = I). Hs None:
+    only the input terms."""
     model, tr = pt.problem.model, pt.tr
-    sl = model.layer_slices()
     ab = [a[:, 0] for a in tr.abar]                   # one location: (N, m + 1)
     fp = [f[:, 0] for f in tr.fp]
     deltas = [d[:, 0] / N_total for d in pt.deltas] if exact else None
     T = None                                          # ∂s_l/∂s_m per sample; None while l = m
     for l in range(m, len(model.layers)):
+        if Hs is None and (l == m or not exact):
+            continue
         layer = model.layers[l]
-        block = strided_block(out, sl[l], sl[m], layer.shape + model.layers[m].shape)
-        H = Hs[l]
+        block = sink.get(l, m, layer.shape + model.layers[m].shape)
         if l == m:
-            khatri_rao_into(block, H, ab[m], ab[m], cap, add)
+            khatri_rao_into(block, Hs[m], ab[m], ab[m], cap, sink.add)
+            sink.done(l, m, block)
             continue
         W = pt.Wbars[l][:, :-1]
         D = None if T is None else fp[l - 1][:, :, None] * T        # ∂a_{l-1}/∂s_m
         T = W * fp[m][:, None, :] if D is None else W @ D
-        khatri_rao_into(block, H @ T, ab[l], ab[m], cap, add)
+        if Hs is not None:
+            khatri_rao_into(block, Hs[l] @ T, ab[l], ab[m], cap, sink.add)
         if exact and D is None:
             _add_input_term_diagonal(block, deltas[l], fp[m], ab[m])
         elif exact:
             _add_input_term(block, deltas[l], D, ab[m], cap)
+        sink.done(l, m, block)
 
 
-def _shared_column(out, pt, Hs, m, exact, cap, add, N_total):
+def _shared_column(sink, pt, Hs, m, exact, cap, N_total):
     """Blocks (l, m), l ≥ m, for a layer m with shared weights: push its P_m parameter
-    directions forward (R s_l = ∂s_l/∂W̄_m, R ā_l = ∂ā_l/∂W̄_m per sample) and contract."""
+    directions forward (R s_l = ∂s_l/∂W̄_m, R ā_l = ∂ā_l/∂W̄_m per sample) and contract.
+    Hs None: only the input terms."""
     model, tr = pt.problem.model, pt.tr
-    sl = model.layer_slices()
     Pm = model.layers[m].size
     N = pt.N
+    if Hs is None and m == len(model.layers) - 1:
+        return
     Rs = engine.times_abar(tr.abar[m], np.eye(Pm).reshape((Pm,) + model.layers[m].shape))
     for l in range(m, len(model.layers)):
         layer = model.layers[l]
-        block = strided_block(out, sl[l], sl[m], (layer.n_out, layer.n_in + 1, Pm))
-        if l == m:
-            HU = times_patches(Hs[m], tr.abar[m])                              # H_m ∂s_m/∂W̄_m
-        else:
+        if l > m:
             Rp = engine.up(model, tr, l, tr.fp[l - 1] * Rs)                   # ∂ā_l/∂W̄_m
             Rs = Rp @ pt.Wbars[l][:, :-1].T                                    # ∂s_l/∂W̄_m
-            HU = Hs[l] @ Rs.reshape(Pm, N, -1).transpose(1, 2, 0)
-        value = patches_times(tr.abar[l], HU, layer.n_out)
+        if Hs is None and l == m:
+            continue
+        if Hs is None:
+            value = np.zeros((layer.n_out, layer.n_in + 1, Pm))
+        elif l == m:
+            value = patches_times(tr.abar[l], times_patches(Hs[m], tr.abar[m]), layer.n_out)
+        else:
+            HU = Hs[l] @ Rs.reshape(Pm, N, -1).transpose(1, 2, 0)              # H_l ∂s_l/∂W̄_m
+            value = patches_times(tr.abar[l], HU, layer.n_out)
         if exact and l > m:                         # Σ_t δ_{l,t} ⊗ ∂ā_{l,t}/∂W̄_m (not the bias column)
-            d = pt.deltas[l] / N_total
-            value[:, :-1] += (d.reshape(-1, d.shape[-1]).T @ Rp.transpose(1, 2, 3, 0).reshape(
-                -1, layer.n_in * Pm)).reshape(layer.n_out, layer.n_in, Pm)
-        _store(block, value, add)
+            d = (pt.deltas[l] / N_total).reshape(-1, layer.n_out)                       # (N·T, n_l)
+            value[:, :-1] += (d.T @ Rp.reshape(Pm, len(d), -1)).transpose(1, 2, 0)   # (P_m, n_l, m_l)
+        sink.put(l, m, value)
 
 
 def _add_input_term(block, delta, D, abar_m, cap):

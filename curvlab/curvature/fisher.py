@@ -35,10 +35,8 @@ def fisher(problem, w, kind="true", samples=1, seed=0):
     choice("fisher kind", kind, {"true", "empirical", "mc"})
     pt = _Point(require_problem(problem, "fisher"), w)
     if kind == "true":
-        def output_fisher(c):                                          # Φₙ = Fₙ Fₙᵀ
-            F = c.problem.lossfn.fisher_factor(c.tr.z)
-            return F @ F.transpose(0, 2, 1)
-        return dense_from_layers("fisher (true)", pt, exact=False, top=output_fisher)
+        return dense_from_layers("fisher (true)", pt, exact=False,
+                                 top=lambda c: c.problem.lossfn.fisher_factor(c.tr.z))  # Φ = F Fᵀ
     if kind == "empirical":
         seeds = pt.r[None]
     else:

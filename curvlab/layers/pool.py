@@ -1,10 +1,10 @@
 """Pooling over non-overlapping k×k windows (stride = kernel), which must tile the map.
 
 Both are linear maps once the forward pass has run: average pooling always, max pooling given
-its per-sample selection P_pool (Lin's notes), kept here as a one-hot mask over each window —
-the first maximum in the window, row-major, as torch picks it. P_pool is max-pool's Jacobian,
-so the same mask carries tangents forward (push), cotangents back (pull), and the batch
-average E[P_poolᵀ M P_pool] that KFRA needs.
+its per-sample selection P_pool (Lin's notes), kept here as the input position each output
+reads — the first maximum in the window, row-major, as torch picks it. P_pool is max-pool's
+Jacobian, so the same selection carries tangents forward (push: a gather), cotangents back
+(pull: a scatter), and gives the batch average E[P_poolᵀ M P_pool] that KFRA needs.
 """
 
 import autograd.numpy as anp
@@ -69,50 +69,82 @@ class _Pool(Layer):
 
 
 class MaxPool2d(_Pool):
-    """Max over each window; ties go to the first maximum, row-major (torch's rule)."""
+    """Max over each window; ties go to the first maximum, row-major (torch's rule). The state
+    P_pool is kept as the flat input position each output reads (per sample), so the tangent
+    rule is a gather and the adjoint a scatter."""
 
-    def _mask(self, win):
-        first = np.argmax(getval(win), axis=-1)
-        return (np.arange(self.window) == first[..., None]).astype(np.float64)   # P_pool
+    def _selection(self, x):
+        """Flat position in the (H, W, C) map of each output's chosen input: (..., Ho·Wo·C)."""
+        win = self.windows(getval(x))
+        first = np.argmax(win, axis=-1)                                     # (..., Ho, Wo, C)
+        (Ho, Wo, C), (kh, kw) = self.out_shape, self.kernel
+        W = self.in_shape[1]
+        h = np.arange(Ho)[:, None, None] * kh + first // kw
+        w = np.arange(Wo)[None, :, None] * kw + first % kw
+        sel = (h * W + w) * C + np.arange(C)
+        return sel.reshape(sel.shape[:-3] + (-1,))
 
     def forward(self, x):
-        win = self.windows(x)
-        mask = self._mask(win)
-        return (win * mask).sum(-1), mask
+        sel = self._selection(x)
+        return self.push(sel, x), sel
 
     def apply(self, x):
-        win = self.windows(x)
-        return anp.sum(win * self._mask(win), axis=-1)
+        sel = self._selection(x)
+        lead = x.shape[:-3]
+        flat = anp.reshape(x, lead + (-1,))
+        rows = np.arange(int(np.prod(lead)))[:, None]
+        picked = anp.reshape(flat, (-1, flat.shape[-1]))[rows, sel.reshape(len(rows), -1)]
+        return anp.reshape(picked, lead + self.out_shape)
 
-    def push(self, mask, dx):
-        return (self.windows(dx) * mask).sum(-1)
+    def push(self, sel, dx):
+        """Gather each window's chosen input: dx (..., N, H, W, C) with sel (N, Ho·Wo·C)."""
+        flat = dx.reshape(dx.shape[:-3] + (-1,))
+        out = np.take_along_axis(flat, np.broadcast_to(sel, flat.shape[:-1] + sel.shape[-1:]), axis=-1)
+        return out.reshape(dx.shape[:-3] + self.out_shape)
 
-    def pull(self, mask, dy):
-        return self.unwindows(dy[..., None] * mask)
+    def pull(self, sel, dy):
+        """Scatter each output back to its chosen input (windows do not overlap: no sums)."""
+        lead = dy.shape[:-3]
+        out = np.zeros(lead + (int(np.prod(self.in_shape)),))
+        np.put_along_axis(out, np.broadcast_to(sel, lead + sel.shape[-1:]), dy.reshape(lead + (-1,)), axis=-1)
+        return out.reshape(lead + self.in_shape)
 
-    def expected_sandwich(self, mask, M):
+    def mask(self, sel):
+        """The 0/1 map of the chosen inputs, (N, H·W·C)."""
+        m = np.zeros((sel.shape[0], int(np.prod(self.in_shape))))
+        np.put_along_axis(m, sel, 1.0, axis=-1)
+        return m
+
+    def expected_sandwich(self, sel, M):
         """(1/N) Σₙ P_nᵀ M P_n = (Uᵀ M U) ⊙ E[m mᵀ]: U copies each output to its whole window,
         m is the 0/1 map of the selected inputs."""
         up = sandwich(lambda y: self.unwindows(np.repeat(y[..., None], self.window, -1)), M,
                       self.out_shape)
-        m = self.unwindows(mask).reshape(mask.shape[0], -1)
-        return up * (m.T @ m / mask.shape[0])
+        m = self.mask(sel)
+        return up * (m.T @ m / len(m))
 
 
 class AvgPool2d(_Pool):
     """Mean over each window."""
 
-    def forward(self, x):
-        return self.windows(x).mean(-1), None
+    def _split(self, x):
+        (Ho, Wo, C), (kh, kw) = self.out_shape, self.kernel
+        return anp.reshape(x, x.shape[:-3] + (Ho, kh, Wo, kw, C))
 
     def apply(self, x):
-        return anp.mean(self.windows(x), axis=-1)
+        return anp.mean(self._split(x), axis=(-4, -2))
+
+    def forward(self, x):
+        return self.apply(x), None
 
     def push(self, state, dx):
-        return self.windows(dx).mean(-1)
+        return self.apply(dx)
 
     def pull(self, state, dy):
-        return self.unwindows(np.repeat(dy[..., None] / self.window, self.window, -1))
+        (Ho, Wo, C), (kh, kw) = self.out_shape, self.kernel
+        lead = dy.shape[:-3]
+        g = np.broadcast_to((dy / self.window)[..., :, None, :, None, :], lead + (Ho, kh, Wo, kw, C))
+        return g.reshape(lead + self.in_shape)
 
     def expected_sandwich(self, state, M):
         return sandwich(lambda y: self.pull(None, y), M, self.out_shape)
