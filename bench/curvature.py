@@ -10,12 +10,14 @@ Compares with autograd's generic operators always; with JAX (jitted, CPU), PyTor
 when they are installed (pinning torch==2.13.0 picks the CPU wheel; an unpinned torch pulls
 several GB of CUDA). Every other tool's result is also compared with curvlab's, so the table
 doubles as a cross-check. Models: an MLP 20-64-64-10 (tanh, 6,154 parameters) and one about
-ten times smaller (20-14-14-10, 654 parameters), 256 samples, cross-entropy, float64.
+ten times smaller (20-14-14-10, 654 parameters), 256 samples, cross-entropy, float64; and two
+conv nets on the 8×8 digits (bench/conv.py).
 """
 
 import os
 import pathlib
 import platform
+import sys
 import time
 import tracemalloc
 
@@ -26,6 +28,8 @@ from scipy.sparse.linalg import LinearOperator
 
 import curvlab as cl
 from curvlab.curvature.ggn import gram_ggn
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))         # bench/conv.py
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODELS = ([20, 64, 64, 10], [20, 14, 14, 10])
@@ -344,6 +348,43 @@ def targets(p, t, checks):
     return rows
 
 
+def conv_sections(conv_runs):
+    from conv import conv_targets
+    lines = []
+    for name, p, w, t, checks in conv_runs:
+        section = [f"## {name} (P = {p.n_params:,})", "", "| quantity | seconds |", "|---|---:|"]
+        section += [f"| {k} | {v:.4g} |" for k, v in t.items()]
+        section += ["", "| target | ratio | goal | met |", "|---|---:|---|---|"]
+        for row, val, goal in conv_targets(p, t):
+            met = "yes" if val <= float(goal.split()[1]) else "**no**"
+            section.append(f"| {row} | {val:.3g} | {goal} | {met} |")
+        section += ["", "| cross-check (relative Frobenius difference) | value |", "|---|---:|"]
+        section += [f"| {k} | {v:.1e} |" for k, v in checks.items()]
+        print("\n".join(section), flush=True)
+        lines += section + [""]
+    return lines
+
+
+def run_conv_own():
+    from conv import CONV_MODELS, conv_problem, run_curvlab_conv
+    out = []
+    for name, build in CONV_MODELS.items():
+        p, w = conv_problem(build())
+        out.append((name, p, w, run_curvlab_conv(p, w, best), {}))
+    return out
+
+
+def run_conv_others(conv_runs):
+    from conv import run_jax_conv, run_torch_conv
+    for name, p, w, t, checks in conv_runs:
+        H = cl.hessian(p, w, progress=False)
+        for other in (run_jax_conv, run_torch_conv):
+            try:
+                other(p, w, H, t, checks, best, rel)
+            except ImportError as e:
+                print(f"skipping {other.__name__}: {e} (install with: .venv/bin/pip install -e '.[bench]')")
+
+
 def main():
     lines = ["# curvlab benchmark", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
@@ -351,8 +392,10 @@ def main():
              "Times are the best of several runs, in one process, on the same data; curvlab's rows are "
              "measured first, before JAX and PyTorch are imported.", ""]
     runs = [run_own(sizes) for sizes in MODELS]
+    conv_runs = run_conv_own()
     for run in runs:
         run_others(*run)
+    run_conv_others(conv_runs)
     for sizes, (p, _, t, checks) in zip(MODELS, runs):
         section = [f"## MLP {'-'.join(map(str, sizes))} (P = {p.n_params:,})", "",
                    "| quantity | seconds |", "|---|---:|"]
@@ -366,6 +409,7 @@ def main():
         section.append(f"\nLanczos used {checks['lanczos products']} Hessian products.\n")
         print("\n".join(section), flush=True)
         lines += section
+    lines += conv_sections(conv_runs)
     notes = ROOT / "bench" / "notes.md"
     if notes.exists():
         lines += [notes.read_text()]
