@@ -107,16 +107,20 @@ def weight_grads(tr, deltas):
 
 
 def jacobian_rows(tr, deltas):
-    """Per-sample rows Σ_t δ_{l,n,t} ⊗ ā_{l,n,t} in the flat layout: (Q, N, P)."""
+    """Per-sample rows Σ_t δ_{l,n,t} ⊗ ā_{l,n,t} in the flat layout: (Q, N, P), each layer's
+    written in place (no concatenated copy)."""
     Q, N = deltas[0].shape[:2]
-    rows = []
-    for d, ab in zip(deltas, tr.abar):
+    widths = [d.shape[-1] * ab.shape[-1] for d, ab in zip(deltas, tr.abar)]
+    out = np.empty((Q, N, sum(widths)))
+    o = 0
+    for d, ab, width in zip(deltas, tr.abar, widths):
+        view = out[:, :, o:o + width].reshape(Q, N, d.shape[-1], ab.shape[-1])
         if d.shape[2] == 1:                          # one location: an outer product
-            r = d[:, :, 0, :, None] * ab[None, :, 0, None, :]
+            np.multiply(d[:, :, 0, :, None], ab[None, :, 0, None, :], out=view)
         else:
-            r = d.transpose(0, 1, 3, 2) @ ab
-        rows.append(r.reshape(Q, N, -1))
-    return np.concatenate(rows, axis=2)
+            np.matmul(d.transpose(0, 1, 3, 2), ab, out=view)
+        o += width
+    return out
 
 
 def split_directions(model, V):

@@ -22,7 +22,7 @@ from .. import engine
 from .._checks import check_dense
 from ..layers import PIECEWISE_LINEAR, Dense
 from ..problem import require_problem
-from ._dense import _CHUNK_BYTES, chunk_size, gram_of_seeds
+from ._dense import _CHUNK_BYTES, chunk_size
 from .products import _Point
 
 
@@ -45,22 +45,22 @@ def sandwich_down(pt, l, H):
     return np.ascontiguousarray(pull(HC.transpose(2, 1, 0)).transpose(1, 0, 2))
 
 
-def pre_activation_hessians(pt, exact=True, top=None):
-    """Per-sample H_l (N, D_l, D_l) for every layer, D_l = T_l n_l in (location, unit) order;
-    exact=False gives the GGN's G_l. top: the output curvature to start from (default
-    B = ∂²ℓ/∂z²; the true Fisher passes E[∇ℓ∇ℓᵀ])."""
+def pre_activation_hessians(pt, exact=True, top=None, down_to=0):
+    """Per-sample H_l (N, D_l, D_l) for every layer l ≥ down_to (None below), D_l = T_l n_l in
+    (location, unit) order; exact=False gives the GGN's G_l. top: the output curvature to start
+    from (default B = ∂²ℓ/∂z²; the true Fisher passes E[∇ℓ∇ℓᵀ])."""
     model, N = pt.problem.model, pt.N
     L = len(model.layers)
     Hs = [None] * L
     H = sandwich_down(pt, L, pt.B if top is None else top)
-    for l in reversed(range(L)):
+    for l in reversed(range(down_to, L)):
         fp = pt.tr.fp[l].reshape(N, -1)
         H = fp[:, :, None] * H * fp[:, None, :]
         if exact and model.layers[l].act.name not in PIECEWISE_LINEAR:
             d2 = (pt.tr.fpp[l] * pt.grads_a[l]).reshape(N, -1)
             np.einsum("nii->ni", H)[...] += d2                     # a view of the diagonals
         Hs[l] = H
-        if l:
+        if l > down_to:
             H = sandwich_down(pt, l, H)
     return Hs
 
@@ -144,17 +144,19 @@ def sample_chunks(pt, per_sample_bytes):
             for n0 in range(0, pt.N, step)]
 
 
-def _per_sample_bytes(model, hessians=True):
-    """Bytes per sample of the working arrays of a dense build: the H_l and the products that
-    carry them down a layer (unless only the input terms are wanted), and for shared-weight
-    layers the parameter directions pushed forward (R s, R ā and what pooling makes of them)."""
+def _per_sample_bytes(model, routes=None, R=0):
+    """Bytes per sample of the working arrays of a dense build: the H_l of the layers that need
+    them and the products that carry them down a layer, and the Jacobian rows of the Gram
+    columns (R per sample). routes: see `column_routes` (default: every column from the H_l).
+    (Shared-weight columns push their parameter directions in chunks of their own.)"""
+    routes = routes or ["block"] * len(model.layers)
     D = model.widths
-    total = sum(d * d for d in D) + 3 * max(a * b for a in D for b in D) if hessians else 0
-    for m, layer in enumerate(model.layers):
-        if not isinstance(layer, Dense):
-            later = [l.T * l.n_in + 2 * l.width for l in model.layers[m + 1:]] or [0]
-            total = max(total, layer.size * (3 * layer.width + max(later)) + (max(D) * layer.size if hessians else 0))
-    return 8 * total
+    first = min((m for m, r in enumerate(routes) if r == "block"), default=len(D))
+    Dh = D[first:]
+    total = sum(d * d for d in Dh) + 3 * max((a * b for a in Dh for b in D[max(first - 1, 0):]), default=0)
+    if "gram" in routes:
+        total += R * (model.n_params + 2 * sum(D))
+    return 8 * max(total, 1)
 
 
 def _blocks(problem, w, exact, name):
@@ -182,40 +184,29 @@ def ggn_blocks(problem, w):
     return _blocks(problem, w, False, "ggn_blocks")
 
 
-def gram_route(model, exact):
-    """Whether the dense matrix is cheaper as the Gram product MᵀM of the per-sample Jacobian
-    rows (K per sample, K·N·P² in one product) than block by block: when a shared-weight layer
-    has more output locations than the loss has outputs, its per-sample blocks, (T·n)², outgrow
-    the K rows. The Hessian takes that route only when every activation is piecewise linear:
-    then H = GGN + the terms where a layer's W̄ meets its input, which are cheap to add."""
-    if not any(layer.T > model.n_out for layer in model.layers):
-        return False
-    return not exact or all(layer.act.name in PIECEWISE_LINEAR for layer in model.layers)
+def column_routes(model, exact, R):
+    """How each column of blocks (all l ≥ m) of a dense build is made, per layer m:
+    'gram' — the Gram product of the per-sample Jacobian rows Jₙᵀ Cₙ (R per sample, B = CCᵀ),
+    when layer m shares its weights over more locations than R: its per-sample blocks,
+    (T·n)², would outgrow the R rows. The Hessian takes it only when every activation is
+    piecewise linear: then H = GGN + the terms where a layer's W̄ meets its input.
+    'block' — from the per-sample pre-activation Hessians H_l of Botev's recursion."""
+    pl = all(layer.act.name in PIECEWISE_LINEAR for layer in model.layers)
+    return ["gram" if layer.T > R and (pl or not exact) else "block" for layer in model.layers]
 
 
 class _Sink:
-    """Where a column's blocks (l, m) go. The block route writes into `out` (assigning for the
-    first chunk of samples, adding for later ones) and mirrors at the end; on top of a Gram
-    matrix the input terms are added to block (l, m) and, transposed, to (m, l) at once."""
+    """Where a column's blocks (l, m) go: written into `out`, assigned for the first chunk of
+    samples and added for later ones; the upper blocks are mirrored at the end."""
 
-    def __init__(self, out, slices, add, mirrored):
-        self.out, self.sl, self.add, self.mirrored = out, slices, add or mirrored, mirrored
+    def __init__(self, out, slices, add):
+        self.out, self.sl, self.add = out, slices, add
 
     def get(self, l, m, shape):
-        if self.mirrored:
-            return np.zeros(shape)
         return strided_block(self.out, self.sl[l], self.sl[m], shape)
 
-    def done(self, l, m, block):
-        if self.mirrored:
-            B = block.reshape(self.sl[l].stop - self.sl[l].start, -1)
-            self.out[self.sl[l], self.sl[m]] += B
-            self.out[self.sl[m], self.sl[l]] += B.T
-
     def put(self, l, m, value):
-        block = self.get(l, m, value.shape)
-        _store(block, value, self.add)
-        self.done(l, m, block)
+        _store(self.get(l, m, value.shape), value, self.add)
 
 
 def dense_from_layers(name, pt, exact, progress=None, top=None):
@@ -225,120 +216,122 @@ def dense_from_layers(name, pt, exact, progress=None, top=None):
 
     Block (l, m) is (1/N) Σₙ (∂s_l/∂W̄_l)ᵀ H_l (∂s_l/∂W̄_m), plus, for the Hessian with l > m,
     the term where W̄_l meets its input: (1/N) Σₙ Σ_t δ_{l,t} ⊗ ∂ā_{l,t}/∂W̄_m (see hessian.py).
-    Block by block (l ≥ m; the upper blocks mirrored), a column of blocks (all l ≥ m) one of
-    two ways:
+    Blocks l ≥ m are built a column (all l ≥ m) at a time and mirrored, each column one of
+    three ways:
     - layer m Dense (so every later layer is Dense): the n_m pre-activation directions of s_m
       are pushed forward, T_{l←m} = ∂s_l/∂s_m, and W̄_m enters through the Khatri-Rao product
       with ā_m — one matrix product with inner dimension N per block;
     - layer m with shared weights (Conv2d): its P_m parameter directions are pushed forward
       (the R-operator with Q = P_m unit directions, few because the weights are shared), and
-      each block is one matrix product with inner dimension N·T_l.
+      each block is one matrix product with inner dimension N·T_l;
+    - or, where `column_routes` says so, the Gram product of the Jacobian rows (the shared
+      layer's input terms added as above).
     Samples are taken in chunks when their per-sample arrays would not fit the working budget.
-    Or, when `gram_route` says so, as the Gram product of the Jacobian rows (plus the input
-    terms for a piecewise-linear net's Hessian).
     """
     model = pt.problem.model
     P, L = model.n_params, len(model.layers)
     factor = (lambda c: c.problem.lossfn.sqrt_hessian(c.tr.z, c.problem.y)) if top is None else top
     sl = model.layer_slices()
-    gram = gram_route(model, exact)
-    per_sample = _per_sample_bytes(model, hessians=not gram)
+    F0 = factor(pt)
+    routes = column_routes(model, exact, F0.shape[2])
+    lowest = min((m for m, r in enumerate(routes) if r == "block"), default=L)
+    per_sample = _per_sample_bytes(model, routes, F0.shape[2])
     # Working blocks get a quarter of the matrix, an eighth when the per-sample arrays (which
     # grow with N, not P) already take an eighth: the peak stays near twice the matrix.
     cap = 2 * P * P if pt.N * per_sample < P * P else P * P
-    if gram:
-        out = gram_of_seeds(name, pt, factor(pt).transpose(2, 0, 1))          # GGN + λI
-        if not exact:
-            return out
-        check_dense(name, P, extra_bytes=min(pt.N * per_sample, _CHUNK_BYTES) + 8 * P * P // 4)
-    else:
-        check_dense(name, P, extra_bytes=min(pt.N * per_sample, _CHUNK_BYTES) + min(_CHUNK_BYTES, cap))
+    check_dense(name, P, extra_bytes=min(pt.N * per_sample, _CHUNK_BYTES) + min(_CHUNK_BYTES, cap))
     chunks = sample_chunks(pt, per_sample)
-    if not gram:
-        out = np.zeros((P, P)) if len(chunks) > 1 else np.empty((P, P))
-    sink = _Sink(out, sl, len(chunks) > 1, mirrored=gram)
+    out = np.zeros((P, P)) if len(chunks) > 1 else np.empty((P, P))
+    sink = _Sink(out, sl, len(chunks) > 1)
     pairs = [(l, m) for m in range(L) for l in range(m, L)]
     show = progress if progress is not None else pt.N * P * P * max(l.T for l in model.layers) > 1e11
     bar = tqdm(total=len(pairs) * len(chunks), desc=name, disable=not show, leave=False)
     for c in chunks:
-        Hs = None
-        if not gram:
-            F = factor(c) if top is not None else None
-            Hs = pre_activation_hessians(c, exact, None if F is None else F @ F.transpose(0, 2, 1))
-            for H in Hs:
+        F = F0 if c is pt else factor(c)
+        Hs, rows = None, None
+        if lowest < L:
+            Hs = pre_activation_hessians(c, exact, None if top is None else F @ F.transpose(0, 2, 1), lowest)
+            for H in Hs[lowest:]:
                 H /= pt.N                                     # fresh arrays: scaled in place
+        if "gram" in routes:                                  # Jacobian rows Jₙᵀ Cₙ, scaled by 1/√N
+            rows = engine.jacobian_rows(c.tr, c.backward(F.transpose(2, 0, 1) / np.sqrt(pt.N)))
+            rows = rows.reshape(-1, P)
         for m in range(L):
-            column = _dense_column if isinstance(model.layers[m], Dense) else _shared_column
-            column(sink, c, Hs, m, exact, cap, pt.N)
+            if isinstance(model.layers[m], Dense):
+                _dense_column(sink, c, Hs, m, exact, cap, pt.N)
+            else:
+                _shared_column(sink, c, Hs if routes[m] == "block" else None, m, exact, pt.N, rows)
             bar.update(L - m)
     bar.close()
-    if not gram:
-        for l, m in pairs:
-            if l > m:
-                _mirror(out, sl[l], sl[m])
-        _symmetrise_diagonal_blocks(out, sl)
-        out[np.diag_indices(P)] += pt.l2
+    for l, m in pairs:
+        if l > m:
+            _mirror(out, sl[l], sl[m])
+    _symmetrise_diagonal_blocks(out, sl)
+    out[np.diag_indices(P)] += pt.l2
     return out
 
 
 def _dense_column(sink, pt, Hs, m, exact, cap, N_total):
     """Blocks (l, m), l ≥ m, for a Dense layer m: every later layer is Dense too, so per sample
-    T_{l←m} = W_l diag(f'_{l-1}) T_{l-1←m} is a small matrix product (T_{m←m} = I). Hs None:
-    only the input terms."""
+    T_{l←m} = W_l diag(f'_{l-1}) T_{l-1←m} is a small matrix product (T_{m←m} = I)."""
     model, tr = pt.problem.model, pt.tr
     ab = [a[:, 0] for a in tr.abar]                   # one location: (N, m + 1)
     fp = [f[:, 0] for f in tr.fp]
     deltas = [d[:, 0] / N_total for d in pt.deltas] if exact else None
     T = None                                          # ∂s_l/∂s_m per sample; None while l = m
     for l in range(m, len(model.layers)):
-        if Hs is None and (l == m or not exact):
-            continue
         layer = model.layers[l]
         block = sink.get(l, m, layer.shape + model.layers[m].shape)
         if l == m:
             khatri_rao_into(block, Hs[m], ab[m], ab[m], cap, sink.add)
-            sink.done(l, m, block)
             continue
         W = pt.Wbars[l][:, :-1]
         D = None if T is None else fp[l - 1][:, :, None] * T        # ∂a_{l-1}/∂s_m
         T = W * fp[m][:, None, :] if D is None else W @ D
-        if Hs is not None:
-            khatri_rao_into(block, Hs[l] @ T, ab[l], ab[m], cap, sink.add)
+        khatri_rao_into(block, Hs[l] @ T, ab[l], ab[m], cap, sink.add)
         if exact and D is None:
             _add_input_term_diagonal(block, deltas[l], fp[m], ab[m])
         elif exact:
             _add_input_term(block, deltas[l], D, ab[m], cap)
-        sink.done(l, m, block)
 
 
-def _shared_column(sink, pt, Hs, m, exact, cap, N_total):
-    """Blocks (l, m), l ≥ m, for a layer m with shared weights: push its P_m parameter
-    directions forward (R s_l = ∂s_l/∂W̄_m, R ā_l = ∂ā_l/∂W̄_m per sample) and contract.
-    Hs None: only the input terms."""
+def _shared_column(sink, pt, Hs, m, exact, N_total, rows=None):
+    """Blocks (l, m), l ≥ m, for a layer m with shared weights. Main term: from the H_l, by
+    pushing the P_m parameter directions forward (R s_l = ∂s_l/∂W̄_m per sample), or, with Hs
+    None, from the Gram of the Jacobian rows. Input term (exact): from the same push,
+    R ā_l = ∂ā_l/∂W̄_m. The directions are pushed a chunk at a time."""
     model, tr = pt.problem.model, pt.tr
-    Pm = model.layers[m].size
-    N = pt.N
-    if Hs is None and m == len(model.layers) - 1:
-        return
-    Rs = engine.times_abar(tr.abar[m], np.eye(Pm).reshape((Pm,) + model.layers[m].shape))
-    for l in range(m, len(model.layers)):
-        layer = model.layers[l]
-        if l > m:
-            Rp = engine.up(model, tr, l, tr.fp[l - 1] * Rs)                   # ∂ā_l/∂W̄_m
-            Rs = Rp @ pt.Wbars[l][:, :-1].T                                    # ∂s_l/∂W̄_m
-        if Hs is None and l == m:
-            continue
-        if Hs is None:
-            value = np.zeros((layer.n_out, layer.n_in + 1, Pm))
-        elif l == m:
-            value = patches_times(tr.abar[l], times_patches(Hs[m], tr.abar[m]), layer.n_out)
-        else:
-            HU = Hs[l] @ Rs.reshape(Pm, N, -1).transpose(1, 2, 0)              # H_l ∂s_l/∂W̄_m
-            value = patches_times(tr.abar[l], HU, layer.n_out)
-        if exact and l > m:                         # Σ_t δ_{l,t} ⊗ ∂ā_{l,t}/∂W̄_m (not the bias column)
-            d = (pt.deltas[l] / N_total).reshape(-1, layer.n_out)                       # (N·T, n_l)
-            value[:, :-1] += (d.T @ Rp.reshape(Pm, len(d), -1)).transpose(1, 2, 0)   # (P_m, n_l, m_l)
-        sink.put(l, m, value)
+    sl, L = model.layer_slices(), len(model.layers)
+    layer_m = model.layers[m]
+    Pm, N = layer_m.size, pt.N
+    if Hs is None:                                     # the whole column's main term at once
+        gram = rows[:, sl[m].start:].T @ rows[:, sl[m]]
+        values = [gram[sl[l].start - sl[m].start:sl[l].stop - sl[m].start].reshape(
+            model.layers[l].n_out, model.layers[l].n_in + 1, Pm) for l in range(m, L)]
+    else:
+        values = [patches_times(tr.abar[m], times_patches(Hs[m], tr.abar[m]), layer_m.n_out)]
+        values += [np.zeros((l.n_out, l.n_in + 1, Pm)) for l in model.layers[m + 1:]]
+    if m < L - 1 and (Hs is not None or exact):
+        later = max(l.T * l.n_in + 2 * l.width for l in model.layers[m + 1:])
+        step = chunk_size(8 * N * (3 * layer_m.width + later + max(model.widths)), Pm)
+        eye = np.eye(Pm).reshape((Pm,) + layer_m.shape)
+        for p0 in range(0, Pm, step):
+            cols = slice(p0, min(p0 + step, Pm))
+            Rs = engine.times_abar(tr.abar[m], eye[cols])                     # ∂s_m/∂W̄_m[cols]
+            for l in range(m + 1, L):
+                layer = model.layers[l]
+                Rp = engine.up(model, tr, l, tr.fp[l - 1] * Rs)               # ∂ā_l/∂W̄_m
+                Rs = Rp @ pt.Wbars[l][:, :-1].T                                # ∂s_l/∂W̄_m
+                q = len(Rs)
+                value = values[l - m][:, :, cols]
+                if Hs is not None:                                             # H_l ∂s_l/∂W̄_m
+                    HU = Hs[l] @ Rs.reshape(q, N, -1).transpose(1, 2, 0)
+                    value += patches_times(tr.abar[l], HU, layer.n_out)
+                if exact:                    # Σ_t δ_{l,t} ⊗ ∂ā_{l,t}/∂W̄_m (not the bias column)
+                    d = (pt.deltas[l] / N_total).reshape(-1, layer.n_out)             # (N·T, n_l)
+                    value[:, :-1] += (d.T @ Rp.reshape(q, len(d), -1)).transpose(1, 2, 0)
+    for l in range(m, L):
+        sink.put(l, m, values[l - m])
 
 
 def _add_input_term(block, delta, D, abar_m, cap):
