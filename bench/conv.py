@@ -15,6 +15,7 @@ summed Jacobians; KFRA: location-summed batch-averaged recursion).
 """
 
 import numpy as np
+from torch_tools import torch_func_hessian
 
 import curvlab as cl
 
@@ -126,55 +127,18 @@ def run_jax_conv(p, w, H, t, checks, best, rel):
     checks["jax hessian (vmap'd hvp columns) vs curvlab hessian"] = rel(Hj, H)
 
 
-def torch_sequential(model, w):
-    """The same net in PyTorch, parameters copied from curvlab's flat layout."""
-    import torch
-    acts = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid}
-    mods, params = [], iter(model.unflatten(w))
-    for mod in model.modules:
-        kind = type(mod).__name__
-        if kind in ("Dense", "Conv2d"):
-            Wb = next(params)
-            lin = (torch.nn.Linear(mod.n_in, mod.n_out) if kind == "Dense" else
-                   torch.nn.Conv2d(mod.c_in, mod.c_out, mod.kernel, stride=mod.stride, padding=mod.padding))
-            with torch.no_grad():
-                lin.weight.copy_(torch.as_tensor(Wb[:, :-1]).reshape(lin.weight.shape))
-                lin.bias.copy_(torch.as_tensor(Wb[:, -1]))
-            mods.append(lin)
-            if mod.act.name != "identity":
-                mods.append(acts[mod.act.name]())
-        elif kind == "MaxPool2d":
-            mods.append(torch.nn.MaxPool2d(mod.kernel))
-        elif kind == "AvgPool2d":
-            mods.append(torch.nn.AvgPool2d(mod.kernel))
-        elif kind == "Flatten":
-            mods.append(torch.nn.Flatten())
-    return torch.nn.Sequential(*mods)
-
-
 def run_torch_conv(p, w, H, t, checks, best, rel):
     import torch
     torch.set_default_dtype(torch.float64)
     tX, ty = torch.as_tensor(p.X), torch.as_tensor(p.y)
-    net = torch_sequential(p.model, w)
+    net = cl.to_torch(p.model, w)
     lossf = torch.nn.CrossEntropyLoss()
     layers = [m for m in net if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
     if p.n_params <= 2000:
-        names = [n for n, _ in net.named_parameters()]
-        shapes = [q.shape for q in net.parameters()]
-
-        def flat_loss(wf):
-            ps, o = {}, 0
-            for n, s in zip(names, shapes):
-                ps[n] = wf[o:o + s.numel()].reshape(s)
-                o += s.numel()
-            return lossf(torch.func.functional_call(net, ps, (tX,)), ty)
-        perm = np.concatenate([np.concatenate([I[:, :-1].ravel(), I[:, -1]])
-                               for I in p.model.unflatten(np.arange(p.n_params))])
         out = {}
-        t["torch.func.hessian"] = best(lambda: out.__setitem__("H", torch.func.hessian(flat_loss)(
-            torch.as_tensor(w[perm]))), repeat=1)
-        checks["torch.func.hessian vs curvlab hessian"] = rel(out["H"].detach().numpy(), H[np.ix_(perm, perm)])
+        hessian = torch_func_hessian(net, lossf, tX, ty, p, w)
+        t["torch.func.hessian"] = best(lambda: out.__setitem__("H", hessian()), repeat=1)
+        checks["torch.func.hessian vs curvlab hessian"] = rel(out["H"], H)
     run_backpack_conv(p, w, net, layers, tX, ty, t, checks, best, rel)
     run_curvlinops_conv(p, w, net, layers, tX, ty, t, checks, best, rel)
 

@@ -30,6 +30,7 @@ import curvlab as cl
 from curvlab.curvature.ggn import gram_ggn
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))         # bench/conv.py
+from torch_tools import flat_of, torch_func_hessian, torch_params  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODELS = ([20, 64, 64, 10], [20, 14, 14, 10])
@@ -169,32 +170,10 @@ def run_curvlab(p, w):
 
 
 def torch_net(p, w):
-    """The same MLP in PyTorch (nn.Sequential), weights copied from curvlab's flat layout."""
+    """The same MLP in PyTorch, through the public bridge, and its Linear layers."""
     import torch
-    layers = []
-    for i, layer in enumerate(p.model.layers):
-        layers.append(torch.nn.Linear(layer.n_in, layer.n_out))
-        if i < len(p.model.layers) - 1:
-            layers.append(torch.nn.Tanh())
-    net = torch.nn.Sequential(*layers)
-    with torch.no_grad():
-        linears = [m for m in net if isinstance(m, torch.nn.Linear)]
-        for lin, Wb in zip(linears, p.model.unflatten(w)):
-            lin.weight.copy_(torch.as_tensor(Wb[:, :-1]))
-            lin.bias.copy_(torch.as_tensor(Wb[:, -1]))
-    return net, linears
-
-
-def to_torch(p, v):
-    """A flat curvlab vector as PyTorch's per-parameter list [W_1, b_1, W_2, b_2, ...]."""
-    import torch
-    return [torch.as_tensor(np.ascontiguousarray(part)) for Wb in p.model.unflatten(v)
-            for part in (Wb[:, :-1], Wb[:, -1])]
-
-
-def from_torch(ts):
-    return np.concatenate([np.hstack([W.detach().numpy(), b.detach().numpy()[:, None]]).ravel()
-                           for W, b in zip(ts[::2], ts[1::2])])
+    net = cl.to_torch(p.model, w)
+    return net, [m for m in net if isinstance(m, torch.nn.Linear)]
 
 
 def run_jax(p, w, H, t, checks):
@@ -225,28 +204,10 @@ def run_torch(p, w, H, t, checks):
     net, linears = torch_net(p, w)
     tX, ty = torch.as_tensor(p.X), torch.as_tensor(p.y)
     lossf = torch.nn.CrossEntropyLoss()
-    names = [n for n, _ in net.named_parameters()]
-    shapes = [q.shape for q in net.parameters()]
-
-    def flat_loss(wf):
-        ps, o = {}, 0
-        for n, s in zip(names, shapes):
-            ps[n] = wf[o:o + s.numel()].reshape(s)
-            o += s.numel()
-        return lossf(torch.func.functional_call(net, ps, (tX,)), ty)
-    # torch.func works on its own flat layout (W_1, b_1, ...): permute curvlab's to match.
-    perm = torch_order(p)
-    tw = torch.as_tensor(w[perm])
-    Ht = best_value(lambda: torch.func.hessian(flat_loss)(tw), t, "torch.func.hessian", repeat=1)
-    checks["torch.func.hessian vs curvlab hessian"] = rel(Ht.detach().numpy(), H[np.ix_(perm, perm)])
+    Ht = best_value(torch_func_hessian(net, lossf, tX, ty, p, w), t, "torch.func.hessian", repeat=1)
+    checks["torch.func.hessian vs curvlab hessian"] = rel(Ht, H)
     run_curvlinops(p, w, net, linears, tX, ty, lossf, t, checks)
     run_backpack(p, w, tX, ty, t, checks)
-
-
-def torch_order(p):
-    """Positions of PyTorch's flat layout [W_1.ravel(), b_1, W_2.ravel(), ...] in curvlab's."""
-    return np.concatenate([np.concatenate([I[:, :-1].ravel(), I[:, -1]])
-                           for I in p.model.unflatten(np.arange(p.n_params))])
 
 
 def best_value(fn, t, name, repeat=3):
@@ -262,11 +223,11 @@ def run_curvlinops(p, w, net, linears, tX, ty, lossf, t, checks):
     from curvlinops import GGNLinearOperator, HessianLinearOperator
     params = [q for lin in linears for q in (lin.weight, lin.bias)]
     v = np.random.default_rng(1).standard_normal(p.n_params)
-    tv = to_torch(p, v)
+    tv = torch_params(p, v)
     for kind, Op, ours in [("hvp", HessianLinearOperator, cl.hvp), ("ggnvp", GGNLinearOperator, cl.ggnvp)]:
         op = Op(net, lossf, params, [(tX, ty)], check_deterministic=False)
         out = best_value(lambda: op @ tv, t, f"curvlinops {kind}", repeat=50)
-        checks[f"curvlinops {kind} vs curvlab"] = rel(from_torch(out), ours(p, w, v))
+        checks[f"curvlinops {kind} vs curvlab"] = rel(flat_of(p, out), ours(p, w, v))
 
 
 def run_backpack(p, w, tX, ty, t, checks):

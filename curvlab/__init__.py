@@ -13,6 +13,7 @@ from .curvature import (KroneckerFactored, fd_hvp, fisher, fishervp, ggn, ggn_bl
 from .losses import BCE, MSE, CrossEntropy
 from .nn import MLP, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Sequential
 from .problem import Objective, Problem
+from .torch_bridge import from_torch, from_torch_loss, to_torch
 
 __version__ = "0.1.0"
 

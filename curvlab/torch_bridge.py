@@ -1,0 +1,203 @@
+"""PyTorch interop: a `torch.nn.Sequential` as a curvlab model with its parameters in curvlab's
+flat layout, and back; torch's losses as curvlab's, with the scale between the two.
+
+torch is imported here only, when one of these functions is called (`pip install
+'curvlab[torch]'` pins the CPU build). Parameters come over as float64. Layer by layer:
+
+    torch                                   curvlab
+    Linear(n_in, n_out)                     Dense(n_in, n_out)          W̄ = [weight | bias]
+    Conv2d(c_in, c_out, k, stride, padding) Conv2d(...)                 W̄ = [weight.reshape(c_out, -1) | bias]
+    ReLU / Tanh / Sigmoid / Softplus        the activation of the Linear or Conv2d before it
+    Identity                                nothing
+    MaxPool2d(k), AvgPool2d(k)              the same (stride = kernel, no padding)
+    Flatten()                               Flatten() (both order features (C, H, W))
+
+An activation right after a MaxPool2d is moved in front of it: every supported activation is
+non-decreasing, so it commutes with taking a maximum (the values and, almost everywhere, the
+derivatives are the same). Everything curvlab does not model — a layer without bias, groups,
+dilation, padding modes other than zeros, 'same' padding, pooling with a stride other than its
+kernel, padding or ceil_mode, Softplus with beta ≠ 1 — raises an error that names it rather than
+giving a different network.
+"""
+
+from collections import namedtuple
+
+import numpy as np
+
+from . import losses
+from .nn import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Sequential
+
+SUPPORTED = ("Linear, Conv2d, ReLU, Tanh, Sigmoid, Softplus, Identity, MaxPool2d, AvgPool2d, Flatten "
+             "(inside nn.Sequential, nesting allowed)")
+_ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Softplus": "softplus"}
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("this needs PyTorch: pip install 'curvlab[torch]' (the CPU build of "
+                          "torch 2.13.0; an unpinned torch pulls several GB of CUDA)") from None
+    return torch
+
+
+def _modules(module):
+    torch = _torch()
+    if isinstance(module, torch.nn.Sequential):
+        for child in module:
+            yield from _modules(child)
+    else:
+        yield module
+
+
+def _unsupported(i, mod, what):
+    return ValueError(f"from_torch: layer {i} ({mod!r}) has {what}, which curvlab does not model; "
+                      "change it or build the model with cl.Sequential")
+
+
+def _two(x):
+    return tuple(np.broadcast_to(x, 2).tolist())
+
+
+def _pool_check(i, mod):
+    k = mod.kernel_size
+    if mod.stride is not None and _two(mod.stride) != _two(k):
+        raise _unsupported(i, mod, f"stride {mod.stride} different from its kernel {k}")
+    if np.any(np.asarray(mod.padding) != 0):
+        raise _unsupported(i, mod, f"padding {mod.padding}")
+    if mod.ceil_mode:
+        raise _unsupported(i, mod, "ceil_mode=True")
+    if _two(getattr(mod, "dilation", 1)) != (1, 1):
+        raise _unsupported(i, mod, f"dilation {mod.dilation}")
+    if getattr(mod, "return_indices", False):
+        raise _unsupported(i, mod, "return_indices=True")
+    if getattr(mod, "divisor_override", None) is not None:
+        raise _unsupported(i, mod, "divisor_override")
+    return k
+
+
+def from_torch(module, input_shape):
+    """(model, w): the curvlab model of a torch.nn.Sequential and its parameters in curvlab's
+    flat layout (float64), for inputs of `input_shape` — (C, H, W) for images, (D,) for vectors."""
+    torch = _torch()
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"from_torch takes a torch.nn.Module, got {type(module).__name__}")
+    layers, Wbars = [], []
+    for i, mod in enumerate(_modules(module)):
+        kind = type(mod).__name__
+        if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)):
+            if mod.bias is None:
+                raise _unsupported(i, mod, "no bias (bias=False); curvlab's layers always have one")
+            if isinstance(mod, torch.nn.Linear):
+                layers.append(Dense(mod.in_features, mod.out_features))
+            else:
+                if mod.groups != 1:
+                    raise _unsupported(i, mod, f"groups={mod.groups}")
+                if tuple(mod.dilation) != (1, 1):
+                    raise _unsupported(i, mod, f"dilation {mod.dilation}")
+                if mod.padding_mode != "zeros":
+                    raise _unsupported(i, mod, f"padding_mode={mod.padding_mode!r}")
+                if isinstance(mod.padding, str) and mod.padding != "valid":
+                    raise _unsupported(i, mod, f"padding={mod.padding!r}; give the padding as numbers")
+                padding = 0 if isinstance(mod.padding, str) else mod.padding
+                layers.append(Conv2d(mod.in_channels, mod.out_channels, mod.kernel_size, mod.stride, padding))
+            W = mod.weight.detach().to("cpu", torch.float64).numpy().reshape(mod.weight.shape[0], -1)
+            Wbars.append(np.hstack([W, mod.bias.detach().to("cpu", torch.float64).numpy()[:, None]]))
+        elif kind in _ACTIVATIONS:
+            if kind == "Softplus" and (mod.beta != 1 or mod.threshold != 20):
+                raise _unsupported(i, mod, f"beta={mod.beta}, threshold={mod.threshold} (curvlab's softplus "
+                                           "is log(1 + eˣ): beta 1; torch's threshold 20 differs from it by < 3e-9)")
+            at = -2 if layers and isinstance(layers[-1], MaxPool2d) else -1   # f(max x) = max f(x)
+            target = layers[at] if len(layers) >= -at else None
+            if not isinstance(target, (Dense, Conv2d)) or target.act.name != "identity":
+                raise ValueError(f"from_torch: layer {i} ({mod!r}) must follow a Linear or Conv2d layer "
+                                 "(or a MaxPool2d after one) that has no activation yet")
+            target._set_activation(_ACTIVATIONS[kind], None)
+        elif isinstance(mod, torch.nn.Identity):
+            continue
+        elif isinstance(mod, torch.nn.MaxPool2d):
+            layers.append(MaxPool2d(_pool_check(i, mod)))
+        elif isinstance(mod, torch.nn.AvgPool2d):
+            layers.append(AvgPool2d(_pool_check(i, mod)))
+        elif isinstance(mod, torch.nn.Flatten):
+            if mod.start_dim != 1 or mod.end_dim != -1:
+                raise _unsupported(i, mod, f"start_dim={mod.start_dim}, end_dim={mod.end_dim} (only 1, -1)")
+            layers.append(Flatten())
+        else:
+            raise TypeError(f"from_torch: layer {i} is {kind} ({mod!r}), which curvlab does not "
+                            f"support; supported: {SUPPORTED}")
+    model = Sequential(layers, input_shape)
+    return model, model.flatten(Wbars)
+
+
+def to_torch(model, w):
+    """The torch.nn.Sequential (float64) of a curvlab model with parameters w (flat layout)."""
+    torch = _torch()
+    w = model.check_params(w)
+    acts = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid,
+            "softplus": torch.nn.Softplus}
+    mods, Wbars = [], iter(model.unflatten(w))
+    for layer in model.modules:
+        if isinstance(layer, (Dense, Conv2d)):
+            Wb = next(Wbars)
+            mod = (torch.nn.Linear(layer.n_in, layer.n_out, dtype=torch.float64) if isinstance(layer, Dense) else
+                   torch.nn.Conv2d(layer.c_in, layer.c_out, layer.kernel, stride=layer.stride,
+                                   padding=layer.padding, dtype=torch.float64))
+            with torch.no_grad():
+                mod.weight.copy_(torch.as_tensor(Wb[:, :-1].reshape(mod.weight.shape)))
+                mod.bias.copy_(torch.as_tensor(Wb[:, -1]))
+            mods.append(mod)
+            if layer.act.name != "identity":
+                mods.append(acts[layer.act.name]())
+        elif isinstance(layer, MaxPool2d):
+            mods.append(torch.nn.MaxPool2d(layer.kernel))
+        elif isinstance(layer, AvgPool2d):
+            mods.append(torch.nn.AvgPool2d(layer.kernel))
+        elif isinstance(layer, Flatten):
+            mods.append(torch.nn.Flatten())
+    return torch.nn.Sequential(*mods)
+
+
+class LossConversion(namedtuple("LossConversion", "loss scale")):
+    """(curvlab loss, scale) with torch's loss value = scale × curvlab's (likewise every
+    gradient, Hessian, GGN and Fisher of it); `.note` says why."""
+
+    note = ""
+
+    def __repr__(self):
+        return f"LossConversion(loss={self.loss!r}, scale={self.scale:g}): {self.note}"
+
+
+def from_torch_loss(loss, n_outputs=None, n_samples=None):
+    """The curvlab loss of a torch CrossEntropyLoss, MSELoss or BCEWithLogitsLoss and the scale
+    between the two conventions. curvlab: a per-sample sum over the outputs (MSE with ½),
+    averaged over the N samples. torch's reduction='mean' averages over every output element
+    (N·K of them for MSE and BCE) and its MSE has no ½; reduction='sum' sums over the samples.
+    n_outputs (K) is needed for MSE and BCE with 'mean', n_samples (N) for 'sum'."""
+    _torch()
+    kind = type(loss).__name__
+    table = {"CrossEntropyLoss": "cross_entropy", "MSELoss": "mse", "BCEWithLogitsLoss": "bce"}
+    if kind not in table:
+        raise TypeError(f"from_torch_loss takes CrossEntropyLoss, MSELoss or BCEWithLogitsLoss, got {kind}; "
+                        "for another loss use cl.Loss(fn)")
+    if getattr(loss, "weight", None) is not None or getattr(loss, "pos_weight", None) is not None:
+        raise ValueError(f"{kind} with weight/pos_weight is not one of curvlab's losses; write it as cl.Loss(fn)")
+    if getattr(loss, "label_smoothing", 0.0):
+        raise ValueError("CrossEntropyLoss with label_smoothing is not one of curvlab's losses; write it as cl.Loss(fn)")
+    if loss.reduction not in ("mean", "sum"):
+        raise ValueError(f"{kind}(reduction={loss.reduction!r}) gives no scalar loss; use 'mean' or 'sum'")
+    per_sample = {"cross_entropy": 1.0, "mse": 2.0, "bce": 1.0}[table[kind]]   # torch / curvlab per sample
+    if loss.reduction == "sum":
+        if n_samples is None:
+            raise ValueError(f"{kind}(reduction='sum') sums over the samples: pass n_samples=N")
+        scale, how = per_sample * n_samples, f"torch sums over the N = {n_samples} samples"
+    elif table[kind] == "cross_entropy":
+        scale, how = 1.0, "both average over the samples"
+    else:
+        if n_outputs is None:
+            raise ValueError(f"{kind}(reduction='mean') averages over the outputs too: pass n_outputs=K")
+        scale, how = per_sample / n_outputs, f"torch averages over the N·K outputs (K = {n_outputs})"
+    extra = " and has no ½ in its MSE" if table[kind] == "mse" else ""
+    out = LossConversion(losses.get_loss(table[kind]), float(scale))
+    out.note = f"torch's {kind} = {scale:g} × curvlab's {table[kind]!r}: {how}{extra}"
+    return out
