@@ -10,7 +10,7 @@ from ._checks import DenseTooLargeError, memory_budget, set_memory_budget
 from .curvature import (KroneckerFactored, fd_hvp, fisher, fishervp, ggn, ggn_blocks, ggnvp,
                         hessian, hessian_blocks, hvp, jvp, kfac, kflr, kfra, make_fishervp,
                         make_ggnvp, make_hvp, operator, vjp)
-from .losses import BCE, MSE, CrossEntropy
+from .losses import BCE, MSE, CrossEntropy, Loss
 from .nn import MLP, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Sequential
 from .problem import Objective, Problem
 from .torch_bridge import from_torch, from_torch_loss, to_torch

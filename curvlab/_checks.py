@@ -1,5 +1,7 @@
 """Input validation shared by the package: every user error is raised here, early, by name."""
 
+import dataclasses
+
 import numpy as np
 
 _BUDGET = {"bytes": 4 * 2**30}
@@ -69,3 +71,21 @@ def choice(name, value, options):
     if value not in options:
         raise ValueError(f"unknown {name} {value!r}; choose one of {sorted(options)}")
     return value
+
+
+def short_repr(obj):
+    """ClassName(field=value, ...) for a result dataclass, with arrays shown by shape and long
+    lists by length, so printing a result never floods a notebook."""
+    parts = []
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, np.ndarray) and v.size > 6:
+            text = f"<array {v.shape}>"
+        elif isinstance(v, (list, tuple)) and len(v) > 6:
+            text = f"<{type(v).__name__} of {len(v)}>"
+        elif isinstance(v, (float, np.floating)):
+            text = f"{v:.6g}"
+        else:
+            text = repr(v)
+        parts.append(f"{f.name}={text}")
+    return f"{type(obj).__name__}({', '.join(parts)})"

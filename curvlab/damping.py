@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import flat_vector, nonnegative
+from ._checks import flat_vector, nonnegative, short_repr
 from .curvature.kinds import matrix
 from .landscape import batch_losses
 from .problem import Problem, as_objective
@@ -27,6 +27,9 @@ def damped_direction(problem, w, kind="ggn", damping=1e-3, samples=1, seed=0, C=
 class EigenFilter:
     """The damped step in C's eigenbasis: eigenvalues ν (ascending), gradient coordinates
     g_i = uᵢᵀg, and the filter factor ν/(ν + η) that multiplies Newton's coordinates."""
+
+    __repr__ = short_repr
+
     nu: np.ndarray
     g: np.ndarray
     eta: float

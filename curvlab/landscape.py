@@ -16,7 +16,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ._checks import choice, finite_array, flat_vector, nonnegative
-from .curvature.kinds import KINDS, matrix
+from .curvature.kinds import KINDS, is_outside, matrix
 from .curvature.products import make_fishervp, make_ggnvp, make_hvp
 from .problem import Problem, as_objective
 
@@ -288,8 +288,11 @@ def grid(problem, w, d1, d2=None, span=1.0, n=51, accuracy=False):
 
 
 def curvature_products(problem, w, kind, D, samples=1, seed=0):
-    """C D for a few directions D (P, Q): matrix-free for the Hessian, GGN and Fishers."""
+    """C D for a few directions D (P, Q): matrix-free for the Hessian, GGN and Fishers (and for
+    your own matrix, whatever form it comes in)."""
     obj = as_objective(problem)
+    if is_outside(kind):
+        return matrix(obj, w, kind) @ D
     if kind == "hessian":
         return make_hvp(obj, w)(D)
     if isinstance(obj, Problem) and kind == "ggn":
@@ -303,8 +306,10 @@ def quadratic(problem, w, d1, d2=None, kind="hessian", span=1.0, n=51, damping=0
               samples=1, seed=0):
     """The second-order model L(w) + gᵀδ + ½ δᵀ(C + ηI)δ on the grid of `grid` (same shape).
     kind: any curvature kind (hessian, ggn, fisher, empirical_fisher, mc_fisher, kfac, kflr,
-    kfra, diagonal); η = damping."""
-    choice("curvature kind", kind, KINDS)
+    kfra, diagonal) or your own matrix (a (P, P) array, LinearOperator or callable v -> M v);
+    η = damping."""
+    if not is_outside(kind):
+        choice("curvature kind", kind, KINDS)
     obj = as_objective(problem)
     w = obj.check(w)
     d1 = _check_dir("d1", d1, len(w))

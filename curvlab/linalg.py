@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, aslinearoperator, eigsh
 
-from ._checks import choice, nonnegative
+from ._checks import choice, nonnegative, short_repr
 from .curvature.blocks import ggn_blocks, hessian_blocks
 from .curvature.kfac import KroneckerFactored
-from .curvature.kinds import KINDS, KRONECKER_KINDS, matrix
+from .curvature.kinds import KINDS, KRONECKER_KINDS, Operator, as_matrix, is_outside, matrix
 from .curvature.products import operator
 from .problem import Problem, as_objective
 
@@ -67,9 +67,13 @@ def _kron_vectors(K, idx_global):
     return V
 
 
-def spectrum(problem, w, kind="hessian", k=None, which="LA", vectors=False, layer=None,
-             samples=1, seed=0, flavor="expand"):
+def spectrum(problem, w=None, kind="hessian", k=None, which="LA", vectors=False, layer=None,
+             samples=1, seed=0, flavor="expand", n=None):
     """Eigenvalues (ascending) of a curvature matrix at w, and eigenvectors if `vectors`.
+
+    Dispatches on the first argument: a Problem or objective (with w and kind), or your own
+    matrix M — a (P, P) array, a scipy LinearOperator, or a callable v -> M v with n = P —
+    as `cl.spectrum(M, k=None, n=None)`; for M, k chooses Lanczos as for the operator kinds.
 
     kind: any of `cl.curvature.kinds.KINDS`. k=None gives the whole spectrum; an integer k gives
     k eigenvalues chosen by `which` ('LA' largest, 'SA' smallest, 'LM' largest magnitude, 'BE'
@@ -79,8 +83,17 @@ def spectrum(problem, w, kind="hessian", k=None, which="LA", vectors=False, laye
     l-th diagonal block (the exact Botev blocks for 'hessian' and 'ggn'). flavor: 'expand' or
     'reduce', for Kronecker kinds on conv layers.
     """
-    choice("curvature kind", kind, KINDS)
     choice("which", which, {"LA", "SA", "LM", "BE"})
+    if isinstance(problem, (np.ndarray, LinearOperator)) or (callable(problem) and n is not None):
+        return _outside_spectrum(problem, k, which, vectors, n, seed)
+    if w is None:
+        raise ValueError("cl.spectrum: give w (the point) for a Problem or objective, or pass n=P for "
+                         "your own matrix as a callable v -> M v")
+    if is_outside(kind):
+        obj = as_objective(problem)
+        P = obj.n_params if obj.n_params is not None else np.asarray(w).shape[0]
+        return _outside_spectrum(kind, k, which, vectors, P, seed)
+    choice("curvature kind", kind, KINDS)
     obj = as_objective(problem)
     P = obj.n_params if obj.n_params is not None else np.asarray(w).shape[0]
     if layer is not None:
@@ -129,6 +142,19 @@ def spectrum(problem, w, kind="hessian", k=None, which="LA", vectors=False, laye
         M = matrix(obj, w, kind, samples=samples, seed=seed, flavor=flavor).to_dense()
         return _dense_select(M, kk, which, vectors)
     return lanczos_eigs(operator(obj, w, _OPERATOR_KIND[kind]), k, which, vectors, seed)
+
+
+def _outside_spectrum(M, k, which, vectors, n, seed):
+    """The spectrum of your own matrix: dense eigh for an array or a small operator, Lanczos for
+    k eigenvalues of a large one."""
+    C = as_matrix(M, n, "spectrum")
+    P = C.shape[0]
+    if k is not None and not 1 <= int(k) <= P:
+        raise ValueError(f"k must be between 1 and {P}, got {k}")
+    if isinstance(C, Operator) and k is not None and P > DENSE_LIMIT and int(k) < P - 1:
+        op = LinearOperator((P, P), matvec=C.matvec, dtype=np.float64)
+        return lanczos_eigs(op, int(k), which, vectors, seed)
+    return _dense_select(C.to_dense(), P if k is None else int(k), which, vectors)
 
 
 def _dense_select(M, k, which, vectors):
@@ -249,6 +275,9 @@ def slq_density(op, probes=10, steps=30, grid=None, sigma=None, seed=0):
 @dataclass
 class HutchinsonEstimate:
     """trace(C) and diag(C) estimates with standard errors, from `samples` Rademacher probes."""
+
+    __repr__ = short_repr
+
     trace: float
     trace_se: float
     diag: np.ndarray
@@ -279,6 +308,10 @@ def hutchinson(op, samples=100, seed=0, block=32):
 
 @dataclass
 class CGResult:
+    """The solution x, iterations used, the kept iterates [(iteration, x)] and why CG stopped."""
+
+    __repr__ = short_repr
+
     x: np.ndarray
     iterations: int
     iterates: list          # [(iteration, x)] kept at geometrically spaced iterations

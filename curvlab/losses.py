@@ -23,9 +23,18 @@ def _sigmoid(z):
 
 
 class Loss:
-    """Interface; see MSE, CrossEntropy, BCE."""
+    """The interface every loss implements (see MSE, CrossEntropy, BCE), and, called with a
+    function, your own loss: ``cl.Loss(fn, sampler=None, name=None)`` (see `CustomLoss`)."""
 
     name = None
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Loss:
+            if not args and "fn" not in kwargs:
+                raise TypeError("cl.Loss(fn): fn(outputs (N, K), targets) -> per-sample losses (N,), "
+                                "autograd-differentiable in the outputs")
+            return super().__new__(CustomLoss)
+        return super().__new__(cls)
 
     def targets(self, y, N, K):
         """Validate data targets and bring them to the loss's canonical shape."""
@@ -131,6 +140,9 @@ class CrossEntropy(Loss):
             y = y[:, 0]
         if y.shape != (N,):
             raise ValueError(f"cross_entropy takes integer labels of shape ({N},), got {y.shape}")
+        if y.dtype.kind not in "iufb":
+            raise ValueError(f"y must hold integer class labels 0..{K - 1}, got dtype {y.dtype}; "
+                             "map the classes to integers first (e.g. np.unique(y, return_inverse=True))")
         if not np.issubdtype(y.dtype, np.integer):
             yf = finite_array("y", y)
             if not np.all(yf == np.round(yf)):
@@ -239,6 +251,86 @@ class BCE(Loss):
 
     def sample(self, z, rng, samples=1):
         return (rng.random((samples,) + z.shape) < _sigmoid(z)).astype(np.float64)
+
+
+class CustomLoss(Loss):
+    """Your own loss from fn(z, y) -> per-sample losses (N,), any autograd-differentiable
+    function of the outputs z (N, K) and targets y (anything with N rows). Its output Hessian
+    B = ∂²ℓ/∂z² comes from autograd (K Hessian-vector products, one per output), so the GGN,
+    the Hessian, KFRA and every product work with it; KFLR, the GGN diagonal and the GGN of conv
+    nets use a factor B = C Cᵀ, which exists only where B is positive semi-definite (a
+    non-convex loss raises there). The Monte-Carlo Fisher and MC K-FAC draw targets from the
+    model: pass `sampler(z, rng) -> y`; the true Fisher needs the distribution in closed form
+    and is not available."""
+
+    def __init__(self, fn, sampler=None, name=None):
+        if not callable(fn):
+            raise TypeError(f"cl.Loss(fn): fn must be a function, got {type(fn).__name__}")
+        if sampler is not None and not callable(sampler):
+            raise TypeError(f"cl.Loss: sampler must be a function sampler(z, rng) -> y, got {type(sampler).__name__}")
+        self.fn, self.sampler = fn, sampler
+        self.name = name or getattr(fn, "__name__", "custom")
+
+    def targets(self, y, N, K):
+        y = np.asarray(y)
+        if y.dtype.kind not in "iufb":
+            raise ValueError(f"targets of {self.name!r} must be numbers, got dtype {y.dtype}")
+        if y.shape[:1] != (N,):
+            raise ValueError(f"targets of {self.name!r} must have N = {N} rows, got shape {y.shape}")
+        return finite_array("y", y) if y.dtype.kind == "f" else y
+
+    def value(self, z, y):
+        out = self.fn(z, y)
+        if np.shape(out) != np.shape(z)[:1]:
+            raise ValueError(f"loss {self.name!r}: fn must return one loss per sample, shape "
+                             f"({np.shape(z)[0]},), got {np.shape(out)}")
+        return out
+
+    def _grad(self, z, y):
+        from autograd import grad
+        return grad(lambda zz: anp.sum(self.value(zz, y)))(z)
+
+    def dz(self, z, y):
+        if z.ndim == 3:                                     # (1, N, K) with S sampled targets
+            return np.stack([self._grad(z[0], ys) for ys in y])
+        return self._grad(z, y)
+
+    def hessian(self, z, y):
+        """B (N, K, K): column k of every Bₙ from one Hessian-vector product along e_k (the loss
+        is a sum over samples, so the products do not mix them)."""
+        from autograd import grad, make_jvp
+        jvp = make_jvp(grad(lambda zz: anp.sum(self.value(zz, y))))(z)
+        K = z.shape[1]
+        cols = [jvp(np.broadcast_to(np.eye(K)[k], z.shape).copy())[1] for k in range(K)]
+        B = np.stack(cols, axis=2)
+        return 0.5 * (B + B.transpose(0, 2, 1))
+
+    def sqrt_hessian(self, z, y=None):
+        B = self.hessian(z, y)
+        lam, U = np.linalg.eigh(B)
+        if lam.min() < -1e-12 * max(np.abs(lam).max(), 1e-300):
+            raise ValueError(f"loss {self.name!r}: its output Hessian B is indefinite at some samples "
+                             f"(eigenvalue {lam.min():.3g}), so B = C Cᵀ has no real factor: kflr, "
+                             "diag_ggn and the conv-net GGN are unavailable (hessian, ggn on MLPs, "
+                             "kfra, hvp and ggnvp work)")
+        return U * np.sqrt(np.maximum(lam, 0.0))[:, None, :]
+
+    def mean_hessian(self, z, y):
+        return self.hessian(z, y).mean(0)
+
+    def fisher_factor(self, z):
+        raise ValueError(f"loss {self.name!r}: the true Fisher needs the model's distribution in "
+                         "closed form; a custom loss offers the Monte-Carlo Fisher (kind='mc', with "
+                         "cl.Loss(fn, sampler=...)) and the empirical Fisher")
+
+    def sample(self, z, rng, samples=1):
+        if self.sampler is None:
+            raise ValueError(f"loss {self.name!r} has no sampler: the Monte-Carlo Fisher and MC K-FAC "
+                             "draw targets y ~ p(y | z); pass cl.Loss(fn, sampler=lambda z, rng: y)")
+        return np.stack([np.asarray(self.sampler(z, rng)) for _ in range(samples)])
+
+    def __repr__(self):
+        return f"Loss({self.name!r})"
 
 
 LOSSES = {"mse": MSE, "cross_entropy": CrossEntropy, "bce": BCE}

@@ -139,17 +139,26 @@ class Sequential:
 
 
 class MLP(Sequential):
-    """A stack of Dense layers, sizes [n_0, n_1, ..., n_L]; hidden layers use `activation`,
-    the last layer is linear (its outputs z are the loss's logits or predictions)."""
+    """A stack of Dense layers, sizes [n_0, n_1, ..., n_L]; hidden layers use `activation` — one
+    name, or one per hidden layer — and the last layer is linear (its outputs z are the loss's
+    logits or predictions)."""
 
     def __init__(self, sizes, activation="tanh"):
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2:
             raise ValueError(f"MLP needs at least [inputs, outputs] sizes, got {sizes}")
-        act = globals()["activation"](activation)
+        hidden = len(sizes) - 2
+        if isinstance(activation, (list, tuple)):
+            if len(activation) != hidden:
+                raise ValueError(f"MLP({sizes}) has {hidden} hidden layers but {len(activation)} "
+                                 f"activations were given: {list(activation)}")
+            acts = [globals()["activation"](a).name for a in activation]
+            self.activation = acts
+        else:
+            self.activation = globals()["activation"](activation).name
+            acts = [self.activation] * hidden
         self.sizes = sizes
-        self.activation = act.name
-        super().__init__([Dense(a, b, act.name if i < len(sizes) - 2 else "identity")
+        super().__init__([Dense(a, b, acts[i] if i < hidden else "identity")
                           for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))], (sizes[0],))
 
     def __repr__(self):

@@ -36,6 +36,7 @@ class Trajectory:
     """What a run did: iterates from w0 on and, per iterate, the loss, gradient norm, step
     length, damping, wall time (cumulative, s) and the gradients / curvature-vector products /
     curvature builds spent to reach it (per step; row 0 is w0)."""
+
     method: str
     hyper: dict
     ws: np.ndarray
@@ -122,11 +123,17 @@ def _maybe_adapt(adapt, eta, obj, w, p, C, g):
     return (w + p if accepted else w), _damping.levenberg_marquardt(eta, rho), rho, accepted
 
 
-def newton(lr=1.0, damping=0.0, variant="plain"):
+def newton(lr=1.0, damping=None, variant=None):
     """Newton's step −lr (H + ηI)⁻¹g. variant='plain' (η = 0), 'damped' (η = damping) or
-    'abs' (|H| + ηI with |H| = U|Λ|Uᵀ: the saddle-free Newton of Dauphin et al.)."""
+    'abs' (|H| + ηI with |H| = U|Λ|Uᵀ: the saddle-free Newton of Dauphin et al.). Without a
+    variant: 'damped' when a damping is given, 'plain' otherwise."""
+    if variant is None:
+        variant = "plain" if not damping else "damped"
     choice("newton variant", variant, {"plain", "damped", "abs"})
-    eta = 0.0 if variant == "plain" else nonnegative("damping", damping)
+    if variant == "plain" and damping:
+        raise ValueError(f"newton variant='plain' takes no damping (got damping={damping}); use "
+                         "variant='damped' or 'abs', or leave variant out")
+    eta = 0.0 if variant == "plain" else nonnegative("damping", damping or 0.0)
 
     def init(w0):
         return None

@@ -232,10 +232,10 @@ def dense_from_layers(name, pt, exact, progress=None, top=None):
     P, L = model.n_params, len(model.layers)
     factor = (lambda c: c.problem.lossfn.sqrt_hessian(c.tr.z, c.problem.y)) if top is None else top
     sl = model.layer_slices()
-    F0 = factor(pt)
-    routes = column_routes(model, exact, F0.shape[2])
+    R = model.n_out                                # columns of B's factor (K for every loss here)
+    routes = column_routes(model, exact, R)
     lowest = min((m for m, r in enumerate(routes) if r == "block"), default=L)
-    per_sample = _per_sample_bytes(model, routes, F0.shape[2])
+    per_sample = _per_sample_bytes(model, routes, R)
     # Working blocks get a quarter of the matrix, an eighth when the per-sample arrays (which
     # grow with N, not P) already take an eighth: the peak stays near twice the matrix.
     cap = 2 * P * P if pt.N * per_sample < P * P else P * P
@@ -247,7 +247,7 @@ def dense_from_layers(name, pt, exact, progress=None, top=None):
     show = progress if progress is not None else pt.N * P * P * max(l.T for l in model.layers) > 1e11
     bar = tqdm(total=len(pairs) * len(chunks), desc=name, disable=not show, leave=False)
     for c in chunks:
-        F = F0 if c is pt else factor(c)
+        F = factor(c) if top is not None or "gram" in routes else None
         Hs, rows = None, None
         if lowest < L:
             Hs = pre_activation_hessians(c, exact, None if top is None else F @ F.transpose(0, 2, 1), lowest)
