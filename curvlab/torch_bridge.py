@@ -201,3 +201,38 @@ def from_torch_loss(loss, n_outputs=None, n_samples=None):
     out = LossConversion(losses.get_loss(table[kind]), float(scale))
     out.note = f"torch's {kind} = {scale:g} × curvlab's {table[kind]!r}: {how}{extra}"
     return out
+
+
+def torch_order(model):
+    """order[i] = the position in curvlab's flat vector of entry i of torch's parameter vector
+    (each layer's weight.ravel() then its bias, layer by layer — what
+    torch.nn.utils.parameters_to_vector gives for the module `to_torch` makes)."""
+    return np.concatenate([np.concatenate([I[:, :-1].ravel(), I[:, -1]])
+                           for I in model.unflatten(np.arange(model.n_params))])
+
+
+def from_torch_layout(M, model):
+    """A vector, a (P, P) matrix, a scipy LinearOperator or a callable v -> M v given in torch's
+    parameter order, in curvlab's flat layout (the same kind of object back)."""
+    from scipy.sparse.linalg import LinearOperator
+    order = torch_order(model)
+    P = len(order)
+
+    def to_torch_order(v):
+        return v[order]
+
+    def to_curvlab(u):
+        out = np.empty_like(u)
+        out[order] = u
+        return out
+    if isinstance(M, LinearOperator) or callable(M):
+        apply = M.matvec if isinstance(M, LinearOperator) else M
+        f = lambda v: to_curvlab(np.asarray(apply(to_torch_order(np.asarray(v, dtype=np.float64))),
+                                            dtype=np.float64).reshape(-1))
+        return LinearOperator((P, P), matvec=f, rmatvec=f, dtype=np.float64) \
+            if isinstance(M, LinearOperator) else f
+    M = np.asarray(M, dtype=np.float64)
+    if M.shape[0] != P:
+        raise ValueError(f"from_torch_layout: got {M.shape[0]} entries per axis, the model has P = {P}")
+    inv = np.argsort(order)
+    return M[inv] if M.ndim == 1 else M[np.ix_(inv, inv)]
