@@ -11,9 +11,14 @@ import curvlab as cl
 
 from ._common import STYLE, FigureWidget, Dashboard, guarded, log_slider, table_html
 
-KINDS = ["hessian", "ggn", "fisher", "empirical_fisher", "kfac", "kflr", "kfra", "diagonal"]
+KINDS = ["hessian", "ggn", "fisher", "empirical_fisher", "kfac", "kflr", "kfra", "diagonal", "yours"]
 APPROX = ["kfac", "kflr", "kfra", "diagonal", "empirical_fisher", "ggn"]
-COLORS = dict(zip(KINDS, ["#d62728", "#1f77b4", "#17becf", "#7f7f7f", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"]))
+COLORS = dict(zip(KINDS, ["#d62728", "#1f77b4", "#17becf", "#7f7f7f", "#ff7f0e", "#2ca02c", "#9467bd",
+                          "#8c564b", "#000000"]))
+# A file upload travels in one widget message, which Voila's websocket caps at 10 MB: a float64
+# P x P matrix fits up to P ≈ 1,100. Larger matrices go through the notebook API
+# (cl.compare(..., extra={"name": M}), cl.spectrum(M)).
+MAX_UPLOAD_P = 1000
 
 
 class SpectraDashboard(Dashboard):
@@ -22,7 +27,7 @@ class SpectraDashboard(Dashboard):
     def __init__(self, **picker):
         super().__init__(**picker)
         st = STYLE
-        self.kinds = W.SelectMultiple(options=KINDS, value=("hessian", "ggn", "kflr", "kfra"), rows=8,
+        self.kinds = W.SelectMultiple(options=KINDS[:-1], value=("hessian", "ggn", "kflr", "kfra"), rows=8,
                                       description="matrices", style=st, layout=W.Layout(width="230px"))
         self.scope = W.Dropdown(options=[("whole", -1)], value=-1, description="scope", style=st,
                                 layout=W.Layout(width="170px"))
@@ -32,6 +37,9 @@ class SpectraDashboard(Dashboard):
                                     layout=W.Layout(width="170px"))
         self.damping = log_slider("damping", 1e-3, -6, 2)
         self.slq = W.Checkbox(value=False, description="SLQ density (matrix-free)")
+        self.upload = W.FileUpload(accept=".npy,.npz", multiple=False, description="your matrix",
+                                   layout=W.Layout(width="170px"))
+        self.uploaded = None                     # (file name, the matrix as a curvature object)
         self.table = W.HTML()
 
         self.spec_fig = FigureWidget(layout=go.Layout(
@@ -66,11 +74,12 @@ class SpectraDashboard(Dashboard):
         for c in (self.approx, self.reference, self.damping, self.scope):
             c.observe(self._on_compare, names="value")
         self.slq.observe(self._on_slq, names="value")
+        self.upload.observe(self._on_upload, names="value")
         self.slq_box = W.Box([self.slq_fig], layout=W.Layout(display="none"))
 
         controls = W.VBox([self.picker.widget,
                            W.HBox([self.kinds, W.VBox([self.scope, self.slq, self.approx, self.reference,
-                                                       self.damping])])])
+                                                       self.damping, self.upload])])])
         self.widget = W.VBox([self.header(), controls, self.status.widget,
                               W.HBox([self.spec_fig, W.VBox([self.table, self.slq_box])],
                                      layout=W.Layout(flex_flow="row wrap")),
@@ -79,19 +88,61 @@ class SpectraDashboard(Dashboard):
         self.sync_figures()
 
     def _matrix(self, kind):
+        if kind == "yours":
+            return self.uploaded[1]
         problem, w = self.picker.get()
         return self.cache.get(("matrix", self.picker.value, kind), lambda: cl.matrix(problem, w, kind))
 
     def _eigs(self, kind, layer):
+        if kind == "yours":
+            M = self.uploaded[1]
+            return M.eigvalsh() if layer < 0 else np.linalg.eigvalsh(M.blocks()[layer])
+
         def make():
             problem, w = self.picker.get()
             return cl.spectrum(problem, w, kind, layer=None if layer < 0 else layer)
         return self.cache.get(("eig", self.picker.value, kind, layer), make)
 
     @guarded
+    def _on_upload(self, change=None):
+        if not self.upload.value:
+            return
+        f = self.upload.value[0]
+        self.load_matrix(f["name"], bytes(f["content"]))
+
+    def load_matrix(self, name, content):
+        """Take a .npy / .npz file's bytes as your own matrix for the current problem: its
+        spectrum beside the others, a row in the table, the heatmaps' 'approximation'."""
+        import io
+        problem, _ = self.picker.get()
+        try:
+            data = np.load(io.BytesIO(content), allow_pickle=False)
+        except Exception as e:
+            raise ValueError(f"{name}: not a .npy or .npz file numpy can read ({e})") from None
+        if isinstance(data, np.lib.npyio.NpzFile):
+            keys = list(data.keys())
+            if not keys:
+                raise ValueError(f"{name}: the .npz file holds no array")
+            data = data["M"] if "M" in keys else data[keys[0]]
+        if data.ndim == 2 and data.shape[0] > MAX_UPLOAD_P:
+            raise ValueError(f"{name}: {data.shape[0]} x {data.shape[0]} is larger than the app takes "
+                             f"(P ≤ {MAX_UPLOAD_P}); use cl.compare(..., extra={{'name': M}}) in a notebook")
+        M = cl.curvature.kinds.as_matrix(data, problem.n_params, name, problem.model.layer_slices())
+        self.uploaded = (name, M)
+        self.kinds.options = KINDS
+        self.approx.options = APPROX + ["yours"]
+        self.kinds.value = tuple(dict.fromkeys(self.kinds.value + ("yours",)))
+        self.approx.value = "yours"
+        self._on_compare()
+
+    @guarded
     def _on_problem(self, change=None):
         with self.status.busy("building the problem"):
             problem, _ = self.picker.get()
+        if self.uploaded is not None:                # a matrix belongs to the problem it was made for
+            self.uploaded = None
+            self.kinds.value = tuple(k for k in self.kinds.value if k != "yours")
+            self.kinds.options, self.approx.options = KINDS[:-1], APPROX
         opts = [("whole", -1)] + [(f"W{l + 1}", l) for l in range(len(problem.model.layers))]
         if list(self.scope.options) != opts:
             self.scope.options = opts
@@ -131,6 +182,9 @@ class SpectraDashboard(Dashboard):
             rows = self.cache.get(("compare", self.picker.value, eta), lambda: cl.compare(
                 problem, w, kinds=("kfac", "kflr", "kfra", "diagonal", "empirical_fisher"),
                 damping=eta, references=("ggn", "hessian")))
+            if self.uploaded is not None:
+                rows = rows + cl.compare(problem, w, kinds=(), damping=eta, references=("ggn", "hessian"),
+                                         extra={f"yours ({self.uploaded[0]})": self.uploaded[1]})
             R, C = self._matrix(ref).to_dense(), self._matrix(approx).to_dense()
         R, C, bounds, note = self._heat_window(problem, R, C)
         self.table.value = "<b>approximation quality</b> (damping %.1e)" % eta + table_html(

@@ -2,6 +2,8 @@
 controls hit the cache, and bad input becomes a message while the app keeps working."""
 
 import ipywidgets as W
+
+import curvlab as cl
 import numpy as np
 import plotly.graph_objects as go
 import pytest
@@ -211,3 +213,26 @@ def test_every_app_offers_the_conv_net_on_digits(name):
     assert any(changed(a, b) for fa, fb in zip(before, after) for a, b in zip(fa, fb)), name
     d.picker.dataset.value = "spirals"                 # conv needs 8×8 images: a message
     assert "8×8 images" in d.status.error
+
+
+def test_spectra_takes_your_matrix_as_a_file():
+    import io
+    d = SpectraDashboard()
+    problem, w = d.picker.get()
+    M = cl.kflr(problem, w).to_dense() + 0.5 * np.eye(problem.n_params)
+    buf = io.BytesIO()
+    np.save(buf, M)
+    d.load_matrix("mine.npy", buf.getvalue())
+    assert d.status.error is None, d.status.error
+    assert "yours (mine.npy)" in d.table.value and d.approx.value == "yours"
+    trace = [t for t in d.spec_fig.data if t.name == "yours"][0]
+    assert trace.visible and np.allclose(np.sort(arr(trace.y)[~np.isnan(arr(trace.y))]),
+                                         np.sort(np.abs(np.linalg.eigvalsh(M))), rtol=1e-10)
+    buf = io.BytesIO()
+    np.savez(buf, M=np.eye(problem.n_params + 1))
+    import datetime
+    d.upload.value = ({"name": "wrong.npz", "type": "", "size": 1, "content": memoryview(buf.getvalue()),
+                       "last_modified": datetime.datetime.now()},)
+    assert "but the problem has P" in d.status.error            # a message, not a traceback
+    d.picker.arch.value = "16"                                   # another problem: the matrix is dropped
+    assert d.uploaded is None and "yours" not in d.kinds.options and d.status.error is None
