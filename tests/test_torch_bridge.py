@@ -57,8 +57,9 @@ def test_from_torch_reproduces_the_module(name):
     assert np.array_equal(w2, w) and repr(model2) == repr(model)
 
 
-def test_hessian_matches_torch_func():
-    net, shape = nets()["conv-relu-max"]
+@pytest.mark.parametrize("name", ["mlp", "conv-relu-max"])
+def test_hessian_matches_torch_func(name):
+    net, shape = nets()[name]
     model, w = cl.from_torch(net, shape)
     X, y = _data(shape)
     problem = cl.Problem(model, "cross_entropy", X, y)
