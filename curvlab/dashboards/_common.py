@@ -26,17 +26,23 @@ _GLOBAL = "globalThis.__curvlabPlotlyWidget"
 _SLOT = f"({_GLOBAL} ??= (() => {{ let r; const p = new Promise(x => r = x); return {{p, r}}; }})())"
 
 
-def _plotly_bundle():
-    """plotly's widget bundle, patched; raises if this plotly is not the one we patch."""
+def _plotly_bundle(src=None):
+    """plotly's widget bundle, patched; None, with a warning, when this plotly's bundle is not
+    the one curvlab adapts (then FigureWidget is plotly's own, with its several-figure freeze)."""
     import pathlib
+    import warnings
 
     import plotly
-    src = (pathlib.Path(plotly.__file__).parent / "package_data" / "widgetbundle.js").read_text()
+    if src is None:
+        src = (pathlib.Path(plotly.__file__).parent / "package_data" / "widgetbundle.js").read_text()
     render = "render({el:ne}){let ge=new MD(Q,ne);return ge.perform_render(),()=>ge.remove()}"
     exports = "export{TD as FigureModel,MD as FigureView,j4t as default};"
     if src.count(render) != 1 or src.count(exports) != 1:
-        raise ImportError("curvlab.dashboards: this plotly's widget bundle is not the one curvlab "
-                          "adapts (plotly 6-7); install a plotly version from curvlab's requirements")
+        warnings.warn(f"curvlab.dashboards: the widget bundle of plotly {plotly.__version__} is not the one "
+                      "curvlab adapts (plotly 7.1); using plotly's own FigureWidget, whose later figures "
+                      "may stop updating on a Voila page with several of them. Install curvlab's "
+                      "pinned plotly (pip install 'plotly>=7.1,<7.2').", RuntimeWarning, stacklevel=2)
+        return None
     src = src.replace(render, "render({model:mm,el:ne}){let sh=Object.create(Q);sh.on=(...a)=>mm.on(...a);"
                               "sh.off=(...a)=>mm.off(...a);let ge=new MD(sh,ne);return ge.perform_render(),"
                               "()=>ge.remove()}")
@@ -54,6 +60,8 @@ class FigureWidget(go.FigureWidget):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if _FULL_ESM is None:                              # unadapted plotly: its own module
+            return
         carrier = FigureWidget._carrier() if FigureWidget._carrier is not None else None
         if carrier is None or carrier.comm is None:       # none yet, or it was closed
             self._esm = _FULL_ESM

@@ -236,3 +236,15 @@ def test_spectra_takes_your_matrix_as_a_file():
     assert "but the problem has P" in d.status.error            # a message, not a traceback
     d.picker.arch.value = "16"                                   # another problem: the matrix is dropped
     assert d.uploaded is None and "yours" not in d.kinds.options and d.status.error is None
+
+
+def test_an_unadapted_plotly_bundle_falls_back_to_plotlys_own_widget(monkeypatch):
+    from curvlab.dashboards import _common
+    with pytest.warns(RuntimeWarning, match="not the one curvlab adapts"):
+        assert _common._plotly_bundle("export{renamed as default};") is None
+    assert _common._FULL_ESM is not None and "__curvlabPlotlyWidget" in _common._FULL_ESM
+    monkeypatch.setattr(_common, "_FULL_ESM", None)
+    fig = _common.FigureWidget(data=[go.Scatter(x=[0, 1], y=[1, 0])])
+    assert fig._esm == go.FigureWidget()._esm            # plotly's own module, and it still works
+    fig.data[0].y = np.array([2.0, 3.0])
+    assert list(fig.data[0].y) == [2.0, 3.0]
