@@ -7,3 +7,10 @@ from .hessian import hessian
 from .kfac import KroneckerFactored, kfac, kflr, kfra
 from .products import (fd_hvp, fishervp, ggnvp, hvp, jvp, make_fishervp, make_ggnvp, make_hvp,
                        operator, vjp)
+from .diagonal import diag_ggn, diag_ggn_mc, diag_hessian
+from .ekfac import EigenCorrected, ekfac
+from .kfoc import kfoc, tnt
+from .persample import batch_stats, ntk, per_sample_grads, sqrt_ggn, vivit
+from .shampoo import shampoo
+from .unitwise import UnitBlocks, unitwise
+from .kinds import KINDS, kinds, matrix  # noqa: E402  (after every module has registered its kinds)

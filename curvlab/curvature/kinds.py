@@ -12,6 +12,8 @@ and, wherever a kind is accepted, your own matrix M (`as_matrix`): a dense (P, P
 scipy LinearOperator, or a callable v -> M v — with its size checked against the problem's P.
 """
 
+import inspect
+
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
@@ -22,11 +24,10 @@ from .fisher import fisher
 from .ggn import ggn
 from .hessian import hessian
 from .kfac import kfac, kflr, kfra
+from .registry import KINDS, REGISTRY, kinds, register  # noqa: F401  (re-exported)
 
 DENSE_KINDS = ("hessian", "ggn", "fisher", "empirical_fisher", "mc_fisher")
 KRONECKER_KINDS = ("kfac", "kflr", "kfra")
-KINDS = DENSE_KINDS + KRONECKER_KINDS + ("diagonal",)
-
 
 class Dense:
     """A dense symmetric curvature matrix with a cached eigendecomposition."""
@@ -171,10 +172,11 @@ def as_matrix(M, n=None, name="extra", layer_slices=None):
     return obj
 
 
-def matrix(objective, w, kind, samples=1, seed=0, flavor="expand"):
-    """The curvature matrix of the given kind at w (see module docstring). samples, seed: for
-    the Monte-Carlo kinds; flavor: 'expand' or 'reduce' for the Kronecker kinds on conv layers.
-    kind may also be your own matrix (see `as_matrix`), checked against the problem's size."""
+def matrix(objective, w, kind, samples=1, seed=0, flavor="expand", **options):
+    """The curvature matrix of the given kind at w (see module docstring and `kinds()`). samples,
+    seed: for the Monte-Carlo kinds; flavor: 'expand' or 'reduce' for the Kronecker kinds on
+    conv layers; a kind's own options by name. kind may also be your own matrix (see
+    `as_matrix`), checked against the problem's size."""
     obj = as_objective(objective)
     if is_outside(kind):
         P = obj.n_params if obj.n_params is not None else np.asarray(w).shape[0]
@@ -196,18 +198,33 @@ def matrix(objective, w, kind, samples=1, seed=0, flavor="expand"):
         w = obj.check(w)
         check_dense(kind, w.shape[0])
         return Dense(obj.ggn(w), kind)
-    slices = obj.model.layer_slices()
-    if kind == "hessian":
-        return Dense(hessian(obj, w), kind, slices)
-    if kind == "ggn":
-        return Dense(ggn(obj, w), kind, slices)
-    if kind in ("fisher", "empirical_fisher", "mc_fisher"):
-        fk = {"fisher": "true", "empirical_fisher": "empirical", "mc_fisher": "mc"}[kind]
-        return Dense(fisher(obj, w, fk, samples=samples, seed=seed), kind, slices)
-    if kind == "kfac":
-        return kfac(obj, w, samples=samples, seed=seed, flavor=flavor)
-    if kind == "kflr":
-        return kflr(obj, w, flavor=flavor)
-    if kind == "kfra":
-        return kfra(obj, w, flavor=flavor)
-    return diagonal(obj, w)
+    build = REGISTRY[kind].build
+    options = dict(samples=samples, seed=seed, flavor=flavor, **options)
+    accepted = inspect.signature(build).parameters
+    unknown = set(options) - set(accepted) - {"samples", "seed", "flavor"}
+    if unknown:
+        raise TypeError(f"curvature kind {kind!r} takes no option {sorted(unknown)}; its options: "
+                        f"{[p for p in accepted if p not in ('problem', 'w')]}")
+    return build(obj, w, **{k: v for k, v in options.items() if k in accepted})
+
+
+def _dense_kind(name, fn):
+    return lambda problem, w, **kw: Dense(fn(problem, w, **kw), name, problem.model.layer_slices())
+
+
+register("hessian", _dense_kind("hessian", lambda p, w: hessian(p, w)), "Hessian ∇²L", "exact")
+register("ggn", _dense_kind("ggn", lambda p, w: ggn(p, w)), "generalized Gauss-Newton (1/N) Σ JᵀBJ",
+         "Schraudolph 2002; exact")
+register("fisher", _dense_kind("fisher", lambda p, w: fisher(p, w, "true")), "true Fisher E_y[∇ℓ∇ℓᵀ]",
+         "Amari 1998; exact expectation")
+register("empirical_fisher", _dense_kind("empirical_fisher", lambda p, w: fisher(p, w, "empirical")),
+         "empirical Fisher (1/N) Σ ∇ℓₙ∇ℓₙᵀ, data labels", "Kunstner et al. 2019")
+register("mc_fisher", _dense_kind("mc_fisher", lambda p, w, samples=1, seed=0: fisher(
+    p, w, "mc", samples=samples, seed=seed)), "Monte-Carlo Fisher, sampled labels", "Martens 2014")
+register("kfac", lambda problem, w, samples=1, seed=0, flavor="expand": kfac(
+    problem, w, samples=samples, seed=seed, flavor=flavor), "K-FAC: sampled S ⊗ A", "Martens & Grosse 2015")
+register("kflr", lambda problem, w, flavor="expand": kflr(problem, w, flavor=flavor),
+         "KFLR: exact S ⊗ A per layer", "Botev et al. 2017")
+register("kfra", lambda problem, w, flavor="expand": kfra(problem, w, flavor=flavor),
+         "KFRA: recursive, batch-averaged S ⊗ A", "Botev et al. 2017")
+register("diagonal", lambda problem, w: diagonal(problem, w), "exact diagonal of the GGN", "exact")
