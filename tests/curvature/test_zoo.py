@@ -17,6 +17,16 @@ TOL = 1e-10
 NEW_KINDS = ["ekfac", "kfoc", "tnt", "shampoo", "unitwise", "diag_hessian", "diag_ggn_mc"]
 
 
+@pytest.fixture(autouse=True)
+def torch_float64():
+    """The torch tests here need float64; restore torch's default dtype afterwards."""
+    import torch
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
 def mlp():
     return make_problem([3, 5, 4, 3], "tanh", "cross_entropy", 6, l2=0.0)
 
@@ -85,7 +95,6 @@ def test_ekfac_matches_curvlinops(net):
     import torch                              # in the test extra
     from curvlinops import EKFACLinearOperator
     from curvlab.torch_bridge import from_torch_layout
-    torch.set_default_dtype(torch.float64)
     problem, w = NETS[net]()
     module = cl.to_torch(problem.model, w)
     op = EKFACLinearOperator(module, torch.nn.CrossEntropyLoss(), list(module.parameters()),
@@ -181,7 +190,6 @@ def test_diagonals_match_backpack():
     import torch
     from backpack import backpack, extend
     from backpack.extensions import DiagGGNExact, DiagHessian
-    torch.set_default_dtype(torch.float64)
     problem, w = mlp()
     module = extend(cl.to_torch(problem.model, w))
     with backpack(DiagHessian(), DiagGGNExact()):
@@ -234,7 +242,6 @@ def test_per_sample_quantities_match_backpack():
     import torch
     from backpack import backpack, extend
     from backpack.extensions import BatchGrad, BatchL2Grad, SqrtGGNExact, SumGradSquared, Variance
-    torch.set_default_dtype(torch.float64)
     problem, w = mlp()
     N = problem.N
     module = extend(cl.to_torch(problem.model, w))
