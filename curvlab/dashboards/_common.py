@@ -70,6 +70,26 @@ class FigureWidget(go.FigureWidget):
             self._esm = _SMALL_ESM
 
 
+# --- one colour per curvature kind, the same in every app ----------------------------------------
+# Okabe & Ito's colour-blind-safe set first, then Paul Tol's muted set for the rest.
+KIND_COLORS = {
+    "hessian": "#D55E00", "ggn": "#0072B2", "fisher": "#56B4E9", "kfac": "#E69F00", "kflr": "#009E73",
+    "kfra": "#CC79A7", "empirical_fisher": "#999999", "diagonal": "#882255", "ekfac": "#117733",
+    "kfoc": "#332288", "tnt": "#44AA99", "shampoo": "#AA4499", "unitwise": "#DDCC77",
+    "diag_hessian": "#661100", "diag_ggn_mc": "#6699CC", "mc_fisher": "#88CCEE", "yours": "#000000",
+}
+
+
+def kind_menu(exclude=("mc_fisher",)):
+    """The registered curvature kinds for a menu, in KIND_COLORS' order (new kinds last)."""
+    names = [k for k in KIND_COLORS if k in cl.KINDS] + [k for k in cl.KINDS if k not in KIND_COLORS]
+    return [k for k in names if k not in exclude]
+
+
+def kind_color(kind):
+    return KIND_COLORS.get(kind, "#444444")
+
+
 # --- problems --------------------------------------------------------------------------------
 
 DATASETS = {

@@ -8,9 +8,9 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import STYLE, FigureWidget, Dashboard, guarded, log_slider
+from ._common import STYLE, Dashboard, FigureWidget, guarded, kind_menu, log_slider
 
-KINDS = ["ggn", "hessian", "fisher", "kflr", "kfra", "kfac", "diagonal"]
+KINDS = ["ggn"] + [k for k in kind_menu() if k != "ggn"]
 ETAS = np.logspace(-6, 2, 81)
 
 

@@ -7,11 +7,11 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import STYLE, FigureWidget, Dashboard, guarded, table_html
+from ._common import STYLE, Dashboard, FigureWidget, guarded, kind_color, kind_menu, table_html
 
-MODELS = ["hessian", "ggn", "fisher", "kfac", "kflr", "kfra", "diagonal"]
+MODELS = kind_menu(exclude=("mc_fisher", "empirical_fisher"))
 DIRECTIONS = ["random", "filter", "eigen", "ggn_eigen", "gradient", "layer"]
-COLORS = dict(zip(MODELS, ["#d62728", "#1f77b4", "#17becf", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b"]))
+COLORS = {m: kind_color(m) for m in MODELS}
 
 
 class LandscapeDashboard(Dashboard):

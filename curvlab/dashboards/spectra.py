@@ -9,12 +9,12 @@ from plotly.subplots import make_subplots
 
 import curvlab as cl
 
-from ._common import STYLE, FigureWidget, Dashboard, guarded, log_slider, table_html
+from ._common import (STYLE, Dashboard, FigureWidget, guarded, kind_color, kind_menu, log_slider,
+                      table_html)
 
-KINDS = ["hessian", "ggn", "fisher", "empirical_fisher", "kfac", "kflr", "kfra", "diagonal", "yours"]
-APPROX = ["kfac", "kflr", "kfra", "diagonal", "empirical_fisher", "ggn"]
-COLORS = dict(zip(KINDS, ["#d62728", "#1f77b4", "#17becf", "#7f7f7f", "#ff7f0e", "#2ca02c", "#9467bd",
-                          "#8c564b", "#000000"]))
+KINDS = kind_menu() + ["yours"]
+APPROX = [k for k in KINDS[:-1] if k not in ("hessian",)]
+COLORS = {k: kind_color(k) for k in KINDS}
 # A file upload travels in one widget message, which Voila's websocket caps at 10 MB: a float64
 # P x P matrix fits up to P ≈ 1,100. Larger matrices go through the notebook API
 # (cl.compare(..., extra={"name": M}), cl.spectrum(M)).
@@ -27,7 +27,7 @@ class SpectraDashboard(Dashboard):
     def __init__(self, **picker):
         super().__init__(**picker)
         st = STYLE
-        self.kinds = W.SelectMultiple(options=KINDS[:-1], value=("hessian", "ggn", "kflr", "kfra"), rows=8,
+        self.kinds = W.SelectMultiple(options=KINDS[:-1], value=("hessian", "ggn", "kflr", "kfra"), rows=10,
                                       description="matrices", style=st, layout=W.Layout(width="230px"))
         self.scope = W.Dropdown(options=[("whole", -1)], value=-1, description="scope", style=st,
                                 layout=W.Layout(width="170px"))

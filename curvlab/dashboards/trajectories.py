@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import STYLE, FigureWidget, Dashboard, guarded, table_html
+from ._common import KIND_COLORS, STYLE, Dashboard, FigureWidget, guarded, table_html
 
 FUNCTIONS = {
     "rosenbrock": (lambda: cl.objectives.rosenbrock, np.array([-1.2, 1.0]), (-2.0, 2.0, -1.0, 3.0)),
@@ -29,8 +29,12 @@ NETWORK_HYPER = dict(FUNCTION_HYPER, gd=dict(lr=0.5), momentum=dict(lr=0.2, beta
                      natural_gradient=dict(damping=0.1), kfac=dict(damping=0.1), kflr=dict(damping=0.1),
                      kfra=dict(damping=0.1), diagonal=dict(damping=0.1, lr=0.3), hessian_free=dict())
 NETWORK_ONLY = ("kfac", "kflr", "kfra", "diagonal", "hessian_free")
-COLORS = dict(zip(NETWORK_HYPER, ["#7f7f7f", "#bcbd22", "#8c564b", "#e377c2", "#d62728", "#1f77b4",
-                                  "#17becf", "#ff7f0e", "#2ca02c", "#9467bd", "#aec7e8", "#000000"]))
+# methods named after a curvature kind take its colour (KIND_COLORS), the others their own
+COLORS = {**dict(zip(NETWORK_HYPER, ["#7f7f7f", "#bcbd22", "#8c564b", "#e377c2", "#d62728", "#1f77b4",
+                                     "#17becf", "#ff7f0e", "#2ca02c", "#9467bd", "#aec7e8", "#000000"])),
+          "newton": KIND_COLORS["hessian"], "gauss_newton": KIND_COLORS["ggn"],
+          "natural_gradient": KIND_COLORS["fisher"], "kfac": KIND_COLORS["kfac"], "kflr": KIND_COLORS["kflr"],
+          "kfra": KIND_COLORS["kfra"], "diagonal": KIND_COLORS["diagonal"]}
 # the reparameterisation w = R w̃ (2-D: a shear and an anisotropic scaling)
 R2 = np.array([[1.0, 0.0], [1.5, 0.2]])
 
