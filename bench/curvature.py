@@ -157,6 +157,8 @@ def run_curvlab(p, w):
     t["kflr factors"] = best(lambda: cl.kflr(p, w), repeat=20)
     t["kfra factors"] = best(lambda: cl.kfra(p, w), repeat=20)
     t["kfac factors"] = best(lambda: cl.kfac(p, w), repeat=20)
+    t["diag_hessian"] = best(lambda: cl.diag_hessian(p, w), repeat=10)
+    t["ekfac"] = best(lambda: cl.ekfac(p, w), repeat=10)
     d1, d2 = cl.landscape.direction(p, w, seed=1), cl.landscape.direction(p, w, seed=2)
     t["51×51 grid"] = best(lambda: cl.landscape.grid(p, w, d1, d2, n=51), repeat=10)
     t["2601 single losses"] = 2601 * best(lambda: p.loss(w), repeat=50)
@@ -289,6 +291,8 @@ def targets(p, t, checks):
          f"≤ {p.n_outputs + 1} (K + 1)"),
         ("kfra / gradient", t["kfra factors"] / g, "≤ 3"),
         ("kfac / gradient", t["kfac factors"] / g, "≤ 3"),
+        ("diag_hessian / hessian", t["diag_hessian"] / t["hessian"], "≤ 0.1"),
+        ("ekfac refit (ekfac − kflr) / gradient", (t["ekfac"] - t["kflr factors"]) / g, "≤ 5"),
         ("51×51 grid / 2601 losses", t["51×51 grid"] / t["2601 single losses"], "≤ 0.25"),
         ("(bound) grid floor on all cores / 2601 losses",
          t["grid floor: activations + products, one core"] / os.cpu_count() / t["2601 single losses"],

@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 from . import analysis, damping, landscape, linalg, optim
 from .analysis import compare
 from .curvature import (EigenCorrected, UnitBlocks, batch_stats, diag_ggn_mc, diag_hessian, ekfac,
-                        kfoc, kinds, ntk, per_sample_grads, shampoo, sqrt_ggn, tnt, unitwise, vivit)
+                        kfoc, kind_table, ntk, per_sample_grads, shampoo, sqrt_ggn, tnt, unitwise, vivit)
 from .curvature.diagonal import Diagonal, diag_ggn
 from .curvature.kinds import KINDS, matrix
 from .linalg import hutchinson, layer_spectra, slq, slq_density, spectrum

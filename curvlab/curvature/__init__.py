@@ -13,4 +13,4 @@ from .kfoc import kfoc, tnt
 from .persample import batch_stats, ntk, per_sample_grads, sqrt_ggn, vivit
 from .shampoo import shampoo
 from .unitwise import UnitBlocks, unitwise
-from .kinds import KINDS, kinds, matrix  # noqa: E402  (after every module has registered its kinds)
+from .kinds import KINDS, kind_table, matrix  # noqa: E402  (after every module has registered its kinds)

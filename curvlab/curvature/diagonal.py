@@ -75,11 +75,17 @@ def _mc_diagonal(pt, samples, seed):
     return _squared_rows(pt, mc_seeds(pt, samples, seed))
 
 
-def _squared_rows(pt, seeds):
-    """(1/N) Σ_q Σ_n (Jₙᵀ s_{q,n})² for output seeds (Q, N, K)."""
+def _squared_rows(pt, seeds, rotations=None):
+    """(1/N) Σ_q Σ_n (Jₙᵀ s_{q,n})² for output seeds (Q, N, K), entry by entry of each layer's
+    W̄; with rotations [(Q_S, Q_A)] per layer, of the per-sample gradient matrices in that basis,
+    Q_Sᵀ Gₙ Q_A (EKFAC's refit). A Dense layer's Gₙ = δₙ āₙᵀ is an outer product, so its squares
+    are the outer product of the squares: no per-sample matrix is formed."""
     deltas = pt.backward(seeds)
     parts = []
-    for dl, ab in zip(deltas, pt.tr.abar):
+    for l, (dl, ab) in enumerate(zip(deltas, pt.tr.abar)):
+        if rotations is not None:
+            QS, QA = rotations[l]
+            dl, ab = dl @ QS, ab @ QA
         if ab.shape[1] == 1:
             parts.append(np.einsum("rni,nj->ij", dl[:, :, 0] ** 2, ab[:, 0] ** 2).ravel())
         else:

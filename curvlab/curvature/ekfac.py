@@ -92,14 +92,13 @@ def gradient_matrices(pt, seeds):
 def ekfac(problem, w, flavor="expand"):
     """EKFAC (module docstring). Cost: KFLR's K backprops, the factors' eigendecompositions, and
     one more pass of K backprops for the per-sample gradients in the KFE."""
+    from .diagonal import _squared_rows
     pt = _Point(require_problem(problem, "ekfac"), w)
-    K = kflr(pt.problem, pt.w, flavor=flavor)
+    bases = [(QS, QA) for _, QA, _, QS in kflr(pt.problem, pt.w, flavor=flavor).eig()]
     C = pt.problem.lossfn.sqrt_hessian(pt.tr.z, pt.problem.y)
-    factors = []
-    for (lA, QA, lS, QS), G in zip(K.eig(), gradient_matrices(pt, C.transpose(2, 0, 1))):
-        proj = QS.T @ G @ QA                                          # (R, N, n, m+1)
-        factors.append((QA, QS, np.einsum("rnij,rnij->ij", proj, proj) / pt.N))
-    return EigenCorrected(factors, pt.l2, "ekfac")
+    s = _squared_rows(pt, C.transpose(2, 0, 1), rotations=bases)
+    return EigenCorrected([(QA, QS, s[sl].reshape(layer.shape)) for (QS, QA), sl, layer in zip(
+        bases, pt.problem.model.layer_slices(), pt.problem.model.layers)], pt.l2, "ekfac")
 
 
 register("ekfac", lambda problem, w, flavor="expand": ekfac(problem, w, flavor=flavor),

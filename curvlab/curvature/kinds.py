@@ -24,7 +24,7 @@ from .fisher import fisher
 from .ggn import ggn
 from .hessian import hessian
 from .kfac import kfac, kflr, kfra
-from .registry import KINDS, REGISTRY, kinds, register  # noqa: F401  (re-exported)
+from .registry import KINDS, REGISTRY, kind_table, register  # noqa: F401  (re-exported)
 
 DENSE_KINDS = ("hessian", "ggn", "fisher", "empirical_fisher", "mc_fisher")
 KRONECKER_KINDS = ("kfac", "kflr", "kfra")
@@ -173,7 +173,7 @@ def as_matrix(M, n=None, name="extra", layer_slices=None):
 
 
 def matrix(objective, w, kind, samples=1, seed=0, flavor="expand", **options):
-    """The curvature matrix of the given kind at w (see module docstring and `kinds()`). samples,
+    """The curvature matrix of the given kind at w (see module docstring and `kind_table()`). samples,
     seed: for the Monte-Carlo kinds; flavor: 'expand' or 'reduce' for the Kronecker kinds on
     conv layers; a kind's own options by name. kind may also be your own matrix (see
     `as_matrix`), checked against the problem's size."""

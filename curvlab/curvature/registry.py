@@ -16,6 +16,6 @@ def register(name, build, summary, source=""):
     return build
 
 
-def kinds():
+def kind_table():
     """[(name, summary, source)] of every registered kind, in registration order."""
     return [(k.name, k.summary, k.source) for k in REGISTRY.values()]
