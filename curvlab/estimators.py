@@ -311,9 +311,9 @@ def inverse(op, v, damping=0.0, method="cg", **options):
         return InverseResult(np.zeros(n), 0, 0.0, method, 0)
     if method == "cg":
         opts = {"rtol": 1e-10, "atol": 0.0, "maxiter": 10 * n} | options
-        its = [0]
-        x, _ = cg(B.operator(), v, callback=lambda xk: its.__setitem__(0, its[0] + 1), **opts)
-        iterations = its[0]
+        steps = []
+        x, _ = cg(B.operator(), v, callback=lambda xk: steps.append(1), **opts)
+        iterations = len(steps)
     elif method == "lsmr":
         opts = {"atol": 1e-12, "btol": 1e-12, "maxiter": 10 * n} | options
         out = lsmr(B.operator(), v, **opts)
@@ -357,10 +357,10 @@ def _neumann(B, v, vnorm, alpha=None, steps=100, rtol=0.0, power_steps=20):
     if not np.isfinite(alpha) or alpha <= 0:
         raise ValueError(f"neumann: alpha must be > 0, got {alpha}")
     if alpha * lam >= 2:
-        raise ValueError(f"neumann: alpha * lambda_max ≈ {alpha * lam:.4g} >= 2 (alpha = {alpha:.4g}, "
-                         f"lambda_max ≈ {lam:.4g} by {int(power_steps)} power iterations), so the "
-                         "Neumann series diverges; use alpha < 2 / lambda_max, or leave alpha "
-                         "unset for 1 / lambda_max")
+        raise ValueError(f"neumann: alpha * lambda_max ≈ {alpha * lam:.4g} >= 2 (alpha = "
+                         f"{alpha:.4g}, lambda_max ≈ {lam:.4g} by {int(power_steps)} power "
+                         "iterations), so the Neumann series diverges; use alpha < 2 / lambda_max, "
+                         "or leave alpha unset for 1 / lambda_max")
     x = alpha * v                                # the k = 0 term
     r = v - B(x)
     rnorm, k = np.linalg.norm(r), 0

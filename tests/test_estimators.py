@@ -254,11 +254,12 @@ def test_neumann_refuses_a_divergent_alpha():
 
 
 def test_neumann_detects_divergence_the_power_estimate_missed():
+    # one power step gives the Rayleigh quotient of a sign vector, about tr(A)/n = 1, so the
+    # check α λ̂ < 2 passes, while α λ_max ≈ 2.9 > 2: the residual grows and is caught
     A = wishart(40)
-    lam1 = est._power(est._Counted(aslinearoperator(A), 0.0), 40, 1)   # one step: far too low
-    assert 1.9 / lam1 * np.linalg.eigvalsh(A)[-1] > 2
+    assert np.linalg.eigvalsh(A)[-1] > 2
     with pytest.raises(ValueError, match="residual grew .* diverges"):
-        est.inverse(A, np.ones(40), method="neumann", alpha=1.9 / lam1, power_steps=1)
+        est.inverse(A, np.ones(40), method="neumann", alpha=1.0, power_steps=1)
 
 
 # bad input --------------------------------------------------------------------------------------
@@ -270,8 +271,8 @@ A20 = wishart(20)
     (est.hutchpp, 10, r"hutchpp: matvecs must be a multiple of 3 \(k = matvecs/3"),
     (est.xtrace, 7, r"xtrace: matvecs must be even \(m = matvecs/2 test vectors"),
     (est.xdiag, 9, r"xdiag: matvecs must be even"),
-    (est.hutchinson_trace, 20, r"matvecs must be below the dimension n = 20 .* exact trace\), got 20"),
-    (est.hutchinson_diag, 25, r"hutchinson_diag: matvecs must be below the dimension n = 20 .*diagonal"),
+    (est.hutchinson_trace, 20, r"below the dimension n = 20 .* exact trace\), got 20"),
+    (est.hutchinson_diag, 25, r"hutchinson_diag: matvecs must be below .* n = 20 .*diagonal"),
     (est.hutchpp, 21, r"hutchpp: matvecs must be below the dimension n = 20"),
     (est.xtrace, 20, r"xtrace: matvecs must be below the dimension n = 20"),
     (est.xdiag, 22, r"xdiag: matvecs must be below the dimension n = 20"),
@@ -289,7 +290,7 @@ def test_bad_matvecs(fn, matvecs, message):
 @pytest.mark.parametrize("fn", [*TRACE.values(), *DIAG.values(), est.hutchinson_frobenius,
                                 lambda op, _: est.inverse(op, np.ones(3))])
 def test_non_square_operator(fn):
-    with pytest.raises(ValueError, match=r"op must be a square matrix or operator, got shape \(3, 4\)"):
+    with pytest.raises(ValueError, match=r"op must be a square matrix .*, got shape \(3, 4\)"):
         fn(np.ones((3, 4)), 2)
 
 
@@ -302,7 +303,8 @@ def test_bad_inverse_input():
     v = np.ones(20)
     with pytest.raises(ValueError, match="damping must be a finite number >= 0, got -0.1"):
         est.inverse(A20, v, damping=-0.1)
-    with pytest.raises(ValueError, match=r"unknown method 'gmres'; choose one of \['cg', 'lsmr', 'neumann'\]"):
+    with pytest.raises(ValueError,
+                       match=r"unknown method 'gmres'; choose one of \['cg', 'lsmr', 'neumann'\]"):
         est.inverse(A20, v, method="gmres")
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['steps'\] for method 'cg'"):
         est.inverse(A20, v, method="cg", steps=3)
