@@ -15,6 +15,8 @@ from .nn import MLP, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Sequential
 from .problem import Objective, Problem
 from .torch_bridge import from_torch, from_torch_loss, to_torch
 from .units import UnitNetwork
+from .boltzmann import BoltzmannMachine
+from . import boltzmann, perturbation
 
 __version__ = "0.1.0"
 

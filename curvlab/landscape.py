@@ -43,7 +43,7 @@ def filter_normalize(problem, w, d):
     """Li et al. (2018): rescale each row of each layer's W̄ in d (a unit's incoming weights and
     bias) to the norm of the same row of w. A generic objective is one row."""
     d = np.array(d, dtype=np.float64)
-    if not isinstance(problem, Problem):
+    if not isinstance(problem, Problem) or not hasattr(problem.model, "unflatten"):
         return d * np.linalg.norm(w) / np.linalg.norm(d)
     for Dl, Wl in zip(problem.model.unflatten(d), problem.model.unflatten(w)):
         dn = np.linalg.norm(Dl, axis=1, keepdims=True)
@@ -275,13 +275,13 @@ def grid(problem, w, d1, d2=None, span=1.0, n=51, accuracy=False):
     d1 = _check_dir("d1", d1, len(w))
     d2 = None if d2 is None else _check_dir("d2", d2, len(w))
     shape = (int(n),) if d2 is None else (int(n), int(n))
-    if isinstance(obj, Problem):
+    if isinstance(obj, Problem) and hasattr(obj.model, "layers"):        # batched: layered models
         a = _axis(span, n)
         D = d1[:, None] if d2 is None else np.stack([d1, d2], axis=1)
         C = a[:, None] if d2 is None else np.stack(np.meshgrid(a, a, indexing="ij"), -1).reshape(-1, 2)
         Z, A = affine_losses(obj, w, D, C, accuracy)
     else:
-        Z = np.array([float(obj.fun(v)) for v in points(w, d1, d2, span, n)])
+        Z = np.array([float(obj.loss(v)) for v in points(w, d1, d2, span, n)])
         A = np.full(Z.shape, np.nan)
     Z = Z.reshape(shape)
     return (Z, A.reshape(shape)) if accuracy else Z

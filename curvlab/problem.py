@@ -16,15 +16,16 @@ from . import engine
 from ._checks import finite_array, nonnegative
 from .losses import get_loss
 from .nn import Sequential
+from .units import UnitNetwork
 
 
 class Problem:
     """Model + loss + data (+ L2). `loss(w)` is autograd-differentiable; the rest is numpy."""
 
     def __init__(self, model, loss, X, y, l2=0.0):
-        if not isinstance(model, Sequential):
-            raise TypeError(f"model must be a curvlab model (cl.MLP or cl.Sequential), got "
-                            f"{type(model).__name__}")
+        if not isinstance(model, (Sequential, UnitNetwork)):
+            raise TypeError(f"model must be a curvlab model (cl.MLP, cl.Sequential or cl.UnitNetwork), "
+                            f"got {type(model).__name__}")
         self.model = model
         self.lossfn = get_loss(loss)
         X = model.check_inputs(X)
@@ -61,7 +62,11 @@ class Problem:
         return np.asarray(self.model.forward(self.check(w), self.X))
 
     def grad(self, w):
-        """∇L(w) by one backward pass (checked against autograd's `grad` in the tests)."""
+        """∇L(w) by one backward pass (checked against autograd's `grad` in the tests); for a
+        UnitNetwork by backprop or, recurrent, the adjoint relaxation."""
+        if isinstance(self.model, UnitNetwork):
+            from .units import gradient
+            return gradient(self, w)
         w = self.check(w)
         Wbars, tr = self.trace(w)
         r = self.lossfn.dz(tr.z, self.y)
@@ -78,6 +83,9 @@ class Problem:
 
     def trace(self, w):
         """Per-layer W̄ and the forward trace (ā, s, f', f'', z, pooling selections) at w."""
+        if not isinstance(self.model, Sequential):
+            raise TypeError(f"this needs a layered model (cl.Sequential / cl.MLP); a UnitNetwork offers "
+                            "loss, grad, hvp, ggnvp, hessian, ggn and cl.operator")
         Wbars = self.model.unflatten(w)
         return Wbars, engine.forward(self.model, Wbars, self.X)
 

@@ -9,7 +9,9 @@ Jacobian evaluation instead: with Bₙ = Cₙ Cₙᵀ, G = MᵀM / N where the r
 K times the work for K outputs, kept as an independent second route.
 """
 
+from .. import units
 from ..problem import require_problem
+from ..units import UnitNetwork
 from ._dense import gram_of_seeds
 from .blocks import dense_from_layers
 from .products import _Point
@@ -18,8 +20,10 @@ from .products import _Point
 def ggn(problem, w, progress=None):
     """G (P, P), exactly symmetric. Cost: about N·P²/2 multiply-adds in large matrix products;
     memory P² plus per-sample layer GGNs (N·Σn_l²) and one bounded working block."""
-    pt = _Point(require_problem(problem, "ggn"), w)
-    return dense_from_layers("ggn", pt, exact=False, progress=progress)
+    problem = require_problem(problem, "ggn")
+    if isinstance(problem.model, UnitNetwork):
+        return units.dense(problem, w, units.make_ggnvp)           # P Gauss-Newton products
+    return dense_from_layers("ggn", _Point(problem, w), exact=False, progress=progress)
 
 
 def gram_ggn(problem, w):

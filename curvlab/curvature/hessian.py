@@ -21,7 +21,9 @@ import numpy as np
 from autograd import hessian as _ag_hessian
 
 from .._checks import check_dense
+from .. import units
 from ..problem import Problem, as_objective
+from ..units import UnitNetwork
 from .blocks import dense_from_layers
 from .products import _Point
 
@@ -31,6 +33,8 @@ def hessian(objective, w, progress=None):
     multiply-adds in large matrix products; memory P² plus per-sample layer Hessians (N·Σn_l²)
     and one bounded working block. progress: show a bar (default: when the build is large)."""
     obj = as_objective(objective)
+    if isinstance(obj, Problem) and isinstance(obj.model, UnitNetwork):
+        return units.dense(obj, w, units.make_hvp)                 # P products by R{backprop}
     if isinstance(obj, Problem):
         return dense_from_layers("hessian", _Point(obj, w), exact=True, progress=progress)
     w = obj.check(w)

@@ -13,7 +13,9 @@ from scipy.sparse.linalg import LinearOperator
 
 from .. import engine
 from .._checks import choice, flat_vector, nonnegative
+from .. import units
 from ..problem import Problem, as_objective, require_problem
+from ..units import UnitNetwork
 
 
 def _columns(fn):
@@ -132,6 +134,9 @@ def make_hvp(objective, w):
     (R-forward then R-backward, about 3 gradients per vector; a block of vectors is one
     batched pass). For a generic function: autograd forward-over-reverse, one column at a time."""
     obj = as_objective(objective)
+    if isinstance(obj, Problem) and isinstance(obj.model, UnitNetwork):
+        hv = units.make_hvp(obj, w)
+        return _columns(lambda V: hv(flat_vector("v", V, obj.n_params)))
     if isinstance(obj, Problem):
         pt = _Point(obj, w)
         return _columns(lambda V: pt.hv(flat_vector("v", V, obj.n_params)))
@@ -152,6 +157,9 @@ def make_ggnvp(problem, w, method="rop"):
     product is a few einsums — cheaper per product when many products follow (CG)."""
     problem = require_problem(problem, "ggnvp")
     choice("ggnvp method", method, {"rop", "jacobian"})
+    if isinstance(problem.model, UnitNetwork):
+        gv = units.make_ggnvp(problem, w)
+        return _columns(lambda V: gv(flat_vector("v", V, problem.n_params)))
     pt = _Point(problem, w)
     fn = pt.gv_rop if method == "rop" else pt.gv_jacobian
     return _columns(lambda V: fn(flat_vector("v", V, problem.n_params)))
