@@ -106,6 +106,14 @@ class BoltzmannMachine:
         logv = anp.log(anp.dot(match, anp.exp(logits - top))) + top              # (M,) log Σ_h
         return -anp.mean(logv - lognorm)
 
+    def batch_objective(self, Ws, data):
+        """G at many weight vectors Ws (M_w, n(n−1)/2) at once."""
+        match = self._data(data)
+        logits = -(self.pairs @ np.asarray(Ws, dtype=np.float64).T) / self.T            # (S, G)
+        top = logits.max(0)
+        e = np.exp(logits - top)
+        return -np.mean(np.log(match @ e), axis=0) + np.log(e.sum(0))
+
     def _clamped(self, w, data, v=None):
         """p⁺ (and R{p⁺} along v), averaged over the data vectors."""
         match = self._data(data)
@@ -137,7 +145,8 @@ class BoltzmannMachine:
         and cl.perturbation."""
         from .problem import Objective
         self._data(data)
-        return Objective(lambda w: self.objective(w, data), n_params=self.n_params, name="boltzmann KL")
+        return Objective(lambda w: self.objective(w, data), n_params=self.n_params, name="boltzmann KL",
+                         batch=lambda Ws: self.batch_objective(Ws, data))
 
     def __repr__(self):
         return (f"BoltzmannMachine({self.n_units} units, T={self.T:g}, visible={self.visible}, "

@@ -37,11 +37,16 @@ class PerturbationEstimate:
 
 
 def _changes(obj, w, dW):
-    """ΔE at w + Δw for every row of dW, batched for a Problem."""
+    """ΔE at w + Δw for every row of dW: batched for Problems and objectives that offer it."""
+    E0 = float(obj.loss(w))
     if isinstance(obj, Problem) and hasattr(obj.model, "layers"):
         from .landscape import batch_losses
-        return batch_losses(obj, w + dW, accuracy=False)[0] - float(obj.loss(w))
-    E0 = float(obj.loss(w))
+        return batch_losses(obj, w + dW, accuracy=False)[0] - E0
+    if isinstance(obj, Problem):
+        from .units import batch_losses
+        return batch_losses(obj, w + dW) - E0
+    if getattr(obj, "batch", None) is not None:
+        return np.asarray(obj.batch(w + dW), dtype=np.float64) - E0
     return np.array([float(obj.loss(w + d)) for d in dW]) - E0
 
 

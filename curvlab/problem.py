@@ -103,10 +103,11 @@ class Objective:
     """A generic objective: any autograd-differentiable function of a flat float vector.
 
     Optional extras: `ggn(w)` -> a Gauss-Newton (P, P) matrix (used by the Gauss-Newton and
-    natural-gradient optimisers), `minimum` (the known minimiser, for pictures and tests).
+    natural-gradient optimisers), `minimum` (the known minimiser, for pictures and tests),
+    `batch(Ws)` -> the values at many points (G, P) at once (weight perturbation uses it).
     """
 
-    def __init__(self, fun, n_params=None, name=None, ggn=None, minimum=None):
+    def __init__(self, fun, n_params=None, name=None, ggn=None, minimum=None, batch=None):
         if not callable(fun):
             raise TypeError(f"an objective must be a Problem or a callable, got {type(fun).__name__}")
         self.fun = fun
@@ -115,6 +116,7 @@ class Objective:
         self._grad = _ag_grad(fun)
         self.ggn = ggn
         self.minimum = None if minimum is None else np.asarray(minimum, dtype=np.float64)
+        self.batch = batch
         self.l2 = 0.0
 
     def loss(self, w):

@@ -266,7 +266,7 @@ def trace(net, w, X):
     return UnitTrace(net, W, bf, x, y, 0)
 
 
-def _sweep_back(net, tr, seed_y, extra_x=0.0):
+def _sweep_back(net, tr, seed_y, extra_x=0.0, steps=None):
     """z = ∂E/∂x from the cotangents e on the units' outputs (..., N, n) and direct terms c on
     their net inputs: z = f' ⊙ (e + W z) + c — one reverse sweep over the levels, or its
     relaxation for a recurrent net. Returns (z, steps)."""
@@ -278,10 +278,10 @@ def _sweep_back(net, tr, seed_y, extra_x=0.0):
             gy[..., level] += z @ tr.W[level].T
             z[..., level] = tr.fp[..., level] * gy[..., level] + extra[..., level]
         return z, 0
-    return _relax_linear(net, lambda z: tr.fp * (seed_y + z @ tr.W.T) + extra, seed_y, "adjoint", tr)
+    return _relax_linear(net, lambda z: tr.fp * (seed_y + z @ tr.W.T) + extra, seed_y, "adjoint", tr, steps)
 
 
-def _sweep_forward(net, tr, seed_x):
+def _sweep_forward(net, tr, seed_x, steps=None):
     """R{y} from the direct terms u (R{x} = Wᵀ R{y} + u): a forward sweep, or the relaxation
     R{y} = f' ⊙ (Wᵀ R{y} + u). Returns (R{y}, R{x}, steps)."""
     if not net.recurrent:
@@ -291,20 +291,23 @@ def _sweep_forward(net, tr, seed_x):
             Rx[..., level] = Ry @ tr.W[:, level] + seed_x[..., level]
             Ry[..., level] = tr.fp[..., level] * Rx[..., level]
         return Ry, Rx, 0
-    Ry, steps = _relax_linear(net, lambda r: tr.fp * (r @ tr.W + seed_x), seed_x, "R-forward", tr)
-    return Ry, Ry @ tr.W + seed_x, steps
+    Ry, k = _relax_linear(net, lambda r: tr.fp * (r @ tr.W + seed_x), seed_x, "R-forward", tr, steps)
+    return Ry, Ry @ tr.W + seed_x, k
 
 
-def _relax_linear(net, step, like, what, tr):
-    """Fixed point of r = step(r) from r = 0, to the net's tolerance; input units stay 0."""
+def _relax_linear(net, step, like, what, tr, steps=None):
+    """Fixed point of r = step(r) from r = 0, to the net's tolerance (or exactly `steps`
+    iterations, to watch it converge); input units stay 0."""
     r = np.zeros_like(like)
     mask = np.zeros(net.n_units)
     mask[net.computed] = 1.0
-    for k in range(1, net.max_iter + 1):
+    for k in range(1, (steps or net.max_iter) + 1):
         new = step(r) * mask
-        if np.max(np.abs(new - r)) <= net.tol * max(1.0, np.max(np.abs(new))):
+        if steps is None and np.max(np.abs(new - r)) <= net.tol * max(1.0, np.max(np.abs(new))):
             return new, k
         r = new
+    if steps is not None:
+        return r, steps
     raise RelaxationError(_no_convergence(net, what, tr.W, tr.x))
 
 
@@ -330,10 +333,11 @@ def gradient(problem, w):
     return _param_grads(net, tr.y, z) / problem.N + problem.l2 * w
 
 
-def make_hvp(problem, w):
+def make_hvp(problem, w, steps=None):
     """Closure V (P, Q) -> H V by Pearlmutter's R{backprop} (feed-forward) or the R-relaxations
     (recurrent), plus λV. Cost: one forward/adjoint pass at w, then per block of directions one
-    R-forward and one R-backward pass (or relaxation)."""
+    R-forward and one R-backward pass (or relaxation). steps: run each R-relaxation exactly this
+    many iterations instead of to the tolerance (to watch Hv converge)."""
     net = problem.model
     w = problem.check(w)
     tr = trace(net, w, problem.X)
@@ -352,10 +356,10 @@ def make_hvp(problem, w):
         vbf = np.zeros((Q, net.n_units))
         vbf[:, net.computed] = vb
         direct = np.einsum("nj,qji->qni", tr.y, Vmat) + vbf[:, None, :]   # Σⱼ vⱼᵢ yⱼ + v_bᵢ
-        Ry, Rx, _ = _sweep_forward(net, tr, direct)
+        Ry, Rx, _ = _sweep_forward(net, tr, direct, steps)
         Rout = problem.lossfn.hessian_product(zout, problem.y, Ry[..., net.outputs])
         Re = _output_seed(net, Ry.shape, Rout) + np.einsum("ni,qji->qnj", z, Vmat)   # + Σᵢ vⱼᵢ zᵢ
-        Rz, _ = _sweep_back(net, tr, Re, tr.fpp * Rx * gy)               # + σ''(x) R{x} ∂E/∂y
+        Rz, _ = _sweep_back(net, tr, Re, tr.fpp * Rx * gy, steps)        # + σ''(x) R{x} ∂E/∂y
         edges = (tr.y[:, net.src] * Rz[..., net.dst] + Ry[..., net.src] * z[:, net.dst]).sum(1)
         out = np.concatenate([edges, Rz[..., net.computed].sum(1)], axis=1)   # R{∂E/∂b} = Σ R{z}
         return out.T / N + problem.l2 * V
@@ -390,3 +394,39 @@ def dense(problem, w, product):
     check_dense("unit-network matrix", problem.n_params)
     M = product(problem, w)(np.eye(problem.n_params))
     return 0.5 * (M + M.T)
+
+
+def batch_losses(problem, Ws):
+    """L at many parameter vectors Ws (G, P) at once (the perturbation estimates' ΔE): the
+    forward sweep, or the relaxation, carried for all G weight sets together."""
+    net = problem.model
+    Ws = np.asarray(Ws, dtype=np.float64)
+    E = len(net.edges)
+    G = len(Ws)
+    W = np.zeros((G, net.n_units, net.n_units))
+    np.add.at(W, (slice(None), net.src, net.dst), Ws[:, :E])
+    bf = np.zeros((G, 1, net.n_units))
+    bf[:, 0, net.computed] = Ws[:, E:]
+    y = np.zeros((G, problem.N, net.n_units))
+    y[:, :, net.inputs] = problem.X
+    comp = net.computed
+    hidden = net.is_hidden[comp]
+    if not net.recurrent:
+        for level in net.levels:
+            x = y @ W[:, :, level] + bf[:, :, level]
+            y[:, :, level] = np.where(net.is_hidden[level], net.act.f(x), x)
+    else:
+        for _ in range(net.max_iter):
+            x = (y @ W + bf)[:, :, comp]
+            new = np.where(hidden, net.act.f(x), x)
+            done = np.max(np.abs(new - y[:, :, comp])) <= net.tol * max(1.0, np.max(np.abs(new)))
+            y[:, :, comp] = new
+            if done:
+                break
+        else:
+            raise RelaxationError(f"the recurrent net's state relaxation did not converge in {net.max_iter} "
+                                  "steps for some of the weight sets; use smaller perturbations")
+    z = y[:, :, net.outputs].reshape(G * problem.N, -1)
+    ys = np.tile(problem.y, (G,) + (1,) * (np.ndim(problem.y) - 1))
+    losses = problem.lossfn.value(z, ys).reshape(G, problem.N).mean(1)
+    return losses + 0.5 * problem.l2 * np.sum(Ws ** 2, axis=1) if problem.l2 else losses

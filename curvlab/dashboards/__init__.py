@@ -4,6 +4,7 @@ Each class builds its widgets and figures once; `.widget` is the thing to displa
 lives here so headless tests can drive it; the Voila apps in apps/ only build and show one.
 """
 
+from .beyond import BeyondDashboard
 from .damping import DampingDashboard
 from .landscape import LandscapeDashboard
 from .products import ProductsDashboard
@@ -16,4 +17,5 @@ APPS = {
     "damping": DampingDashboard,
     "trajectories": TrajectoriesDashboard,
     "products": ProductsDashboard,
+    "beyond": BeyondDashboard,
 }

@@ -155,3 +155,16 @@ def test_products_app(page, voila_url):
     wait_nonempty(page, "against CG steps", 0, "y")
     assert_no_errors(page)
     shot(page, "products")
+
+
+def test_beyond_app(page, voila_url):
+    open_app(page, voila_url, "beyond", 2)
+    assert_no_errors(page)
+    before = plot_data(page, "relaxation", 0, "y")
+    page.get_by_role("button", name="Boltzmann machine").click()
+    wait_changed(page, "central differences", 0, "y", before)
+    before_err = plot_data(page, "against samples", 2, "y")
+    set_readout(page, "σ", "1e-2")
+    wait_changed(page, "against samples", 2, "y", before_err)
+    assert_no_errors(page)
+    shot(page, "beyond")

@@ -196,7 +196,7 @@ def test_only_one_live_figure_carries_plotly_js():
     assert sum(s > 1_000_000 for s in sizes) <= 1
 
 
-@pytest.mark.parametrize("name", sorted(APPS))
+@pytest.mark.parametrize("name", sorted(set(APPS) - {"beyond"}))        # beyond has no problem picker
 def test_every_app_offers_the_conv_net_on_digits(name):
     d = APPS[name]()
     if name == "trajectories":
@@ -248,3 +248,21 @@ def test_an_unadapted_plotly_bundle_falls_back_to_plotlys_own_widget(monkeypatch
     assert fig._esm == go.FigureWidget()._esm            # plotly's own module, and it still works
     fig.data[0].y = np.array([2.0, 3.0])
     assert list(fig.data[0].y) == [2.0, 3.0]
+
+
+def test_beyond_systems_sigma_and_samples():
+    from curvlab.dashboards import BeyondDashboard
+    d = BeyondDashboard()
+    assert d.status.error is None, d.status.error
+    relax = arr(d.relax_fig.data[0].y)
+    assert relax[-1] < 1e-10 < relax[0]                       # the R-relaxation converges to the exact Hv
+    d.system.value = "Boltzmann machine"
+    assert d.status.error is None and changed(relax, d.relax_fig.data[0].y)
+    err = arr(d.err_fig.data[2].y)                            # the joint ẑ's error against samples
+    d.sigma.value = 0.01
+    assert changed(err, d.err_fig.data[2].y)
+    misses = d.cache.misses
+    d.samples.value = 100                                     # view only: the marker moves, nothing recomputed
+    assert d.cache.misses == misses and list(arr(d.err_fig.data[4].x)) == [100.0] * 4
+    joint = arr(d.err_fig.data[2].y)
+    assert joint[-1] < joint[0]                               # more samples, a better Hv estimate
