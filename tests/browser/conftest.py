@@ -28,14 +28,16 @@ def _free_port():
 
 
 @contextlib.contextmanager
-def serve_voila(folder, log=subprocess.DEVNULL, args=()):
-    """Voila serving `folder` on a free loopback port: yields its URL once it answers, and stops
-    it (the whole process group) on exit. Raises RuntimeError if it never comes up."""
+def serve_voila(folder, log=subprocess.DEVNULL, args=(), **settings):
+    """Voila serving `folder` on a free loopback port as `./run apps` does (preheated kernels,
+    curvlab's template: curvlab.dashboards.serve; settings: pool, fill_delay, cull): yields its
+    URL once it answers, and stops it (the whole process group) on exit. Raises RuntimeError if
+    it never comes up."""
+    from curvlab.dashboards.serve import command
     port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", str(folder), "--no-browser", f"--port={port}",
-         "--Voila.ip=127.0.0.1", "--Voila.port_retries=0", *args],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+    argv, env = command(folder, port, extra=args, **settings)
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
+                            env={**os.environ, **env})
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):

@@ -168,3 +168,17 @@ def test_beyond_app(page, voila_url):
     wait_changed(page, "against samples", 2, "y", before_err)
     assert_no_errors(page)
     shot(page, "beyond")
+
+
+def test_landing_page_lists_every_app_with_a_picture_and_a_working_link(page, voila_url):
+    from curvlab.dashboards import APPS
+    page.goto(f"{voila_url}/voila/render/index.ipynb")
+    page.wait_for_selector("text=curvature laboratory", timeout=120_000)
+    for name in APPS:
+        link = page.locator(f"h3 a[href='{name}.ipynb']")
+        assert link.count() == 1, name
+        img = page.locator(f"img[alt='{name} app']")
+        assert img.count() == 1 and img.evaluate("i => i.complete && i.naturalWidth > 100"), name
+    page.locator("h3 a[href='damping.ipynb']").click()
+    page.wait_for_url("**/voila/render/damping.ipynb", timeout=60_000)
+    assert_no_errors(page)

@@ -1,0 +1,63 @@
+"""Serve the apps with Voila the way `./run apps` does (the browser tests and the load test
+start the same server):
+
+    python -m curvlab.dashboards.serve apps/ --port 8866 --host 127.0.0.1 [voila options]
+
+- preheated kernels: each app's pool (POOL, default 1) has already run the app when a visitor
+  arrives; a taken kernel is replaced FILL_DELAY seconds later (default 5, so the refill does not
+  compete with the visitor's own first render); the landing page takes no kernel from a pool;
+- kernels talk over IPC sockets, so kernels started together cannot race for a TCP port;
+- kernels idle for CULL seconds (default 1800) are stopped;
+- plotly's widget code is written beside the apps (apps/_static) and loaded by curvlab's Voila
+  template as a module while the page connects, instead of travelling through the widget
+  channel (5 MB per visit); the template also drops Voila's Font Awesome CDN links, so the
+  apps need no network;
+- plotly's JupyterLab renderer extension (a second copy of plotly.js, for non-widget figures)
+  is not loaded.
+"""
+
+import os
+import pathlib
+import sys
+
+from ._common import write_static_bundle
+
+TEMPLATES = pathlib.Path(__file__).resolve().parents[2] / "share" / "jupyter"
+
+
+def settings(env=os.environ):
+    return dict(pool=int(env.get("POOL", 1)), fill_delay=float(env.get("FILL_DELAY", 5)),
+                cull=int(env.get("CULL", 1800)))
+
+
+def command(folder, port, host="127.0.0.1", pool=1, fill_delay=5.0, cull=1800, extra=()):
+    """(argv, environment additions) to run Voila on `folder` as described above."""
+    env = {}
+    args = [sys.executable, "-m", "voila", str(folder), "--no-browser", f"--port={port}",
+            f"--Voila.ip={host}", "--Voila.port_retries=0",
+            "--preheat_kernel=True", f"--pool_size={pool}", f"--VoilaKernelManager.fill_delay={fill_delay}",
+            '--VoilaKernelManager.preheat_denylist=["index.ipynb"]', "--KernelManager.transport=ipc",
+            f"--MappingKernelManager.cull_idle_timeout={cull}", "--MappingKernelManager.cull_interval=60",
+            "--VoilaConfiguration.file_allowlist=.*[.](png|jpg|gif|svg)",
+            "--VoilaConfiguration.extension_denylist=jupyterlab-plotly"]
+    if (TEMPLATES / "voila" / "templates" / "curvlab").is_dir() and write_static_bundle(folder):
+        env["CURVLAB_STATIC_PLOTLY"] = "1"
+        env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(TEMPLATES), os.environ.get("JUPYTER_PATH")]))
+        args += ["--template=curvlab", "--VoilaConfiguration.file_allowlist=_static/plotly-widget[.]js"]
+    return args + list(extra), env
+
+
+def main(argv=None):
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder")
+    parser.add_argument("--port", type=int, default=8866)
+    parser.add_argument("--host", default="127.0.0.1")
+    known, extra = parser.parse_known_args(argv)
+    args, env = command(known.folder, known.port, known.host, extra=extra, **settings())
+    os.environ.update(env)
+    os.execv(args[0], args)
+
+
+if __name__ == "__main__":
+    main()
