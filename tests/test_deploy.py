@@ -1,13 +1,15 @@
 """The serving set-ups, checked statically (no container engine or hub runs here): Binder's
 files, the JupyterHub configuration, and the Voila command `./run apps` and the tests share."""
 
+import json
 import os
 import pathlib
 import stat
 
+import pytest
 from traitlets.config import Config
 
-from curvlab.dashboards.serve import command
+from curvlab.dashboards.serve import command, settings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -44,3 +46,18 @@ def test_the_served_command_preheats_uses_ipc_culls_and_needs_no_cdn(tmp_path):
     template = (ROOT / "share" / "jupyter" / "voila" / "templates" / "curvlab" / "index.html.j2").read_text()
     assert "https://" not in template and "plotly-widget.js" in template
     assert env["JUPYTER_PATH"].split(os.pathsep)[0] == str(ROOT / "share" / "jupyter")
+
+
+def test_pools_size_single_apps_and_keep_the_default_for_the_others(tmp_path):
+    for name in ("landscape.ipynb", "spectra.ipynb", "index.ipynb"):
+        (tmp_path / name).write_text("{}")
+    assert settings({"POOLS": "landscape=30, spectra.ipynb=2"})["pools"] == {"landscape": 30, "spectra": 2}
+    argv, _ = command(tmp_path, 9999, pool=1, pools={"landscape": 30})
+    config = json.loads(next(a for a in argv if "kernel_pools_config" in a).split("=", 1)[1])
+    assert config == {"default": {"pool_size": 1}, "landscape.ipynb": {"pool_size": 30}}
+    with pytest.raises(ValueError, match="app=size"):
+        settings({"POOLS": "landscape:30"})
+    with pytest.raises(ValueError, match="does not hold.*lanscape"):
+        command(tmp_path, 9999, pools={"lanscape": 30})
+    with pytest.raises(ValueError, match=">= 0"):
+        settings({"FILL_DELAY": "-1"})
