@@ -66,28 +66,29 @@ class Diagonal:
 def _ggn_diagonal(pt):
     """diag of (1/N) Σₙ Jₙᵀ Bₙ Jₙ, without the L2 term. With weight sharing the per-sample
     gradient entries Σ_t δ_t ā_t are summed over the locations before they are squared."""
-    C = pt.problem.lossfn.sqrt_hessian(pt.tr.z, pt.problem.y)
-    return _squared_rows(pt, C.transpose(2, 0, 1))
+    from .kfac import sqrt_seeds
+    return _squared_rows(pt, pt.backward(sqrt_seeds(pt)))
 
 
 def _mc_diagonal(pt, samples, seed):
     from .fisher import mc_seeds
-    return _squared_rows(pt, mc_seeds(pt, samples, seed))
+    return _squared_rows(pt, pt.backward(mc_seeds(pt, samples, seed)))
 
 
-def _squared_rows(pt, seeds, rotations=None):
-    """(1/N) Σ_q Σ_n (Jₙᵀ s_{q,n})² for output seeds (Q, N, K), entry by entry of each layer's
-    W̄; with rotations [(Q_S, Q_A)] per layer, of the per-sample gradient matrices in that basis,
-    Q_Sᵀ Gₙ Q_A (EKFAC's refit). A Dense layer's Gₙ = δₙ āₙᵀ is an outer product, so its squares
-    are the outer product of the squares: no per-sample matrix is formed."""
-    deltas = pt.backward(seeds)
+def _squared_rows(pt, deltas, rotations=None):
+    """(1/N) Σ_q Σ_n (Jₙᵀ s_{q,n})² from the backprops `deltas` = pt.backward(seeds) of output
+    seeds (Q, N, K), entry by entry of each layer's W̄; with rotations [(Q_S, Q_A)] per layer, of
+    the per-sample gradient matrices in that basis, Q_Sᵀ Gₙ Q_A (EKFAC's refit). A Dense layer's
+    Gₙ = δₙ āₙᵀ is an outer product, so its squares are the outer product of the squares: no
+    per-sample matrix is formed."""
     parts = []
     for l, (dl, ab) in enumerate(zip(deltas, pt.tr.abar)):
         if rotations is not None:
             QS, QA = rotations[l]
             dl, ab = dl @ QS, ab @ QA
         if ab.shape[1] == 1:
-            parts.append(np.einsum("rni,nj->ij", dl[:, :, 0] ** 2, ab[:, 0] ** 2).ravel())
+            # Σ_r over the seeds first, then one GEMM over the samples (einsum would not use BLAS)
+            parts.append(((dl[:, :, 0] ** 2).sum(0).T @ ab[:, 0] ** 2).ravel())
         else:
             parts.append((engine.jacobian_rows(pt.tr._replace(abar=[ab]), [dl]) ** 2).sum((0, 1)))
     return np.concatenate(parts) / pt.N

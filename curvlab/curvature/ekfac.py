@@ -17,10 +17,8 @@ import numpy as np
 
 from .. import engine
 from .._checks import check_dense, flat_vector, nonnegative
-from ..problem import require_problem
-from .kfac import kflr
+from .kfac import _kflr_from, _point, sqrt_seeds
 from .registry import register
-from .products import _Point
 
 
 class EigenCorrected:
@@ -90,13 +88,14 @@ def gradient_matrices(pt, seeds):
 
 
 def ekfac(problem, w, flavor="expand"):
-    """EKFAC (module docstring). Cost: KFLR's K backprops, the factors' eigendecompositions, and
-    one more pass of K backprops for the per-sample gradients in the KFE."""
+    """EKFAC (module docstring). Cost: KFLR's K backprops — whose per-sample backprops serve the
+    refit too —, the factors' eigendecompositions, and per layer the rotation of the backprops
+    and inputs into the KFE and one product of their squares."""
     from .diagonal import _squared_rows
-    pt = _Point(require_problem(problem, "ekfac"), w)
-    bases = [(QS, QA) for _, QA, _, QS in kflr(pt.problem, pt.w, flavor=flavor).eig()]
-    C = pt.problem.lossfn.sqrt_hessian(pt.tr.z, pt.problem.y)
-    s = _squared_rows(pt, C.transpose(2, 0, 1), rotations=bases)
+    pt = _point(problem, w, "ekfac", flavor)
+    deltas = pt.backward(sqrt_seeds(pt))
+    bases = [(QS, QA) for _, QA, _, QS in _kflr_from(pt, deltas, flavor).eig()]
+    s = _squared_rows(pt, deltas, rotations=bases)
     return EigenCorrected([(QA, QS, s[sl].reshape(layer.shape)) for (QS, QA), sl, layer in zip(
         bases, pt.problem.model.layer_slices(), pt.problem.model.layers)], pt.l2, "ekfac")
 

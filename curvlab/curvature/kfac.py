@@ -161,11 +161,11 @@ def _input_factors(pt, flavor):
     return out
 
 
-def _output_factors(pt, seeds, flavor):
-    """S_l = (1/N) Σ_q Σ_n Σ_t δ δᵀ (expand) or (1/N) Σ_q Σ_n (Σ_t δ)(Σ_t δ)ᵀ (reduce) for the
-    backprops of the seeds (Q, N, K)."""
+def _output_factors(pt, deltas, flavor):
+    """S_l = (1/N) Σ_q Σ_n Σ_t δ δᵀ (expand) or (1/N) Σ_q Σ_n (Σ_t δ)(Σ_t δ)ᵀ (reduce) from the
+    backprops `deltas` = pt.backward(seeds) of output seeds (Q, N, K)."""
     out = []
-    for d in pt.backward(seeds):
+    for d in deltas:
         if flavor == "reduce":
             d = d.sum(2)
         flat = d.reshape(-1, d.shape[-1])                  # one GEMM per layer
@@ -188,8 +188,16 @@ def kflr(problem, w, flavor="expand"):
     """KFLR: exact S_l from K backprops of the factor C of B (all samples at once); for conv
     layers `flavor` 'expand' or 'reduce' (module docstring). Cost: about K gradients."""
     pt = _point(problem, w, "kflr", flavor)
-    C = pt.problem.lossfn.sqrt_hessian(pt.tr.z, pt.problem.y)
-    return _build(pt, _output_factors(pt, C.transpose(2, 0, 1), flavor), "kflr", flavor)
+    return _kflr_from(pt, pt.backward(sqrt_seeds(pt)), flavor)
+
+
+def sqrt_seeds(pt):
+    """The columns of √B as output seeds (K, N, K): their backprops give type-2 quantities."""
+    return pt.problem.lossfn.sqrt_hessian(pt.tr.z, pt.problem.y).transpose(2, 0, 1)
+
+
+def _kflr_from(pt, deltas, flavor):
+    return _build(pt, _output_factors(pt, deltas, flavor), "kflr", flavor)
 
 
 def _kfra_down(pt, l, M):
@@ -236,5 +244,5 @@ def kfac(problem, w, samples=1, seed=0, kind="mc", flavor="expand"):
     choice("kfac kind", kind, {"mc", "empirical"})
     pt = _point(problem, w, "kfac", flavor)
     seeds = mc_seeds(pt, samples, seed) if kind == "mc" else pt.r[None]
-    return _build(pt, _output_factors(pt, seeds, flavor), "kfac" if kind == "mc" else "kfac (empirical)",
+    return _build(pt, _output_factors(pt, pt.backward(seeds), flavor), "kfac" if kind == "mc" else "kfac (empirical)",
                   flavor)
