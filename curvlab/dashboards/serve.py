@@ -7,12 +7,15 @@ start the same server):
   single apps' pools, for a class working on one app) has already run the app when a visitor
   arrives; a taken kernel is replaced FILL_DELAY seconds later (default 5, so the refill does not
   compete with the visitor's own first render); the landing page takes no kernel from a pool;
-- kernels talk over IPC sockets, so kernels started together cannot race for a TCP port;
+- kernels talk over IPC sockets, so kernels started together cannot race for a TCP port, and
+  a preheating kernel's outputs are awaited up to 60 s after its cell ends (a full pool
+  starting at once makes them lag; Voila's 4 s default then served pages without the app);
 - kernels idle for CULL seconds (default 1800) are stopped;
 - plotly's widget code is written beside the apps (apps/_static) and loaded by curvlab's Voila
   template as a module while the page connects, instead of travelling through the widget
   channel (5 MB per visit); the template also drops Voila's Font Awesome CDN links, so the
-  apps need no network;
+  apps need no network; and it shows a banner with a Reload button when a page comes without its
+  app or its kernel dies, restarts or is shut down;
 - plotly's JupyterLab renderer extension (a second copy of plotly.js, for non-widget figures)
   is not loaded.
 """
@@ -60,7 +63,10 @@ def command(folder, port, host="127.0.0.1", pool=1, pools=None, fill_delay=5.0, 
             '--VoilaKernelManager.preheat_denylist=["index.ipynb"]', "--KernelManager.transport=ipc",
             f"--MappingKernelManager.cull_idle_timeout={cull}", "--MappingKernelManager.cull_interval=60",
             "--VoilaConfiguration.file_allowlist=.*[.](png|jpg|gif|svg)",
-            "--VoilaConfiguration.extension_denylist=jupyterlab-plotly"]
+            "--VoilaConfiguration.extension_denylist=jupyterlab-plotly",
+            # after a cell's reply, wait for its last outputs: with a whole class's pool filling
+            # at once the kernels' IOPub lags, and nbclient's 4 s default dropped the app's view
+            "--VoilaExecutor.iopub_timeout=60"]
     if pools:
         # a pools config replaces Voila's default entry, which --pool_size would have set
         config = {"default": {"pool_size": pool}, **{f"{name}.ipynb": {"pool_size": size} for name, size in pools.items()}}

@@ -1,0 +1,315 @@
+"""Load test (not a test): a class arriving at once at one app, on loopback.
+
+    .venv/bin/python bench/class_load.py [--students 30] [--app landscape]
+                                           # writes bench/results_class.md
+
+Starts the server as `./run apps` does (curvlab.dashboards.serve) with the app's pool sized for
+the class (POOL = students: every student gets a preheated kernel), waits until the pool is
+full, then lets the students arrive at the same instant. Most are light clients — the page's
+HTTP GET, which is the server's whole share of a visit with a preheated kernel (Voila hands the
+kernel's already-rendered page over) — because students' browsers run on their own laptops, and
+several Chromium pages on this machine's two cores would measure Chromium, not the server. One
+student is a real headless Chromium page whose first plot and control → plot time are timed.
+Recorded: per-student time to a served page, whether the page holds its app (a widget view)
+and no error, the browser's first plot and latency, and the memory of the server and kernels.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import os
+import pathlib
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.browser.conftest import ARGS, CHROMIUM, serve_voila  # noqa: E402
+from tests.browser.test_apps import FIND, RENDER_COUNTER, set_readout  # noqa: E402
+
+PLOTS = {"landscape": 2, "spectra": 3, "damping": 5, "trajectories": 3, "products": 3, "beyond": 2}
+CONTROL = {"landscape": ("span", ["0.5", "1.5"], "1-D slice", 0, "x")}
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def fetch(url, with_widgets=False):
+    """(seconds to the whole page, the page holds its app, an error appeared, bytes, seconds to
+    the response's headers, (seconds to all widget states, widgets)) for one light client."""
+    t0 = time.perf_counter()
+    try:
+        with urllib.request.urlopen(url, timeout=120) as r:
+            head = time.perf_counter() - t0
+            body = r.read().decode("utf-8", "replace")
+        ok = WIDGET in body
+        err = "Traceback" in body or "application/vnd.jupyter.stderr" in body
+        page = time.perf_counter() - t0
+        widgets = widget_client(url.split("/voila/")[0], body) if ok and not err and with_widgets else (None, 0)
+        return page, ok, err, len(body), head, widgets
+    except Exception as e:  # noqa: BLE001 — a failed visit is a result here
+        return time.perf_counter() - t0, False, True, repr(e), None, (None, 0)
+
+
+PROTOCOL = "v1.kernel.websocket.jupyter.org"
+
+
+def _message(channel, msg_type, content, session, metadata=None):
+    """(msg_id, frame): a kernel message in Jupyter's v1 websocket framing — a count and 8-byte
+    offsets, then the channel and the JSON parts — as JupyterLab's client sends it. (Voila 0.5's
+    websocket handler reads every binary frame it sends as v1: a client on the legacy protocol
+    makes it parse a legacy frame's first bytes as a count of billions, which hangs the whole
+    server. Browsers speak v1; so must this client.)"""
+    header = dict(msg_id=uuid.uuid4().hex, username="student", session=session, msg_type=msg_type,
+                  version="5.3", date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    parts = [json.dumps(x).encode() for x in (header, {}, metadata or {}, content)]
+    offsets = [8 * (len(parts) + 3), 8 * (len(parts) + 3) + len(channel)]
+    for part in parts:
+        offsets.append(offsets[-1] + len(part))
+    frame = b"".join([len(offsets).to_bytes(8, "little"), *(o.to_bytes(8, "little") for o in offsets),
+                      channel.encode(), *parts])
+    return header["msg_id"], frame
+
+
+def _decode(frame):
+    """A kernel message (header, parent_header, content) from a v1 websocket frame."""
+    n = int.from_bytes(frame[:8], "little")
+    offsets = [int.from_bytes(frame[8 * (i + 1):8 * (i + 2)], "little") for i in range(n)]
+    header, parent, _, content = (json.loads(frame[offsets[i]:offsets[i + 1]]) for i in range(1, 5))
+    return dict(msg_type=header["msg_type"], parent_header=parent, content=content)
+
+
+def widget_client(url, body, timeout=120):
+    """What a student's browser asks of the server after the page, as ipywidgets 8's widget
+    manager does it: connect to the page's kernel, open the widget control comm and ask for every
+    widget's state in one message (request_states → update_states). Seconds taken and the number
+    of widgets."""
+    import websocket
+    kernel = re.search(r'"kernelId": "([^"]+)"', body).group(1)
+    session = uuid.uuid4().hex
+    ws = websocket.create_connection(f"{url.replace('http', 'ws', 1)}/api/kernels/{kernel}/channels"
+                                     f"?session_id={session}", timeout=timeout, subprotocols=[PROTOCOL])
+    try:
+        t0 = time.perf_counter()
+        comm = uuid.uuid4().hex
+        ws.send_binary(_message("shell", "comm_open", {"comm_id": comm, "target_name": "jupyter.widget.control",
+                                                       "data": {}}, session, {"version": "1.0.0"})[1])
+        ws.send_binary(_message("shell", "comm_msg", {"comm_id": comm, "data": {"method": "request_states"}},
+                                session)[1])
+        while True:
+            reply = _decode(ws.recv())
+            if reply["msg_type"] == "comm_msg" and reply["content"].get("comm_id") == comm \
+                    and reply["content"]["data"].get("method") == "update_states":
+                return time.perf_counter() - t0, len(reply["content"]["data"]["states"])
+    finally:
+        ws.close()
+
+
+def memory_mb(pid):
+    """Resident memory of a process tree (the server and its kernels), in MB."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,rss="], capture_output=True, text=True).stdout
+    rows = [tuple(int(x) for x in line.split()) for line in out.splitlines() if line.strip()]
+    children = {}
+    for p, pp, _ in rows:
+        children.setdefault(pp, []).append(p)
+    rss = {p: r for p, _, r in rows}
+    todo, total = [pid], 0
+    while todo:
+        p = todo.pop()
+        total += rss.get(p, 0)
+        todo += children.get(p, [])
+    return total / 1024
+
+
+def tree_cpu_seconds(pid):
+    """User + system CPU seconds of a process tree so far (from /proc, in clock ticks)."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
+    children = {}
+    for line in out.splitlines():
+        p, pp = (int(x) for x in line.split())
+        children.setdefault(pp, []).append(p)
+    todo, ticks = [pid], 0
+    while todo:
+        p = todo.pop()
+        try:
+            fields = pathlib.Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])     # utime, stime
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        todo += children.get(p, [])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+PROBE = "'curvlab.dashboards' in __import__('sys').modules"
+
+
+def has_run_app(connection_file, timeout=1.0):
+    """Whether the kernel of `connection_file` has run its app's code cell. A silent probe on the
+    kernel's shell channel is served only between cells, and every app is one code cell whose
+    first line imports curvlab.dashboards: a reply saying it is imported means the cell is done.
+    False while the kernel is still busy with the cell, or not yet started."""
+    import jupyter_client
+    kc = jupyter_client.BlockingKernelClient(connection_file=str(connection_file))
+    kc.load_connection_file()
+    kc.start_channels(iopub=False, stdin=False, hb=False, control=False)
+    try:
+        msg_id = kc.execute("", silent=True, store_history=False, user_expressions={"done": PROBE})
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                reply = kc.get_shell_msg(timeout=max(deadline - time.time(), 0.01))
+            except Exception:   # queue.Empty: still busy
+                return False
+            if reply["parent_header"].get("msg_id") == msg_id:
+                done = reply["content"].get("user_expressions", {}).get("done", {})
+                return done.get("data", {}).get("text/plain") == "True"
+        return False
+    finally:
+        kc.stop_channels()
+
+
+def wait_for_pool(log_path, app, size, timeout=900):
+    """Until the pool has started its `size` kernels and every one of them has run the app
+    (asked of each kernel directly, `has_run_app`). Seconds waited."""
+    t0 = time.time()
+    pattern = f"Kernel pool of {app}.ipynb is filled with {size} kernel"
+    while pattern not in pathlib.Path(log_path).read_text():
+        if time.time() - t0 > timeout:
+            raise RuntimeError(f"the pool of {app} did not fill with {size} kernels in {timeout} s")
+        time.sleep(1)
+    text = pathlib.Path(log_path).read_text()
+    folder = pathlib.Path(re.search(r"Storing connection files in (\S+?)\.?$", text, re.M).group(1))
+    kernels = set(re.findall(r"Kernel started: ([0-9a-f-]{36})", text))
+    waiting = set(kernels)
+    while time.time() - t0 < timeout:
+        waiting = {k for k in waiting if not has_run_app(folder / f"kernel-{k}.json")}
+        if not waiting:
+            return time.time() - t0
+        time.sleep(1)
+    raise RuntimeError(f"{len(waiting)} of {len(kernels)} preheated kernels of {app} had not run the app "
+                       f"after {timeout} s")
+
+
+def say(message):
+    print(f"[class_load {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def browser_student(url, app, result):
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = b.new_page(viewport={"width": 1400, "height": 1000})
+        page.add_init_script(RENDER_COUNTER)
+        t0 = time.perf_counter()
+        page.goto(f"{url}/voila/render/{app}.ipynb", wait_until="commit")
+        page.wait_for_function("(n) => window.__curvlabRenders >= n", arg=PLOTS[app], polling=50, timeout=180_000)
+        result["first plot"] = time.perf_counter() - t0
+        lat = []
+        if app in CONTROL:
+            label, values, title, trace, key = CONTROL[app]
+            page.wait_for_timeout(500)
+            for i in range(6):
+                before = page.evaluate(f"([p, t, k]) => {{ {FIND} return snap; }}", [title, trace, key])
+                t1 = time.perf_counter()
+                set_readout(page, label, values[i % 2])
+                page.wait_for_function(f"([p, t, k, b]) => {{ {FIND} return snap !== null && snap !== b; }}",
+                                       arg=[title, trace, key, before], polling="raf", timeout=60_000)
+                lat.append(time.perf_counter() - t1)
+        result["latency"] = lat
+        b.close()
+
+
+def run(students=30, app="landscape", quiet=False, fill_delay=5.0, browser=True):
+    """Serve, fill the app's pool with `students` kernels, let them all arrive; a result dict."""
+    log_path = ROOT / "test-output" / "class_load_voila.log"
+    log_path.parent.mkdir(exist_ok=True)
+    with open(log_path, "w") as log, serve_voila(ROOT / "apps", log, pool=0, pools={app: students},
+                                                 fill_delay=fill_delay) as url:
+        server = int(re.search(r":(\d+)$", url).group(1))
+        pid = next(int(line.split()[0]) for line in subprocess.run(
+            ["ps", "-e", "-o", "pid=,args="], capture_output=True, text=True).stdout.splitlines()
+            if "voila" in line and f"--port={server}" in line)
+        say(f"server up at {url}; filling {app}'s pool with {students} kernels")
+        warm = wait_for_pool(log_path, app, students)
+        say(f"every pooled kernel had run the app after {warm:.0f} s; the teacher opens the landing page")
+        # the teacher opens the landing page first: the server's first render compiles its
+        # templates (~2.7 s here), which no student should pay
+        fetch(f"{url}/voila/render/index.ipynb")
+        mem_before = memory_mb(pid)
+        say(f"{students} students arrive")
+        result = {}
+        # everyone at once: students − 1 light clients and one real browser
+        barrier = threading.Barrier(students)
+        with concurrent.futures.ThreadPoolExecutor(students) as pool:
+            def light(_):
+                barrier.wait()
+                return fetch(f"{url}/voila/render/{app}.ipynb", with_widgets=True)
+
+            def real(_):
+                barrier.wait()
+                browser_student(url, app, result)
+            futures = [pool.submit(light, i) for i in range(students - 1)] + [pool.submit(real if browser else light, 0)]
+            results = [f.result() for f in futures[:-1]]
+            last = futures[-1].result()
+            if not browser:
+                results.append(last)
+        mem_after = memory_mb(pid)
+    times = [r[0] for r in results]
+    out = dict(students=students, app=app, warm=warm, times=times, heads=[r[4] for r in results],
+               sizes=[r[3] for r in results], widgets=[r[5] for r in results], ok=sum(r[1] for r in results),
+               errors=sum(r[2] for r in results), first_plot=result.get("first plot"),
+               latency=result.get("latency", []), mem_before=mem_before, mem_after=mem_after)
+    if not quiet:
+        print(out)
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--students", type=int, default=30)
+    parser.add_argument("--app", default="landscape", choices=sorted(PLOTS))
+    parser.add_argument("--fill-delay", type=float, default=60.0,
+                        help="seconds before taken kernels are replaced (the class recipe's FILL_DELAY)")
+    a = parser.parse_args()
+    r = run(a.students, a.app, fill_delay=a.fill_delay)
+    lat = r["latency"]
+    ws = [w[0] for w in r["widgets"] if w[0] is not None]
+    counts = sorted({w[1] for w in r["widgets"] if w[0] is not None})
+    lines = ["# A class at once", "",
+             f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+             f"`.venv/bin/python bench/class_load.py --students {a.students} --app {a.app} --fill-delay "
+             f"{a.fill_delay:g}`. The server runs as `POOLS={a.app}={a.students} FILL_DELAY={a.fill_delay:g} "
+             f"./run apps` would start it: every student gets a preheated kernel, and taken kernels are "
+             f"replaced {a.fill_delay:g} s later, after the class has settled. Every pooled kernel had run the "
+             f"app {r['warm']:.0f} s after the server started (asked of each kernel); then {a.students - 1} light "
+             "clients and one headless Chromium page arrive at the same instant. A light client is what a "
+             "student's browser asks of the server: the page's GET, then a websocket to the page's kernel "
+             "fetching every widget's state in one message (the widget control comm's request_states), as "
+             "ipywidgets 8's widget manager does; the Chromium page's first plot and control → plot times are measured in the "
+             "browser (students' browsers run on their own laptops, so one real browser here measures the "
+             "server, not Chromium).", "",
+             "| measure | value |", "|---|---:|",
+             f"| pages served with their app (a widget view, no error output) | {r['ok']} of {len(r['times'])} light clients |",
+             f"| pages or widget states with an error or a timeout | {r['errors']} |",
+             f"| time to a served page: median / max | {statistics.median(r['times']):.3f} s / {max(r['times']):.3f} s |",
+             f"| widget states fetched after the page: median / max | "
+             + (f"{statistics.median(ws):.2f} s / {max(ws):.2f} s ({', '.join(map(str, counts))} widgets) |" if ws else "– |"),
+             f"| browser: first plot drawn, from the page request | "
+             + (f"{r['first_plot']:.2f} s |" if r["first_plot"] else "– |"),
+             f"| browser: control → plot median / max (6 changes) | "
+             + (f"{statistics.median(lat) * 1e3:.0f} ms / {max(lat) * 1e3:.0f} ms |" if lat else "– |"),
+             f"| server + kernels memory before / after | {r['mem_before']:.0f} MB / {r['mem_after']:.0f} MB "
+             f"({r['mem_before'] / a.students:.0f} MB per pooled kernel, server included) |", ""]
+    text = "\n".join(lines)
+    print(text)
+    (ROOT / "bench" / "results_class.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
