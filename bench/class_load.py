@@ -1,17 +1,19 @@
 """Load test (not a test): a class arriving at once at one app, on loopback.
 
-    .venv/bin/python bench/class_load.py [--students 30] [--app landscape]
+    .venv/bin/python bench/class_load.py [--students 30] [--app landscape] [--fill-delay 60]
                                            # writes bench/results_class.md
 
-Starts the server as `./run apps` does (curvlab.dashboards.serve) with the app's pool sized for
-the class (POOL = students: every student gets a preheated kernel), waits until the pool is
-full, then lets the students arrive at the same instant. Most are light clients — the page's
-HTTP GET, which is the server's whole share of a visit with a preheated kernel (Voila hands the
-kernel's already-rendered page over) — because students' browsers run on their own laptops, and
-several Chromium pages on this machine's two cores would measure Chromium, not the server. One
-student is a real headless Chromium page whose first plot and control → plot time are timed.
-Recorded: per-student time to a served page, whether the page holds its app (a widget view)
-and no error, the browser's first plot and latency, and the memory of the server and kernels.
+Starts the server as `POOLS=<app>=<students> FILL_DELAY=<fill-delay> ./run apps` does
+(curvlab.dashboards.serve): every student gets a preheated kernel. Waits until every pooled
+kernel has run the app (asked of each kernel, `has_run_app`), then lets the students arrive at
+the same instant. Most are light clients — the page's HTTP GET (with a preheated kernel, Voila
+hands over the already-rendered page) and a websocket fetching every widget's state as the
+widget manager does —, because students' browsers run on their own laptops and several Chromium
+pages on this machine's two cores would measure Chromium, not the server. One student is a real
+headless Chromium page whose first plot and control → plot times are timed. Recorded: per-student
+time to a served page, whether the page holds its app (a widget view) and no error, the widget
+states' time, the browser's first plot and latency, and the memory of the server and kernels.
+tests/browser/test_class.py runs it with 5 students.
 """
 
 import argparse
@@ -111,6 +113,18 @@ def widget_client(url, body, timeout=120):
         ws.close()
 
 
+def server_pid(port):
+    """The Voila server listening on `port` (its command line names the port)."""
+    for proc in pathlib.Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0") if proc.name.isdigit() else []
+        except OSError:
+            continue
+        if b"voila" in args and f"--port={port}".encode() in args:
+            return int(proc.name)
+    raise LookupError(f"no Voila server on port {port}")
+
+
 def memory_mb(pid):
     """Resident memory of a process tree (the server and its kernels), in MB."""
     out = subprocess.run(["ps", "-e", "-o", "pid=,ppid=,rss="], capture_output=True, text=True).stdout
@@ -125,25 +139,6 @@ def memory_mb(pid):
         total += rss.get(p, 0)
         todo += children.get(p, [])
     return total / 1024
-
-
-def tree_cpu_seconds(pid):
-    """User + system CPU seconds of a process tree so far (from /proc, in clock ticks)."""
-    out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True).stdout
-    children = {}
-    for line in out.splitlines():
-        p, pp = (int(x) for x in line.split())
-        children.setdefault(pp, []).append(p)
-    todo, ticks = [pid], 0
-    while todo:
-        p = todo.pop()
-        try:
-            fields = pathlib.Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])     # utime, stime
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-        todo += children.get(p, [])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 PROBE = "'curvlab.dashboards' in __import__('sys').modules"
@@ -232,9 +227,7 @@ def run(students=30, app="landscape", quiet=False, fill_delay=5.0, browser=True)
     with open(log_path, "w") as log, serve_voila(ROOT / "apps", log, pool=0, pools={app: students},
                                                  fill_delay=fill_delay) as url:
         server = int(re.search(r":(\d+)$", url).group(1))
-        pid = next(int(line.split()[0]) for line in subprocess.run(
-            ["ps", "-e", "-o", "pid=,args="], capture_output=True, text=True).stdout.splitlines()
-            if "voila" in line and f"--port={server}" in line)
+        pid = server_pid(server)
         say(f"server up at {url}; filling {app}'s pool with {students} kernels")
         warm = wait_for_pool(log_path, app, students)
         say(f"every pooled kernel had run the app after {warm:.0f} s; the teacher opens the landing page")
@@ -298,11 +291,11 @@ def main():
              f"| pages served with their app (a widget view, no error output) | {r['ok']} of {len(r['times'])} light clients |",
              f"| pages or widget states with an error or a timeout | {r['errors']} |",
              f"| time to a served page: median / max | {statistics.median(r['times']):.3f} s / {max(r['times']):.3f} s |",
-             f"| widget states fetched after the page: median / max | "
+             "| widget states fetched after the page: median / max | "
              + (f"{statistics.median(ws):.2f} s / {max(ws):.2f} s ({', '.join(map(str, counts))} widgets) |" if ws else "– |"),
-             f"| browser: first plot drawn, from the page request | "
+             "| browser: first plot drawn, from the page request | "
              + (f"{r['first_plot']:.2f} s |" if r["first_plot"] else "– |"),
-             f"| browser: control → plot median / max (6 changes) | "
+             "| browser: control → plot median / max (6 changes) | "
              + (f"{statistics.median(lat) * 1e3:.0f} ms / {max(lat) * 1e3:.0f} ms |" if lat else "– |"),
              f"| server + kernels memory before / after | {r['mem_before']:.0f} MB / {r['mem_after']:.0f} MB "
              f"({r['mem_before'] / a.students:.0f} MB per pooled kernel, server included) |", ""]
