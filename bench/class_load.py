@@ -169,15 +169,16 @@ def has_run_app(connection_file, timeout=1.0):
         kc.stop_channels()
 
 
-def wait_for_pool(log_path, app, size, timeout=900):
-    """Until the pool has started its `size` kernels and every one of them has run the app
-    (asked of each kernel directly, `has_run_app`). Seconds waited."""
+def wait_for_pool(log_path, pools, timeout=900):
+    """Until every app's pool in `pools` ({app: size}) has started its kernels and every one of
+    them has run its app (asked of each kernel directly, `has_run_app`). Seconds waited."""
     t0 = time.time()
-    pattern = f"Kernel pool of {app}.ipynb is filled with {size} kernel"
-    while pattern not in pathlib.Path(log_path).read_text():
-        if time.time() - t0 > timeout:
-            raise RuntimeError(f"the pool of {app} did not fill with {size} kernels in {timeout} s")
-        time.sleep(1)
+    for app, size in pools.items():
+        pattern = f"Kernel pool of {app}.ipynb is filled with {size} kernel"
+        while pattern not in pathlib.Path(log_path).read_text():
+            if time.time() - t0 > timeout:
+                raise RuntimeError(f"the pool of {app} did not fill with {size} kernels in {timeout} s")
+            time.sleep(1)
     text = pathlib.Path(log_path).read_text()
     folder = pathlib.Path(re.search(r"Storing connection files in (\S+?)\.?$", text, re.M).group(1))
     kernels = set(re.findall(r"Kernel started: ([0-9a-f-]{36})", text))
@@ -187,8 +188,7 @@ def wait_for_pool(log_path, app, size, timeout=900):
         if not waiting:
             return time.time() - t0
         time.sleep(1)
-    raise RuntimeError(f"{len(waiting)} of {len(kernels)} preheated kernels of {app} had not run the app "
-                       f"after {timeout} s")
+    raise RuntimeError(f"{len(waiting)} of {len(kernels)} preheated kernels had not run their app after {timeout} s")
 
 
 def say(message):
@@ -229,7 +229,7 @@ def run(students=30, app="landscape", quiet=False, fill_delay=5.0, browser=True)
         server = int(re.search(r":(\d+)$", url).group(1))
         pid = server_pid(server)
         say(f"server up at {url}; filling {app}'s pool with {students} kernels")
-        warm = wait_for_pool(log_path, app, students)
+        warm = wait_for_pool(log_path, {app: students})
         say(f"every pooled kernel had run the app after {warm:.0f} s; the teacher opens the landing page")
         # the teacher opens the landing page first: the server's first render compiles its
         # templates (~2.7 s here), which no student should pay
