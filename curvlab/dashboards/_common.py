@@ -1,9 +1,11 @@
 """What every dashboard shares: the problem picker, the training-state cache, a status line
 with progress, a result cache, and the guard that turns exceptions into messages."""
 
+import contextlib
 import functools
 import html
 import os
+import sys
 import time
 import traceback
 
@@ -78,7 +80,29 @@ def write_static_bundle(folder):
     return True
 
 
-class FigureWidget(go.FigureWidget):
+@contextlib.contextmanager
+def _unavailable(name):
+    """Imports inside see module `name` as missing (ImportError), unless it is loaded already."""
+    if name in sys.modules:
+        yield
+        return
+    sys.modules[name] = None
+    try:
+        yield
+    finally:
+        if sys.modules.get(name, 0) is None:
+            del sys.modules[name]
+
+
+# plotly's FigureWidget imports plotly.io's renderers -> nbformat -> jsonschema, whose format
+# checkers import rfc3987_syntax, which compiles a grammar at import: 2.5 s of every app kernel's
+# start (a pool of 30 fills that much slower), for IRI validation no kernel asks for. jsonschema
+# skips that checker when the module is missing; later imports of rfc3987_syntax work as usual.
+with _unavailable("rfc3987_syntax"):
+    _PlotlyFigureWidget = go.FigureWidget
+
+
+class FigureWidget(_PlotlyFigureWidget):
     """plotly's FigureWidget, sharing one copy of plotly.js per page (see above)."""
 
     _carrier = None     # weak reference to the live figure that carries plotly.js
