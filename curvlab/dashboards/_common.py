@@ -211,10 +211,20 @@ STYLE = {"description_width": "70px"}
 
 
 class ProblemPicker:
-    """Data set, architecture, activation, loss and training state; `.value` is the key."""
+    """Data set, architecture, activation, loss and training state; `.value` is the key.
+
+    Or your own problem instead of the built-in ones: `problem=` a `cl.Problem` (or `model=`,
+    `X=`, `y=` and `loss=`, from which one is built) and optionally `w=` (default: the model's
+    `init(seed=0)`); the picker then shows what it holds and offers no choices."""
 
     def __init__(self, dataset="spirals", arch="8", activation="tanh", loss="cross_entropy",
-                 state="part-trained"):
+                 state="part-trained", problem=None, w=None, model=None, X=None, y=None):
+        self.own = _own_problem(problem, w, model, X, y, loss)
+        if self.own is not None:
+            p, w = self.own
+            self.controls = []
+            self.widget = W.HTML(f"<b>your problem</b>: {html.escape(_describe(p))}, P = {w.size:,} parameters")
+            return
         lay = W.Layout(width="170px")
         style = STYLE
         self.dataset = W.Dropdown(options=list(DATASETS), value=dataset, description="data", layout=lay, style=style)
@@ -227,6 +237,8 @@ class ProblemPicker:
 
     @property
     def value(self):
+        if self.own is not None:            # one fixed problem: its identity is the cache key
+            return ("your problem", id(self.own[0]))
         return tuple(c.value for c in self.controls)
 
     def observe(self, fn):
@@ -234,7 +246,39 @@ class ProblemPicker:
             c.observe(fn, names="value")
 
     def get(self):
-        return problem_and_point(*self.value)
+        return self.own if self.own is not None else problem_and_point(*self.value)
+
+
+def _own_problem(problem, w, model, X, y, loss):
+    """(Problem, w) from a user's problem or (model, X, y, loss); None when none is given."""
+    from .._checks import flat_vector
+    from ..problem import Problem
+    if problem is None and model is None:
+        if w is not None or X is not None or y is not None:
+            raise ValueError("w, X and y go with your own problem: pass problem=cl.Problem(...) "
+                             "(or model=, X=, y= and loss=)")
+        return None
+    if problem is not None and model is not None:
+        raise ValueError("pass either problem= or model= (with X=, y=, loss=), not both")
+    if model is not None:
+        if X is None or y is None:
+            raise ValueError("model= needs X= and y= (and loss=, default cross_entropy)")
+        problem = Problem(model, loss, X, y)
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem= takes a cl.Problem, not {type(problem).__name__}; build one with "
+                        "cl.Problem(model, loss, X, y)")
+    if w is None:
+        return problem, problem.model.init(seed=0)
+    w = flat_vector("w", w, problem.n_params)
+    if w.ndim != 1:
+        raise ValueError(f"w must be one flat vector of {problem.n_params} weights, got shape {w.shape}")
+    return problem, w
+
+
+def _describe(problem):
+    model = problem.model
+    layers = " → ".join(type(layer).__name__ for layer in model.layers)
+    return f"{layers}, {problem.lossfn.name} loss, {problem.N} samples"
 
 
 # --- status, progress and errors ---------------------------------------------------------------

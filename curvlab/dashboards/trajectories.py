@@ -42,8 +42,10 @@ R2 = np.array([[1.0, 0.0], [1.5, 0.2]])
 class TrajectoriesDashboard(Dashboard):
     title = "Trajectories: Newton, gradient descent and the rest"
 
-    def __init__(self, mode="2-D functions", **picker):
+    def __init__(self, mode=None, **picker):
         super().__init__(**picker)
+        if mode is None:                    # your own problem is a network: start there
+            mode = "network" if self.picker.own is not None else "2-D functions"
         st = STYLE
         self.mode = W.ToggleButtons(options=["2-D functions", "network"], value=mode, description="on", style=st)
         self.function = W.Dropdown(options=list(FUNCTIONS), value="rosenbrock", description="function",

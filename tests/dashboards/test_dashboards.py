@@ -280,3 +280,26 @@ def test_importing_the_dashboards_skips_jsonschemas_grammar_compiler():
             "print(rfc3987_syntax.is_valid_syntax('iri', 'http://example.org/a'))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr
+
+
+@pytest.mark.parametrize("name", ["landscape", "spectra", "damping", "trajectories", "products"])
+def test_every_picker_dashboard_opens_on_your_own_problem(name):
+    X, y = cl.datasets.moons(n=40, seed=3)
+    model = cl.MLP([2, 5, 2], activation="sigmoid")
+    p = cl.Problem(model, "cross_entropy", X, y)
+    w = model.init(seed=7)
+    cls = {d.__name__.lower().removesuffix("dashboard"): d for d in
+           (LandscapeDashboard, SpectraDashboard, DampingDashboard, TrajectoriesDashboard, ProductsDashboard)}[name]
+    dash = cls(problem=p, w=w)
+    assert dash.status.error is None, dash.last_traceback
+    got_p, got_w = dash.picker.get()
+    assert got_p is p and np.array_equal(got_w, w)
+    assert "your problem" in dash.picker.widget.value and f"P = {p.n_params}" in dash.picker.widget.value
+    if name == "spectra":                # the matrices it shows are this problem's
+        np.testing.assert_allclose(dash._matrix("hessian").to_dense(), cl.hessian(p, w), rtol=1e-12)
+    # the same from (model, X, y, loss), and bad input is refused by name
+    assert cls(model=model, X=X, y=y, loss="cross_entropy").picker.get()[0].N == 40
+    with pytest.raises(ValueError, match="parameters|shape"):
+        cls(problem=p, w=np.zeros(3))
+    with pytest.raises(TypeError, match="cl.Problem"):
+        cls(problem="moons")
