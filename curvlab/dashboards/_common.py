@@ -102,13 +102,35 @@ with _unavailable("rfc3987_syntax"):
     _PlotlyFigureWidget = go.FigureWidget
 
 
+# Plain or exponent numbers on every axis and colour bar (1e-06, not plotly's SI "1µ", which
+# students read as a unit): a template on top of plotly's default, for every curvlab figure.
+_AXIS = dict(exponentformat="e")
+TEMPLATE = go.layout.Template(
+    layout=dict(xaxis=_AXIS, yaxis=_AXIS, scene=dict(xaxis=_AXIS, yaxis=_AXIS, zaxis=_AXIS)),
+    data=dict(**{kind: [dict(colorbar=_AXIS)] for kind in ("contour", "heatmap", "surface")}))
+
+
+@functools.lru_cache(maxsize=None)
+def _merged_template(default):
+    """plotly's default template (named `default`) with TEMPLATE laid over it; built once per
+    name, since templates are slow to validate."""
+    import plotly.io as pio
+    merged = go.layout.Template(pio.templates[default] if default else None)
+    merged.update(TEMPLATE)
+    return merged
+
+
 class FigureWidget(_PlotlyFigureWidget):
-    """plotly's FigureWidget, sharing one copy of plotly.js per page (see above)."""
+    """plotly's FigureWidget, sharing one copy of plotly.js per page (see above), with curvlab's
+    axis template laid over plotly's default."""
 
     _carrier = None     # weak reference to the live figure that carries plotly.js
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.layout.template.layout.xaxis.exponentformat is None:     # not set by the caller
+            import plotly.io as pio
+            self.layout.template = _merged_template(pio.templates.default)
         if _FULL_ESM is None:                              # unadapted plotly: its own module
             return
         carrier = FigureWidget._carrier() if FigureWidget._carrier is not None else None

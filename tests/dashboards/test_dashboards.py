@@ -45,6 +45,12 @@ def test_every_app_builds_without_error_and_draws():
         assert any(len(arr(tr.get("y", tr.get("z")))) for f in figs for tr in f._widget_data), name
         # voila issue 1533: a FigureWidget inside a Tab does not render; we use none
         assert not any(isinstance(w, W.Tab) for w in walk(d.widget)), name
+        for f in figs:      # numbers print plain or as exponents (1e-06), never SI-prefixed (1µ)
+            tpl = f.layout.template
+            assert tpl.layout.xaxis.exponentformat == tpl.layout.yaxis.exponentformat == "e", name
+            assert tpl.layout.scene.zaxis.exponentformat == tpl.data.contour[0].colorbar.exponentformat == "e"
+            axes = [v for k, v in f.layout.to_plotly_json().items() if k.startswith(("xaxis", "yaxis"))]
+            assert not any(a.get("exponentformat") in ("B", "SI") for a in axes), name
 
 
 def test_landscape_span_and_models(landscape):
