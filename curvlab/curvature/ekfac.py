@@ -16,12 +16,12 @@ KFLR. With repeated eigenvalues in A or S the basis — and EKFAC — is not uni
 import numpy as np
 
 from .. import engine
-from .._checks import check_dense, flat_vector, nonnegative
-from .kfac import _kflr_from, _point, sqrt_seeds
+from .._checks import flat_vector, nonnegative
+from .kfac import BlockDiagonalDense, _kflr_from, _point, sqrt_seeds
 from .registry import register
 
 
-class EigenCorrected:
+class EigenCorrected(BlockDiagonalDense):
     """⊕_l (Q_S ⊗ Q_A) diag(s) (Q_S ⊗ Q_A)ᵀ + λI in the flat layout; `.factors` [(Q_A, Q_S, s)]
     with s shaped like W̄_l. `@`, `solve` and `eigvalsh` never form a block."""
 
@@ -65,13 +65,6 @@ class EigenCorrected:
         for QA, QS, s in self.factors:
             Q = np.kron(QS, QA)
             out.append((Q * (s.ravel() + self.l2)) @ Q.T)
-        return out
-
-    def to_dense(self):
-        check_dense(self.name, self.n_params, alternative=f"`{self.name} @ v`")
-        out = np.zeros(self.shape)
-        for o, e, B in zip(self.offsets[:-1], self.offsets[1:], self.blocks()):
-            out[o:e, o:e] = B
         return out
 
     def __repr__(self):

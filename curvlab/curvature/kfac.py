@@ -39,7 +39,22 @@ from .fisher import mc_seeds
 from .products import _Point
 
 
-class KroneckerFactored:
+class BlockDiagonalDense:
+    """`to_dense` for block-diagonal matrices that know their `blocks()`, `offsets`, `name` and
+    `n_params`: the full (P, P) matrix, refused (by check_dense) before allocation when too large."""
+
+    dense_alternative = "`{name} @ v`"
+
+    def to_dense(self):
+        """The full (P, P) block-diagonal matrix."""
+        check_dense(self.name, self.n_params, alternative=self.dense_alternative.format(name=self.name))
+        out = np.zeros(self.shape)
+        for o, e, B in zip(self.offsets[:-1], self.offsets[1:], self.blocks()):
+            out[o:e, o:e] = B
+        return out
+
+
+class KroneckerFactored(BlockDiagonalDense):
     """Block-diagonal curvature ⊕_l (S_l ⊗ A_l) + λI in the flat layout.
 
     `.factors` [(A_l, S_l)]; `@ v` costs two small matrix products per layer; `.solve` uses
@@ -85,13 +100,7 @@ class KroneckerFactored:
         """The dense per-layer blocks S_l ⊗ A_l + λI."""
         return [np.kron(S, A) + self.l2 * np.eye(A.shape[0] * S.shape[0]) for A, S in self.factors]
 
-    def to_dense(self):
-        """The full (P, P) block-diagonal matrix."""
-        check_dense(self.name, self.n_params, alternative=f"the factors or `{self.name} @ v`")
-        out = np.zeros(self.shape)
-        for o, e, B in zip(self.offsets[:-1], self.offsets[1:], self.blocks()):
-            out[o:e, o:e] = B
-        return out
+    dense_alternative = "the factors or `{name} @ v`"
 
     def eig(self):
         """Cached [(λ_A, U_A, λ_S, U_S)] per layer."""

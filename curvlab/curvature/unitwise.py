@@ -9,14 +9,15 @@ block-diagonal matrix of n_l blocks of size m_l + 1 per layer.
 
 import numpy as np
 
-from .._checks import check_dense, flat_vector, nonnegative
+from .._checks import flat_vector, nonnegative
 from ..problem import require_problem
 from .ekfac import gradient_matrices
+from .kfac import BlockDiagonalDense
 from .registry import register
 from .products import _Point
 
 
-class UnitBlocks:
+class UnitBlocks(BlockDiagonalDense):
     """Block diagonal over units: `.units[l]` (n_l, m_l+1, m_l+1) per layer, plus λI."""
 
     def __init__(self, units, l2=0.0, name="unitwise"):
@@ -68,13 +69,6 @@ class UnitBlocks:
                 s = slice(i * u.shape[1], (i + 1) * u.shape[1])
                 B[s, s] = ui
             out.append(B + self.l2 * np.eye(len(B)))
-        return out
-
-    def to_dense(self):
-        check_dense(self.name, self.n_params, alternative=f"`{self.name} @ v`")
-        out = np.zeros(self.shape)
-        for o, e, B in zip(self.offsets[:-1], self.offsets[1:], self.blocks()):
-            out[o:e, o:e] = B
         return out
 
     def __repr__(self):
