@@ -280,8 +280,9 @@ def _own_problem(problem, w, model, X, y, loss):
             raise ValueError("w, X and y go with your own problem: pass problem=cl.Problem(...) "
                              "(or model=, X=, y= and loss=)")
         return None
-    if problem is not None and model is not None:
-        raise ValueError("pass either problem= or model= (with X=, y=, loss=), not both")
+    if problem is not None and (model is not None or X is not None or y is not None):
+        raise ValueError("pass either problem= or model= with X=, y= and loss=, not both: a Problem "
+                         "holds its own model and data")
     if model is not None:
         if X is None or y is None:
             raise ValueError("model= needs X= and y= (and loss=, default cross_entropy)")

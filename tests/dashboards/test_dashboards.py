@@ -309,3 +309,5 @@ def test_every_picker_dashboard_opens_on_your_own_problem(name):
         cls(problem=p, w=np.zeros(3))
     with pytest.raises(TypeError, match="cl.Problem"):
         cls(problem="moons")
+    with pytest.raises(ValueError, match="either problem= or model="):
+        cls(problem=p, X=X)
