@@ -60,7 +60,8 @@ class DampingDashboard(Dashboard):
                   go.Scatter(x=np.zeros(0), y=np.zeros(0), name="ρ_k", mode="lines+markers", yaxis="y2")],
             layout=go.Layout(title="Levenberg–Marquardt replay", xaxis_title="step k",
                              yaxis=dict(title="η", type="log"),
-                             yaxis2=dict(title="ρ", overlaying="y", side="right", range=[-0.5, 1.5], type="linear"), **lay))
+                             yaxis2=dict(title="ρ", overlaying="y", side="right", range=[-0.5, 1.5], type="linear",
+                                        tickmode="auto", nticks=5, showgrid=False), **lay))
 
         self.picker.observe(self._on_problem)
         self.kind.observe(self._on_problem, names="value")

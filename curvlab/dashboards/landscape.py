@@ -155,10 +155,12 @@ class LandscapeDashboard(Dashboard):
             self.plane_box.children = [self.contour_fig]
             lo, hi = float(np.min(g["Z2"])), float(np.percentile(g["Z2"], 95))
             with self.contour_fig.batch_update():
-                for tr, Z in zip(self.contour_fig.data, (g["Z2"], Zq)):
+                # the model's dashed lines at every other level of the loss's 25 (aligned with
+                # them): as dense as the filled levels, they hid the loss
+                for tr, Z, every in zip(self.contour_fig.data, (g["Z2"], Zq), (1, 2)):
                     tr.x, tr.y, tr.z = a, a, Z.T          # plotly: z[row=y][col=x]
                     tr.contours.start, tr.contours.end = lo, hi
-                    tr.contours.size = (hi - lo) / 25 if hi > lo else 1.0
+                    tr.contours.size = every * (hi - lo) / 25 if hi > lo else 1.0
                     tr.autocontour = False
                 self.contour_fig.data[1].name = shown or "model"
         else:

@@ -81,7 +81,10 @@ def _cost_figure(title, xtitle, ytitle, lay):
         + [go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: peak MB", mode="lines+markers", yaxis="y2",
                       line=dict(dash="dot")) for m in ways],
         layout=go.Layout(title=title, xaxis=dict(title=xtitle, type="log"), yaxis=dict(title=ytitle, type="log"),
-                         yaxis2=dict(title="peak MB", overlaying="y", side="right", type="log"), **lay))
+                         # memory from zero on a plain axis with few ticks: a log axis over a
+                         # narrow range printed a dozen overlapping labels (0.12738, 0.12621, …)
+                         yaxis2=dict(title="peak MB", overlaying="y", side="right", rangemode="tozero",
+                                     tickmode="auto", nticks=5, tickformat=".3~g", showgrid=False), **lay))
 
 
 class ProductsDashboard(Dashboard):

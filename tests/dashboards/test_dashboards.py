@@ -51,6 +51,10 @@ def test_every_app_builds_without_error_and_draws():
             assert tpl.layout.scene.zaxis.exponentformat == tpl.data.contour[0].colorbar.exponentformat == "e"
             axes = [v for k, v in f.layout.to_plotly_json().items() if k.startswith(("xaxis", "yaxis"))]
             assert not any(a.get("exponentformat") in ("B", "SI") for a in axes), name
+            assert sum("overlaying" in a for a in axes) <= 1, name       # at most one secondary axis
+            # with its own few ticks (plotly otherwise syncs them to the main axis's: a dozen
+            # overlapping labels when that one is logarithmic)
+            assert all(a.get("tickmode") == "auto" and a.get("nticks", 99) <= 6 for a in axes if "overlaying" in a), name
 
 
 def test_landscape_span_and_models(landscape):
@@ -69,6 +73,12 @@ def test_landscape_span_and_models(landscape):
 def MODELS_INDEX(name):
     from curvlab.dashboards.landscape import MODELS
     return 1 + MODELS.index(name)
+
+
+def test_landscape_model_contours_are_every_other_loss_level(landscape):
+    loss, model = landscape.contour_fig.data
+    assert model.contours.start == loss.contours.start and model.contours.end == loss.contours.end
+    assert np.isclose(model.contours.size, 2 * loss.contours.size) and loss.contours.size > 0
 
 
 def test_landscape_view_changes_do_not_recompute(landscape):
