@@ -422,3 +422,34 @@ class Dashboard:
 
     def header(self):
         return W.HTML(f"<h3 style='margin:4px 0'>{html.escape(self.title)}</h3>")
+
+    # What each panel shows (keyed by the figure's attribute name) and a few guided experiments:
+    # data beside each dashboard's code, so a test can check every figure has its caption.
+    CAPTIONS = {}
+    TRY_THIS = []
+
+    def caption(self, fig):
+        """The caption of figure attribute `fig` (CAPTIONS holds text, or (label, text))."""
+        c = self.CAPTIONS[fig]
+        return c if isinstance(c, str) else c[1]
+
+    def panel_label(self, fig):
+        """The caption's heading: its own label, or the figure's title (for titles that change
+        with the view, CAPTIONS gives a label)."""
+        c = self.CAPTIONS[fig]
+        return getattr(self, fig).layout.title.text or fig if isinstance(c, str) else c[0]
+
+    def explanation(self):
+        """'What you see' (one caption per figure, under its title) and 'Try this', as two
+        collapsible sections of plain HTML (no MathJax: formulas are written in Unicode)."""
+        figs = {k: f for k, f in vars(self).items() if isinstance(f, go.FigureWidget)}
+        missing = sorted(set(figs) - set(self.CAPTIONS))
+        if missing:
+            raise KeyError(f"{type(self).__name__}: no caption for {missing}")
+        rows = "".join(f"<p style='margin:6px 0'><b>{html.escape(self.panel_label(k))}</b> — "
+                       f"{html.escape(self.caption(k))}</p>" for k in figs)
+        steps = "".join(f"<li style='margin:3px 0'>{html.escape(t)}</li>" for t in self.TRY_THIS)
+        return W.HTML("<div style='max-width:1100px;line-height:1.4'>"
+                      f"<details open><summary style='cursor:pointer'><b>What you see</b></summary>{rows}</details>"
+                      f"<details><summary style='cursor:pointer'><b>Try this</b></summary><ol>{steps}</ol></details>"
+                      "</div>")

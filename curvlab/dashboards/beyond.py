@@ -73,6 +73,27 @@ def estimate_curves(name, sigma, seed=0):
 class BeyondDashboard(Dashboard):
     title = "Beyond layered nets: relaxations, Boltzmann machines, weight perturbation"
 
+    CAPTIONS = {
+        "relax_fig": ("Hv against the exact product",
+                      "The relative error of the Hessian-vector product Hv against the exact one. Recurrent "
+                      "units: after k steps of the R-relaxation (Almeida–Pineda), falling at the rate of the "
+                      "relaxation's spectral radius; feed-forward units: exact in one sweep (k = 1); Boltzmann "
+                      "machine: central differences of the exact gradient against the exact R{p} product, as "
+                      "their step shrinks."),
+        "err_fig": "Weight perturbation: relative errors of the gradient estimate ĝ (plain, and joint with "
+                   "curvature) and of the Hv estimates ẑ from random perturbations of size σ, against the number "
+                   "of samples; the cross marks the current samples.",
+    }
+    TRY_THIS = [
+        "Switch system between feed-forward units and recurrent units: a feed-forward net is exact in one "
+        "sweep, a recurrent one converges geometrically towards the exact Hv.",
+        "Raise the samples: the perturbation estimates' errors fall roughly as 1/√samples.",
+        "Change σ and watch the per-weight ẑ: its error levels off where σ's bias dominates the sampling "
+        "noise.",
+        "Pick Boltzmann machine: finite differences show the V shape of truncation against rounding, while "
+        "R{p} is exact.",
+    ]
+
     def __init__(self):
         super().__init__()
         st = STYLE
@@ -102,6 +123,7 @@ class BeyondDashboard(Dashboard):
                               self.status.widget, W.HBox([self.relax_fig, self.err_fig],
                                                          layout=W.Layout(flex_flow="row wrap")),
                               self.table])
+        self.widget.children += (self.explanation(),)
         self._on_system()
         self.sync_figures()
 

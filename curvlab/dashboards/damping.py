@@ -21,6 +21,32 @@ def _vline(x):
 class DampingDashboard(Dashboard):
     title = "Damping: from Newton to gradient descent"
 
+    CAPTIONS = {
+        "filter_fig": "For each eigenpair (ν, u) of the chosen matrix C, the damped step −(C + ηI)⁻¹g scales the "
+                      "gradient's component along u by 1/(ν + η), i.e. ν/(ν + η) times Newton's: 1 where ν ≫ η "
+                      "(Newton-like), 0 where ν ≪ η (gradient-like, scaled by 1/η).",
+        "angle_fig": "Cosines between the damped step and −g, and between it and the undamped (Newton) step, as "
+                     "η varies: damping interpolates between the two directions.",
+        "decrease_fig": "The decrease L(w) − L(w + p) the quadratic model predicts for the damped step p, and the "
+                        "decrease the loss really shows, against η. Their ratio ρ is what Levenberg–Marquardt "
+                        "watches.",
+        "plane_fig": "The loss on the plane spanned by −g and the Newton step; the white curve is the damped step "
+                     "for every η (from the gradient direction at large η to Newton's step at η → 0), red is the "
+                     "step at the slider's η, orange the replayed Levenberg–Marquardt path.",
+        "lm_fig": "A Levenberg–Marquardt run: η per step (log axis, left) and ρ = actual / predicted decrease "
+                  "(right). η falls when ρ is near 1 (the model is trusted) and rises when ρ is small.",
+    }
+    TRY_THIS = [
+        "Move η from 1e2 down to 1e-6 and watch the red step on the plane turn from −g towards the Newton step.",
+        "At large η, compare the filter factors: every direction is damped alike, which is gradient descent "
+        "with step 1/η.",
+        "Find the η where 'predicted' and 'actual' decrease part: below it the quadratic model is no longer "
+        "trusted over the step's length.",
+        "Pick matrix hessian at state initialisation: where it has negative eigenvalues, a small η leaves "
+        "C + ηI indefinite and the step can point uphill; with the GGN it cannot.",
+        "Run Levenberg–Marquardt and replay it with 'replay k': η adapts to ρ step by step.",
+    ]
+
     def __init__(self, **picker):
         super().__init__(**picker)
         st = STYLE
@@ -74,6 +100,7 @@ class DampingDashboard(Dashboard):
                               W.HBox([self.filter_fig, self.angle_fig], layout=W.Layout(flex_flow="row wrap")),
                               W.HBox([self.decrease_fig, self.plane_fig], layout=W.Layout(flex_flow="row wrap")),
                               self.lm_fig])
+        self.widget.children += (self.explanation(),)
         self._on_problem()
         self.sync_figures()
 

@@ -17,6 +17,31 @@ COLORS = {m: kind_color(m) for m in MODELS}
 class LandscapeDashboard(Dashboard):
     title = "Loss landscape and quadratic models"
 
+    CAPTIONS = {
+        "line_fig": "The loss L(w + a·d1) along the direction d1 (black), and each chosen matrix C's quadratic "
+                    "model L(w) + a·gᵀd1 + ½a²·d1ᵀC d1 (dashed). All models share the gradient term, so they "
+                    "agree at a = 0 to first order; where a dashed curve leaves the black one, that matrix "
+                    "stops describing the loss along d1. The table gives each model's RMS gap.",
+        "contour_fig": "The loss on the plane w + a·d1 + b·d2 (filled contours, 25 levels) and the quadratic model "
+                       "chosen under 'overlay' (dashed, at every other level of the loss). Matching contours mean "
+                       "the matrix captures the curvature in this plane.",
+        "surface_fig": "The same plane as two surfaces: the loss (colour) and the overlaid model (red, "
+                       "translucent). Drag to rotate.",
+    }
+    TRY_THIS = [
+        "Set d1 = gradient and widen the span: the models agree near a = 0 and part ways further out; "
+        "the fit-error table says which stays closest.",
+        "Pick activation relu, d1 = layer and layer W2: the Hessian's and the GGN's curves coincide (for a "
+        "piecewise-linear net each layer's diagonal block of H equals the GGN's). With d1 = filter, across "
+        "layers, they differ.",
+        "Move state from initialisation to trained: as the residuals shrink near a minimum, the GGN's model "
+        "approaches the Hessian's.",
+        "Add kfac to the models: K-FAC's Monte-Carlo estimate is a random matrix, KFLR its exact (type-2) "
+        "counterpart — compare their fit errors.",
+        "Pick data digits and hidden conv: the same slices for a small convolutional net, where KFLR is "
+        "KFC (Grosse & Martens) — an approximation even for one sample.",
+    ]
+
     def __init__(self, **picker):
         super().__init__(**picker)
         st = STYLE
@@ -66,6 +91,7 @@ class LandscapeDashboard(Dashboard):
         self.plane_box = W.Box([self.contour_fig])
         self.widget = W.VBox([self.header(), controls, self.status.widget,
                               W.HBox([self.line_fig, self.plane_box], layout=W.Layout(flex_flow="row wrap"))])
+        self.widget.children += (self.explanation(),)
         self._on_problem()
         self.sync_figures()
 

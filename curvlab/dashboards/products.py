@@ -90,6 +90,26 @@ def _cost_figure(title, xtitle, ytitle, lay):
 class ProductsDashboard(Dashboard):
     title = "Curvature products: exact, finite-difference, and Lin's two Gauss-Newton products"
 
+    CAPTIONS = {
+        "fd_fig": "The relative error of finite-difference Hessian-vector products, (∇L(w + rv) − ∇L(w − rv))/2r "
+                  "(central) and (∇L(w + rv) − ∇L(w))/r (forward), against Pearlmutter's exact Hv, as the step "
+                  "r varies: truncation error falls as r² (r) until rounding error, growing as ε/r, takes over — "
+                  "the V shape.",
+        "cg_fig": "Lin's two ways to multiply by the Gauss-Newton matrix G inside conjugate gradients: store the "
+                  "Jacobians once and reuse them, or recompute by the R-operator each time. Time (left, log) and "
+                  "peak memory (right) against the number of CG steps.",
+        "k_fig": "The same two ways against the number of network outputs K: stored Jacobians grow with K in "
+                 "memory, the R-operator does not.",
+    }
+    TRY_THIS = [
+        "Move 'step r' across the V: the best r sits where truncation and rounding errors meet, near ε^(1/3) "
+        "for central differences.",
+        "Compare central and forward differences at r = 1e-2: one order more of accuracy from the symmetric "
+        "formula.",
+        "Press 'measure Lin's two products': storing Jacobians pays off when many products share them (many "
+        "CG steps), at a memory cost that grows with K.",
+    ]
+
     def __init__(self, **picker):
         super().__init__(**picker)
         st = STYLE
@@ -117,6 +137,7 @@ class ProductsDashboard(Dashboard):
         controls = W.VBox([self.picker.widget, W.HBox([self.seed, self.r, self.measure]), self.readout])
         self.widget = W.VBox([self.header(), controls, self.status.widget,
                               W.HBox([self.fd_fig, self.cg_fig, self.k_fig], layout=W.Layout(flex_flow="row wrap"))])
+        self.widget.children += (self.explanation(),)
         self._on_problem()
         self.sync_figures()
 

@@ -24,6 +24,28 @@ MAX_UPLOAD_P = 1000
 class SpectraDashboard(Dashboard):
     title = "Spectra and approximations"
 
+    CAPTIONS = {
+        "spec_fig": "The eigenvalues λ of each chosen matrix, sorted by size, as |λ| on a log axis; open markers "
+                    "are negative eigenvalues (only the Hessian has them: the GGN and the Fishers are positive "
+                    "semi-definite). 'scope' restricts every matrix to one layer's diagonal block.",
+        "slq_fig": "The spectral density estimated without forming the matrix, by stochastic Lanczos quadrature "
+                   "(Lanczos runs from random vectors, Gaussian-smoothed): the way to see a spectrum of a "
+                   "matrix too large to decompose.",
+        "heat_fig": "The exact matrix, the approximation and their difference as heatmaps on one colour scale, "
+                    "over the chosen scope: where the approximation's error sits.",
+    }
+    TRY_THIS = [
+        "Compare the Hessian with the GGN at state initialisation and at trained: the Hessian's negative "
+        "eigenvalues (open markers) shrink as the residuals do.",
+        "Set approx. = kflr, exact = ggn and scope = W1: the difference heatmap shows what the Kronecker "
+        "product misses of the exact layer block (it would be exact for a single sample).",
+        "Set approx. = kfac and then kflr: the Monte-Carlo K-FAC adds sampling noise on top of the "
+        "factorisation's error.",
+        "Tick SLQ density and compare its bumps with the exact eigenvalues above.",
+        "Load a matrix from your own tool under 'your matrix' (a .npy of shape (P, P) in curvlab's flat "
+        "layout) and compare it with the exact GGN.",
+    ]
+
     def __init__(self, **picker):
         super().__init__(**picker)
         st = STYLE
@@ -84,6 +106,7 @@ class SpectraDashboard(Dashboard):
                               W.HBox([self.spec_fig, W.VBox([self.table, self.slq_box])],
                                      layout=W.Layout(flex_flow="row wrap")),
                               self.heat_fig])
+        self.widget.children += (self.explanation(),)
         self._on_problem()
         self.sync_figures()
 

@@ -42,6 +42,23 @@ R2 = np.array([[1.0, 0.0], [1.5, 0.2]])
 class TrajectoriesDashboard(Dashboard):
     title = "Trajectories: Newton, gradient descent and the rest"
 
+    CAPTIONS = {
+        "path_fig": "On the 2-D test functions: each method's iterates on the contours of f, from the same start; "
+                    "'show step' marks iterate k on every path.",
+        "iter_fig": "The loss against the iteration number, per method (log axis): second-order methods take "
+                    "fewer, costlier steps.",
+        "time_fig": "The same runs against wall-clock time, which charges each method for the cost of its steps.",
+    }
+    TRY_THIS = [
+        "On rosenbrock, compare gd with newton: gradient descent zig-zags along the curved valley, Newton "
+        "follows it in a few steps.",
+        "Tick 'reparameterise: w = R w̃': gradient descent's path changes with the coordinates, Newton's does "
+        "not (Newton's method is affine-invariant).",
+        "Raise 'lr ×' until gd diverges; the summary reports it instead of failing.",
+        "Switch to network and compare iterations with wall time: natural gradient and K-FAC win per "
+        "iteration; whether they win per second depends on the net.",
+    ]
+
     def __init__(self, mode=None, **picker):
         super().__init__(**picker)
         if mode is None:                    # your own problem is a network: start there
@@ -87,6 +104,7 @@ class TrajectoriesDashboard(Dashboard):
                            W.HBox([self.methods, W.VBox([self.steps, self.lr_scale, self.reparam, self.k])])])
         self.widget = W.VBox([self.header(), controls, self.status.widget, self.summary,
                               W.HBox([self.path_box, self.iter_fig, self.time_fig], layout=W.Layout(flex_flow="row wrap"))])
+        self.widget.children += (self.explanation(),)
         self._on_mode()
         self.sync_figures()
 

@@ -1,6 +1,7 @@
 """Headless: drive each dashboard's widgets from Python and check the figures respond, view-only
 controls hit the cache, and bad input becomes a message while the app keeps working."""
 
+import html
 import subprocess
 import sys
 
@@ -321,3 +322,18 @@ def test_every_picker_dashboard_opens_on_your_own_problem(name):
         cls(problem="moons")
     with pytest.raises(ValueError, match="either problem= or model="):
         cls(problem=p, X=X)
+
+
+def test_every_panel_has_a_caption_and_every_app_a_try_this_list():
+    for name, cls in APPS.items():
+        d = cls()
+        figs = {k: f for k, f in vars(d).items() if isinstance(f, go.FigureWidget)}
+        assert set(figs) == set(cls.CAPTIONS), (name, set(figs) ^ set(cls.CAPTIONS))
+        assert all(len(d.caption(k)) > 60 for k in figs), name
+        assert 3 <= len(cls.TRY_THIS) <= 5, name
+        shown = [w for w in walk(d.widget) if isinstance(w, W.HTML) and "What you see" in w.value]
+        assert len(shown) == 1, name
+        for k, f in figs.items():          # each panel's title and caption are on the page
+            assert html.escape(d.panel_label(k)) in shown[0].value, (name, k)
+            assert html.escape(d.caption(k)) in shown[0].value, (name, k)
+        assert "Try this" in shown[0].value and "mathjax" not in shown[0].value.lower()
