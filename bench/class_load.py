@@ -141,27 +141,31 @@ def memory_mb(pid):
     return total / 1024
 
 
-PROBE = "'curvlab.dashboards' in __import__('sys').modules"
+PROBE = ("(lambda m: m is not None and m.waiting)"
+         "(__import__('sys').modules.get('curvlab.dashboards.links'))")
 
 
 def has_run_app(connection_file, timeout=1.0):
-    """Whether the kernel of `connection_file` has run its app's code cell. A silent probe on the
-    kernel's shell channel is served only between cells, and every app is one code cell whose
-    first line imports curvlab.dashboards: a reply saying it is imported means the cell is done.
-    False while the kernel is still busy with the cell, or not yet started."""
+    """Whether the kernel of `connection_file` has run its app and waits for its visitor: every
+    app builds its dashboard in one cell, then waits in `query_string()` for the request, which
+    sets `curvlab.dashboards.links.waiting`. The probe goes through the control channel, which
+    ipykernel serves while the shell is busy. False while the kernel is still starting or
+    building the app."""
     import jupyter_client
     kc = jupyter_client.BlockingKernelClient(connection_file=str(connection_file))
     kc.load_connection_file()
-    kc.start_channels(iopub=False, stdin=False, hb=False, control=False)
+    kc.start_channels(shell=False, iopub=False, stdin=False, hb=False, control=True)
     try:
-        msg_id = kc.execute("", silent=True, store_history=False, user_expressions={"done": PROBE})
+        msg = kc.session.msg("execute_request", dict(code="", silent=True, store_history=False, allow_stdin=False,
+                                                     stop_on_error=False, user_expressions={"done": PROBE}))
+        kc.control_channel.send(msg)
         deadline = time.time() + timeout
         while time.time() < deadline:
             try:
-                reply = kc.get_shell_msg(timeout=max(deadline - time.time(), 0.01))
-            except Exception:   # queue.Empty: still busy
+                reply = kc.control_channel.get_msg(timeout=max(deadline - time.time(), 0.01))
+            except Exception:   # queue.Empty: not started yet
                 return False
-            if reply["parent_header"].get("msg_id") == msg_id:
+            if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
                 done = reply["content"].get("user_expressions", {}).get("done", {})
                 return done.get("data", {}).get("text/plain") == "True"
         return False

@@ -1,11 +1,13 @@
 """Interactive dashboards (ipywidgets + plotly FigureWidget), one module per app.
 
 Each class builds its widgets and figures once; `.widget` is the thing to display. The logic
-lives here so headless tests can drive it; the Voila apps in apps/ only build and show one.
+lives here so headless tests can drive it; the Voila apps in apps/ only build and show one,
+then apply the view in the page's link (`app.apply_query(query_string())`, see `links`).
 """
 
 from .beyond import BeyondDashboard
 from .damping import DampingDashboard
+from .links import query_string
 from .landscape import LandscapeDashboard
 from .products import ProductsDashboard
 from .spectra import SpectraDashboard

@@ -412,7 +412,7 @@ class Dashboard:
 
         Since plotly 6 a FigureWidget sends later changes as one-off messages, which a view that
         does not exist yet never receives (plotly.py issue 4998): the first draw, done before the
-        dashboard is displayed, would be lost. Each dashboard calls this at the end of __init__.
+        dashboard is displayed, would be lost. Called by `finish()`, at the end of each dashboard's __init__.
         """
         import copy
         for fig in vars(self).values():
@@ -422,6 +422,23 @@ class Dashboard:
 
     def header(self):
         return W.HTML(f"<h3 style='margin:4px 0'>{html.escape(self.title)}</h3>")
+
+    def apply_query(self, qs):
+        """Set the view from a URL query string (`links` module); a list of problems, shown."""
+        from .links import apply_query
+        return apply_query(self, qs)
+
+    def link(self):
+        """The query string of the current view (every view control)."""
+        from .links import link
+        return link(self)
+
+    def finish(self):
+        """Add the 'link to this view' row and the explanations under the dashboard, and sync the
+        figures' first draw; each dashboard calls this at the end of __init__."""
+        from .links import link_box
+        self.widget.children += (link_box(self), self.explanation())
+        self.sync_figures()
 
     # What each panel shows (keyed by the figure's attribute name) and a few guided experiments:
     # data beside each dashboard's code, so a test can check every figure has its caption.

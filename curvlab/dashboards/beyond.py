@@ -123,9 +123,8 @@ class BeyondDashboard(Dashboard):
                               self.status.widget, W.HBox([self.relax_fig, self.err_fig],
                                                          layout=W.Layout(flex_flow="row wrap")),
                               self.table])
-        self.widget.children += (self.explanation(),)
         self._on_system()
-        self.sync_figures()
+        self.finish()
 
     @guarded
     def _on_system(self, change=None):

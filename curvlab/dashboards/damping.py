@@ -100,9 +100,8 @@ class DampingDashboard(Dashboard):
                               W.HBox([self.filter_fig, self.angle_fig], layout=W.Layout(flex_flow="row wrap")),
                               W.HBox([self.decrease_fig, self.plane_fig], layout=W.Layout(flex_flow="row wrap")),
                               self.lm_fig])
-        self.widget.children += (self.explanation(),)
         self._on_problem()
-        self.sync_figures()
+        self.finish()
 
     # the math at w, once per (problem, kind) ---------------------------------------------------
     def _state(self):

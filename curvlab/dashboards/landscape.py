@@ -91,9 +91,8 @@ class LandscapeDashboard(Dashboard):
         self.plane_box = W.Box([self.contour_fig])
         self.widget = W.VBox([self.header(), controls, self.status.widget,
                               W.HBox([self.line_fig, self.plane_box], layout=W.Layout(flex_flow="row wrap"))])
-        self.widget.children += (self.explanation(),)
         self._on_problem()
-        self.sync_figures()
+        self.finish()
 
     # ---- computations (cached by their inputs) --------------------------------------------
     def _problem(self):

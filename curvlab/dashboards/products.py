@@ -137,9 +137,8 @@ class ProductsDashboard(Dashboard):
         controls = W.VBox([self.picker.widget, W.HBox([self.seed, self.r, self.measure]), self.readout])
         self.widget = W.VBox([self.header(), controls, self.status.widget,
                               W.HBox([self.fd_fig, self.cg_fig, self.k_fig], layout=W.Layout(flex_flow="row wrap"))])
-        self.widget.children += (self.explanation(),)
         self._on_problem()
-        self.sync_figures()
+        self.finish()
 
     def _fd(self):
         def make():

@@ -106,9 +106,8 @@ class SpectraDashboard(Dashboard):
                               W.HBox([self.spec_fig, W.VBox([self.table, self.slq_box])],
                                      layout=W.Layout(flex_flow="row wrap")),
                               self.heat_fig])
-        self.widget.children += (self.explanation(),)
         self._on_problem()
-        self.sync_figures()
+        self.finish()
 
     def _matrix(self, kind):
         if kind == "yours":

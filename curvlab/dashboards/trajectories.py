@@ -104,9 +104,8 @@ class TrajectoriesDashboard(Dashboard):
                            W.HBox([self.methods, W.VBox([self.steps, self.lr_scale, self.reparam, self.k])])])
         self.widget = W.VBox([self.header(), controls, self.status.widget, self.summary,
                               W.HBox([self.path_box, self.iter_fig, self.time_fig], layout=W.Layout(flex_flow="row wrap"))])
-        self.widget.children += (self.explanation(),)
         self._on_mode()
-        self.sync_figures()
+        self.finish()
 
     # objective and runs ---------------------------------------------------------------------------
     def _objective(self):

@@ -136,7 +136,7 @@ def test_trajectories_app(page, voila_url):
     open_app(page, voila_url, "trajectories", 3)
     assert_no_errors(page)
     before = plot_data(page, "paths", 1, "x")          # gradient descent's path
-    page.get_by_text("reparameterise").click()
+    page.locator(".widget-checkbox").get_by_text("reparameterise").click()
     wait_changed(page, "paths", 1, "x", before)
     before_k = plot_data(page, "paths", 13, "x")       # the 'step k' markers
     set_readout(page, "show step", 5)

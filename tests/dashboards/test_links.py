@@ -1,0 +1,59 @@
+"""Shareable links, headless: control names, applying a query string, the link of a view and
+its round trip, and bad input as a message."""
+
+import pytest
+
+from curvlab.dashboards import APPS, DampingDashboard, LandscapeDashboard, TrajectoriesDashboard
+from curvlab.dashboards.links import key, link_box, view_controls
+
+
+@pytest.mark.parametrize("description,name", [("data", "data"), ("damping η", "damping"), ("lr × ", "lr"),
+                                              ("step r", "step-r"), ("SLQ density (matrix-free)", "slq-density"),
+                                              ("reparameterise: w = R w̃ (affine)", "reparameterise"),
+                                              ("approx.", "approx"), ("σ", "sigma")])
+def test_control_names(description, name):
+    assert key(description) == name
+
+
+def test_every_app_names_its_view_controls_uniquely():
+    for name, cls in APPS.items():
+        d = cls()
+        names = list(view_controls(d))
+        assert len(names) == len(set(names)) >= 2, name
+        assert all(n and n == n.lower() for n in names), name
+
+
+def test_a_query_sets_controls_picker_first_and_the_view_follows():
+    d = LandscapeDashboard()
+    assert d.apply_query("?span=2.5&data=moons&layer=W2&models=hessian,kfac&d2=none") == []
+    assert (d.picker.dataset.value, d.layer.label, d.span.value) == ("moons", "W2", 2.5)
+    assert d.models.value == ("hessian", "kfac") and d.d2.value == "none"
+    assert d.line_fig.data[0].x[-1] == 2.5                          # recomputed for the view
+    assert d.status.error is None
+
+
+def test_the_link_round_trips_and_carries_only_changes():
+    d = DampingDashboard()
+    box = link_box(d)
+    d.eta.value, d.kind.value = 0.1, "hessian"
+    box.children[0].click()
+    href = box.children[1].value.split('href="')[1].split('"')[0]
+    assert href.startswith("?") and "damping=0.1" in href and "matrix=hessian" in href and "data=" not in href
+    e = DampingDashboard()
+    assert e.apply_query(href.replace("&amp;", "&")) == []
+    assert (e.eta.value, e.kind.value) == (0.1, "hessian")
+    t = TrajectoriesDashboard()                      # a whole link (every control) also round-trips
+    t.apply_query("on=network&methods=gd,newton&lr=0.5&reparameterise=1")
+    u = TrajectoriesDashboard()
+    u.apply_query(t.link())
+    assert {k: w.value for k, w in view_controls(u).items()} == {k: w.value for k, w in view_controls(t).items()}
+
+
+def test_bad_values_are_one_message_and_keep_the_defaults():
+    d = LandscapeDashboard()
+    problems = d.apply_query("span=9&points=abc&d1=sideways&colour=red&seed=3")
+    assert len(problems) == 4 and d.seed.value == 3                 # the good one applied
+    assert (d.span.value, d.n.value, d.d1.value) == (1.0, 31, "filter")
+    msg = d.status.error
+    assert "unknown control 'colour'" in msg and "span='9' is outside [0.05, 5]" in msg
+    assert "points='abc' is not a whole number" in msg and "d1='sideways' is not one of" in msg
