@@ -5,6 +5,7 @@ import contextlib
 import functools
 import html
 import os
+import re
 import sys
 import time
 import traceback
@@ -120,6 +121,9 @@ def _merged_template(default):
     return merged
 
 
+EXPORT_WIDTH = 1600       # pixels of a saved figure: wide enough for a slide
+
+
 class FigureWidget(_PlotlyFigureWidget):
     """plotly's FigureWidget, sharing one copy of plotly.js per page (see above), with curvlab's
     axis template laid over plotly's default."""
@@ -131,6 +135,15 @@ class FigureWidget(_PlotlyFigureWidget):
         if self.layout.template.layout.xaxis.exponentformat is None:     # not set by the caller
             import plotly.io as pio
             self.layout.template = _merged_template(pio.templates.default)
+        # the mode bar's camera saves a PNG at slide resolution (plotly.js renders it in the page)
+        w, h = self.layout.width or 700, self.layout.height or 450
+        title = (self.layout.title.text or "figure") if self.layout.title else "figure"
+        # (and no "share chart" button: it would send the data to an outside service)
+        self._config = {**self._config, "displaylogo": False, "showSendToCloud": False,
+                        "showEditInChartStudio": False, "modeBarButtonsToRemove": ["sendDataToCloud"],
+                        "toImageButtonOptions": dict(
+            format="png", width=EXPORT_WIDTH, height=round(EXPORT_WIDTH * h / w), scale=1,
+            filename="curvlab-" + ("-".join(re.findall(r"[a-z0-9]+", title.lower())[:6]) or "figure"))}
         if _FULL_ESM is None:                              # unadapted plotly: its own module
             return
         carrier = FigureWidget._carrier() if FigureWidget._carrier is not None else None
@@ -434,11 +447,58 @@ class Dashboard:
         return link(self)
 
     def finish(self):
-        """Add the 'link to this view' row and the explanations under the dashboard, and sync the
-        figures' first draw; each dashboard calls this at the end of __init__."""
+        """Add the 'link to this view' and 'numbers as CSV' row and the explanations under the
+        dashboard, and sync the figures' first draw; each dashboard calls this at the end of
+        __init__."""
         from .links import link_box
-        self.widget.children += (link_box(self), self.explanation())
+        self.widget.children += (W.HBox([link_box(self), self.csv_box()], layout=W.Layout(flex_flow="row wrap")),
+                                 self.explanation())
         self.sync_figures()
+
+    def numbers_csv(self):
+        """Every plotted number, as CSV text in long form: panel, trace, point index, x, y, z (a
+        grid's z row by row, with its x and y)."""
+        import csv
+        import io
+        out = io.StringIO()
+        rows = csv.writer(out, lineterminator="\n")
+        rows.writerow(["panel", "trace", "i", "x", "y", "z"])
+        for name, fig in vars(self).items():
+            if not isinstance(fig, go.FigureWidget):
+                continue
+            panel = fig.layout.title.text or name
+            for t in fig.data:
+                if t.visible is False:
+                    continue
+                z = getattr(t, "z", None)
+                if z is not None and np.ndim(z) == 2:
+                    Z = np.asarray(z, dtype=float)
+                    xs = np.arange(Z.shape[1]) if t.x is None else np.asarray(t.x)
+                    ys = np.arange(Z.shape[0]) if t.y is None else np.asarray(t.y)
+                    for i, (r, c) in enumerate(np.ndindex(*Z.shape)):
+                        rows.writerow([panel, t.name, i, xs[c], ys[r], repr(float(Z[r, c]))])
+                    continue
+                x, y = getattr(t, "x", None), getattr(t, "y", None)
+                if y is None:
+                    continue
+                x = np.arange(len(y)) if x is None else x
+                for i, (a, b) in enumerate(zip(x, y)):
+                    rows.writerow([panel, t.name, i, a, b, ""])
+        return out.getvalue()
+
+    def csv_box(self):
+        """A 'numbers as CSV' button and the download link it makes from the current results."""
+        import base64
+        button = W.Button(description="numbers as CSV", layout=W.Layout(width="150px"))
+        out = W.HTML()
+
+        def write(_=None):
+            data = base64.b64encode(self.numbers_csv().encode()).decode()
+            name = "curvlab-" + "-".join(re.findall(r"[a-z0-9]+", type(self).__name__.lower().removesuffix("dashboard")))
+            out.value = (f"<a download=\"{name}.csv\" href=\"data:text/csv;base64,{data}\">{name}.csv</a> "
+                         f"<span style='color:#555'>({len(data) * 3 // 4:,} bytes)</span>")
+        button.on_click(write)
+        return W.HBox([button, out])
 
     # What each panel shows (keyed by the figure's attribute name) and a few guided experiments:
     # data beside each dashboard's code, so a test can check every figure has its caption.

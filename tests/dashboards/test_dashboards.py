@@ -337,3 +337,16 @@ def test_every_panel_has_a_caption_and_every_app_a_try_this_list():
             assert html.escape(d.panel_label(k)) in shown[0].value, (name, k)
             assert html.escape(d.caption(k)) in shown[0].value, (name, k)
         assert "Try this" in shown[0].value and "mathjax" not in shown[0].value.lower()
+
+
+def test_the_numbers_csv_holds_what_is_plotted_and_figures_save_at_slide_width(landscape):
+    import csv
+    import io
+    rows = list(csv.DictReader(io.StringIO(landscape.numbers_csv())))
+    loss = [r for r in rows if r["panel"].startswith("1-D slice") and r["trace"] == "loss"]
+    np.testing.assert_array_equal([float(r["y"]) for r in loss], landscape.line_fig.data[0].y)
+    grid = [r for r in rows if r["panel"].startswith("2-D slice: loss") and r["trace"] == "loss"]
+    assert len(grid) == np.size(landscape.contour_fig.data[0].z)
+    for f in (landscape.line_fig, landscape.contour_fig):
+        opts = f._config["toImageButtonOptions"]
+        assert opts["format"] == "png" and opts["width"] >= 1600 and not f._config["showSendToCloud"]

@@ -1,0 +1,35 @@
+"""Saving for slides, in a real browser: a figure's PNG from plotly's mode bar (rendered in the
+page, at slide width) and the app's numbers as CSV, both through the page's own downloads."""
+
+import csv
+import io
+import struct
+
+from .test_apps import open_app
+
+
+def test_a_figure_saves_as_a_slide_sized_png(page, voila_url):
+    open_app(page, voila_url, "landscape", 2)
+    plot = page.locator(".js-plotly-plot").first
+    plot.hover()
+    with page.expect_download(timeout=60_000) as download:
+        plot.locator(".modebar-btn[data-title*='png' i]").click()
+    data = open(download.value.path(), "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])             # the IHDR chunk
+    assert width >= 1600 and height > 800, (width, height)
+    assert download.value.suggested_filename.startswith("curvlab-")
+
+
+def test_the_numbers_download_as_csv(page, voila_url):
+    open_app(page, voila_url, "damping", 5)
+    page.get_by_role("button", name="numbers as CSV").click()
+    link = page.locator("a[download$='.csv']")
+    link.wait_for(timeout=30_000)
+    with page.expect_download(timeout=60_000) as download:
+        link.click()
+    rows = list(csv.reader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
+    assert rows[0] == ["panel", "trace", "i", "x", "y", "z"] and len(rows) > 100
+    panels = {r[0] for r in rows[1:]}
+    assert any(p.startswith("filter factor") for p in panels) and any(p.startswith("angle") for p in panels)
+    assert all(float(r[4]) == float(r[4]) for r in rows[1:50])   # numbers, not NaN text
