@@ -361,17 +361,47 @@ class Status:
         return _Busy()
 
 
+PLACEHOLDER, STALE = "curvlab-placeholder", "curvlab-stale"
+
+
+def overlay(fig, text, name):
+    """Veil figure `fig` with a translucent sheet and a centred note (a placeholder saying what to
+    press, or a mark that the plot is not current); `name` tags them for `clear_overlay`."""
+    clear_overlay(fig, name)
+    with fig.batch_update():
+        fig.add_shape(type="rect", xref="paper", yref="paper", x0=0, x1=1, y0=0, y1=1, layer="above",
+                      fillcolor="rgba(255,255,255,0.8)", line=dict(width=0), name=name)
+        fig.add_annotation(text=text, xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False,
+                           font=dict(size=14, color="#5c4400"), bgcolor="#fff3cd", name=name)
+
+
+def clear_overlay(fig, name):
+    if any(s.name == name for s in fig.layout.shapes) or any(a.name == name for a in fig.layout.annotations):
+        with fig.batch_update():
+            fig.layout.shapes = [s for s in fig.layout.shapes if s.name != name]
+            fig.layout.annotations = [a for a in fig.layout.annotations if a.name != name]
+
+
 def guarded(method):
     """Run a dashboard callback; any exception becomes a message in the status line (with the
-    traceback kept on `self.last_traceback` for debugging), never a traceback in the page."""
+    traceback kept on `self.last_traceback` for debugging), never a traceback in the page, and
+    every figure is marked as not current until a callback succeeds again."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         try:
-            return method(self, *args, **kwargs)
+            out = method(self, *args, **kwargs)
         except Exception as exc:  # noqa: BLE001 — the app must keep working whatever happened
             self.last_traceback = traceback.format_exc()
             self.status.fail(exc)
+            for fig in self.figures():
+                overlay(fig, "not current: see the message above", STALE)
+            self.failed = True
             return None
+        if getattr(self, "failed", False):
+            for fig in self.figures():
+                clear_overlay(fig, STALE)
+            self.failed = False
+        return out
     return wrapper
 
 
@@ -435,6 +465,9 @@ class Dashboard:
 
     def header(self):
         return W.HTML(f"<h3 style='margin:4px 0'>{html.escape(self.title)}</h3>")
+
+    def figures(self):
+        return [f for f in vars(self).values() if isinstance(f, go.FigureWidget)]
 
     def apply_query(self, qs):
         """Set the view from a URL query string (`links` module); a list of problems, shown."""

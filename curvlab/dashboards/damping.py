@@ -8,7 +8,8 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import STYLE, Dashboard, FigureWidget, guarded, kind_menu, log_slider
+from ._common import (PLACEHOLDER, STYLE, Dashboard, FigureWidget, clear_overlay, guarded, kind_menu, log_slider,
+                      overlay)
 
 KINDS = ["ggn"] + [k for k in kind_menu() if k != "ggn"]
 ETAS = np.logspace(-6, 2, 81)
@@ -89,6 +90,8 @@ class DampingDashboard(Dashboard):
                              yaxis2=dict(title="ρ", overlaying="y", side="right", range=[-0.5, 1.5], type="linear",
                                         tickmode="auto", nticks=5, showgrid=False), **lay))
 
+        self.lm_for = None
+        overlay(self.lm_fig, "press “run Levenberg–Marquardt” to fill this panel", PLACEHOLDER)
         self.picker.observe(self._on_problem)
         self.kind.observe(self._on_problem, names="value")
         self.eta.observe(self._on_eta, names="value")
@@ -132,6 +135,8 @@ class DampingDashboard(Dashboard):
 
     @guarded
     def _on_problem(self, change=None):
+        if self.lm_for is not None and self.lm_for != (self.picker.value, self.kind.value):
+            overlay(self.lm_fig, "run for other settings: press “run Levenberg–Marquardt”", PLACEHOLDER)
         with self.status.busy(f"eigendecomposition of the {self.kind.value} and the loss plane"):
             s = self._state()
         a = np.linspace(-s["span"], s["span"], 41)
@@ -188,7 +193,8 @@ class DampingDashboard(Dashboard):
             tr = self.cache.get(("lm", self.picker.value, kind, steps, self.eta.value), lambda: cl.optim.minimize(
                 s["problem"], s["w"], method, steps=steps, damping=self.eta.value, adapt_damping=True,
                 **({} if method in ("gauss_newton", "natural_gradient") else {"ema": 0.0, "tikhonov": False})))
-        self._lm = tr
+        self._lm, self.lm_for = tr, (self.picker.value, kind)
+        clear_overlay(self.lm_fig, PLACEHOLDER)
         k = np.arange(len(tr.losses))
         with self.lm_fig.batch_update():
             self.lm_fig.data[0].x, self.lm_fig.data[0].y = k[1:], tr.dampings[1:]

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import STYLE, FigureWidget, Dashboard, guarded
+from ._common import PLACEHOLDER, STYLE, Dashboard, FigureWidget, clear_overlay, guarded, overlay
 
 R_GRID = np.logspace(-12, 0, 49)
 CG_STEPS = [1, 2, 5, 10, 20, 50, 100]
@@ -130,6 +130,9 @@ class ProductsDashboard(Dashboard):
         self.cg_fig = _cost_figure("G·v products: cost against CG steps", "CG steps (products)", "seconds", lay)
         self.k_fig = _cost_figure("G·v products: cost against outputs K", "outputs K", "seconds per product", lay)
 
+        self.measured_for = None
+        for fig in (self.cg_fig, self.k_fig):
+            overlay(fig, "press “measure Lin's two products” to fill this panel", PLACEHOLDER)
         self.picker.observe(self._on_problem)
         self.seed.observe(self._on_problem, names="value")
         self.r.observe(self._on_r, names="value")
@@ -153,6 +156,9 @@ class ProductsDashboard(Dashboard):
 
     @guarded
     def _on_problem(self, change=None):
+        if self.measured_for is not None and self.measured_for != self.picker.value:
+            for fig in (self.cg_fig, self.k_fig):
+                overlay(fig, "measured for another problem: press “measure Lin's two products”", PLACEHOLDER)
         with self.status.busy(f"exact Hv and {2 * len(R_GRID)} finite-difference Hv"):
             *_, err = self._fd()
         with self.fd_fig.batch_update():
@@ -187,4 +193,6 @@ class ProductsDashboard(Dashboard):
             for i, m in enumerate(("jacobian", "rop")):
                 self.k_fig.data[i].x, self.k_fig.data[i].y = kk["outputs"], kk[m][0]
                 self.k_fig.data[2 + i].x, self.k_fig.data[2 + i].y = kk["outputs"], kk[m][1] / 1e6
-        self.last_measurement = (cg, kk)
+        self.last_measurement, self.measured_for = (cg, kk), self.picker.value
+        for fig in (self.cg_fig, self.k_fig):
+            clear_overlay(fig, PLACEHOLDER)

@@ -350,3 +350,34 @@ def test_the_numbers_csv_holds_what_is_plotted_and_figures_save_at_slide_width(l
     for f in (landscape.line_fig, landscape.contour_fig):
         opts = f._config["toImageButtonOptions"]
         assert opts["format"] == "png" and opts["width"] >= 1600 and not f._config["showSendToCloud"]
+
+
+def _notes(fig, name):
+    return [a.text for a in fig.layout.annotations if a.name == name]
+
+
+def test_a_failed_computation_marks_every_plot_not_current_until_the_next_success(landscape):
+    from curvlab.dashboards._common import STALE
+    d = landscape
+    d.picker.dataset.value = "regression1d"                       # with cross-entropy: impossible
+    assert "pick the mse loss" in d.status.error
+    assert all(_notes(f, STALE) == ["not current: see the message above"] for f in d.figures())
+    d.picker.loss.value = "mse"
+    assert d.status.error is None and not any(_notes(f, STALE) for f in d.figures())
+    d.picker.dataset.value, d.picker.loss.value = "spirals", "cross_entropy"
+
+
+def test_panels_that_need_a_button_say_so_and_say_when_they_are_out_of_date():
+    from curvlab.dashboards._common import PLACEHOLDER
+    p = ProductsDashboard()
+    assert all("press “measure" in n for f in (p.cg_fig, p.k_fig) for n in _notes(f, PLACEHOLDER))
+    p._on_measure()
+    assert not _notes(p.cg_fig, PLACEHOLDER) and not _notes(p.k_fig, PLACEHOLDER)
+    p.picker.dataset.value = "moons"
+    assert _notes(p.cg_fig, PLACEHOLDER) == ["measured for another problem: press “measure Lin's two products”"]
+    d = DampingDashboard()
+    assert _notes(d.lm_fig, PLACEHOLDER) == ["press “run Levenberg–Marquardt” to fill this panel"]
+    d._on_lm()
+    assert not _notes(d.lm_fig, PLACEHOLDER)
+    d.kind.value = "kflr"
+    assert _notes(d.lm_fig, PLACEHOLDER) == ["run for other settings: press “run Levenberg–Marquardt”"]
