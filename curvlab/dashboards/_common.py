@@ -122,6 +122,7 @@ def _merged_template(default):
 
 
 EXPORT_WIDTH = 1600       # pixels of a saved figure: wide enough for a slide
+PRESENTATION_FONT = 24    # plotly's default is 12
 
 
 class FigureWidget(_PlotlyFigureWidget):
@@ -265,7 +266,8 @@ class ProblemPicker:
         self.dataset = W.Dropdown(options=list(DATASETS), value=dataset, description="data", layout=lay, style=style)
         self.arch = W.Dropdown(options=list(ARCHITECTURES), value=arch, description="hidden", layout=lay, style=style)
         self.activation = W.Dropdown(options=ACTIVATIONS, value=activation, description="activation", layout=lay, style=style)
-        self.loss = W.Dropdown(options=LOSSES, value=loss, description="loss", layout=lay, style=style)
+        self.loss = W.Dropdown(options=LOSSES, value=loss, description="loss", layout=W.Layout(width="200px"),
+                               style=style)                 # wide enough for 'cross_entropy
         self.state = W.Dropdown(options=list(STATES), value=state, description="state", layout=W.Layout(width="220px"), style=style)
         self.controls = [self.dataset, self.arch, self.activation, self.loss, self.state]
         self.widget = W.HBox(self.controls, layout=W.Layout(flex_flow="row wrap"))
@@ -484,9 +486,32 @@ class Dashboard:
         dashboard, and sync the figures' first draw; each dashboard calls this at the end of
         __init__."""
         from .links import link_box
-        self.widget.children += (W.HBox([link_box(self), self.csv_box()], layout=W.Layout(flex_flow="row wrap")),
+        self.widget.children += (W.HBox([self.presentation_toggle(), link_box(self), self.csv_box()],
+                                        layout=W.Layout(flex_flow="row wrap")),
                                  self.explanation())
         self.sync_figures()
+
+    def presentation_toggle(self):
+        """A 'presentation' toggle: every figure's fonts, lines and markers twice as large (for a
+        projector), and back."""
+        toggle = W.ToggleButton(value=False, description="presentation", tooltip="fonts and lines ×2",
+                                layout=W.Layout(width="130px"))
+
+        def scale(change):
+            factor = 2.0 if change["new"] else 0.5
+            for fig in self.figures():
+                with fig.batch_update():
+                    fig.layout.font.size = PRESENTATION_FONT if change["new"] else None
+                    fig.layout.title.font.size = int(PRESENTATION_FONT * 1.2) if change["new"] else None
+                    for t in fig.data:
+                        line, marker = getattr(t, "line", None), getattr(t, "marker", None)
+                        if line is not None and "width" in line:
+                            line.width = (line.width or 2) * factor
+                        if marker is not None and "size" in marker and np.ndim(marker.size) == 0:
+                            marker.size = (marker.size or 6) * factor
+        toggle.observe(scale, names="value")
+        self.presentation = toggle
+        return toggle
 
     def numbers_csv(self):
         """Every plotted number, as CSV text in long form: panel, trace, point index, x, y, z (a

@@ -33,3 +33,13 @@ def test_the_numbers_download_as_csv(page, voila_url):
     panels = {r[0] for r in rows[1:]}
     assert any(p.startswith("filter factor") for p in panels) and any(p.startswith("angle") for p in panels)
     assert all(float(r[4]) == float(r[4]) for r in rows[1:50])   # numbers, not NaN text
+
+
+def test_the_presentation_toggle_enlarges_the_figures_text(page, voila_url):
+    open_app(page, voila_url, "spectra", 3)
+    size = "() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(e => e._fullLayout.font.size)"
+    assert set(page.evaluate(size)) == {12}
+    page.get_by_role("button", name="presentation").click()
+    page.wait_for_function(f"() => ({size})().every(s => s === 24)", timeout=30_000)
+    tick = page.locator(".js-plotly-plot .xtick text").first
+    assert float(tick.evaluate("t => parseFloat(getComputedStyle(t).fontSize)")) >= 20

@@ -381,3 +381,17 @@ def test_panels_that_need_a_button_say_so_and_say_when_they_are_out_of_date():
     assert not _notes(d.lm_fig, PLACEHOLDER)
     d.kind.value = "kflr"
     assert _notes(d.lm_fig, PLACEHOLDER) == ["run for other settings: press “run Levenberg–Marquardt”"]
+
+
+def test_presentation_doubles_fonts_and_lines_and_goes_back():
+    for name, cls in APPS.items():
+        d = cls()
+        figs = d.figures()
+        widths = [[t.line.width for t in f.data if getattr(t, "line", None) is not None] for f in figs]
+        d.presentation.value = True
+        assert all(f.layout.font.size == 24 for f in figs), name
+        for f, before in zip(figs, widths):
+            after = [t.line.width for t in f.data if getattr(t, "line", None) is not None]
+            assert all(a == 2 * (b or 2) for a, b in zip(after, before)), name
+        d.presentation.value = False
+        assert all(f.layout.font.size is None for f in figs), name
