@@ -71,7 +71,7 @@ def _text(w):
         return ",".join(w.label)
     if isinstance(w, (W.Dropdown, W.ToggleButtons, W.SelectionSlider, W.RadioButtons)):
         return str(w.label)
-    if isinstance(w, W.Checkbox):
+    if isinstance(w, (W.Checkbox, W.ToggleButton)):
         return "1" if w.value else "0"
     if isinstance(w, (W.FloatLogSlider, W.FloatSlider, W.FloatText, W.BoundedFloatText)):
         return f"{w.value:.6g}"
@@ -92,7 +92,7 @@ def _value(w, text):
         if text not in labels:
             raise ValueError(f"not one of {labels}")
         return ("index", labels.index(text))
-    if isinstance(w, W.Checkbox):
+    if isinstance(w, (W.Checkbox, W.ToggleButton)):
         if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
             raise ValueError("not 1/0 or true/false")
         return ("value", text.lower() in ("1", "true", "yes", "on"))

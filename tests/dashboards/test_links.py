@@ -43,7 +43,8 @@ def test_the_link_round_trips_and_carries_only_changes():
     assert e.apply_query(href.replace("&amp;", "&")) == []
     assert (e.eta.value, e.kind.value) == (0.1, "hessian")
     t = TrajectoriesDashboard()                      # a whole link (every control) also round-trips
-    t.apply_query("on=network&methods=gd,newton&lr=0.5&reparameterise=1")
+    t.apply_query("on=network&methods=gd,newton&lr=0.5&reparameterise=1&presentation=1")
+    assert t.presentation.value and t.reparam.value
     u = TrajectoriesDashboard()
     u.apply_query(t.link())
     assert {k: w.value for k, w in view_controls(u).items()} == {k: w.value for k, w in view_controls(t).items()}
