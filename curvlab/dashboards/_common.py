@@ -486,10 +486,10 @@ class Dashboard:
         dashboard, and sync the figures' first draw; each dashboard calls this at the end of
         __init__."""
         from .links import link_box
-        self.widget.children += (W.HBox([self.presentation_toggle(), link_box(self), self.csv_box()],
-                                        layout=W.Layout(flex_flow="row wrap")),
-                                 self.explanation())
-        self.sync_figures()
+        row = W.HBox([self.presentation_toggle()], layout=W.Layout(flex_flow="row wrap"))
+        self.widget.children += (row, self.explanation())
+        row.children += (link_box(self), self.csv_box())    # after every control is on the page:
+        self.sync_figures()                                  # the link's defaults include them all
 
     def presentation_toggle(self):
         """A 'presentation' toggle: every figure's fonts, lines and markers twice as large (for a

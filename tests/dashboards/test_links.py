@@ -1,6 +1,7 @@
 """Shareable links, headless: control names, applying a query string, the link of a view and
 its round trip, and bad input as a message."""
 
+import ipywidgets as W
 import pytest
 
 from curvlab.dashboards import APPS, DampingDashboard, LandscapeDashboard, TrajectoriesDashboard
@@ -30,6 +31,18 @@ def test_a_query_sets_controls_picker_first_and_the_view_follows():
     assert d.models.value == ("hessian", "kfac") and d.d2.value == "none"
     assert d.line_fig.data[0].x[-1] == 2.5                          # recomputed for the view
     assert d.status.error is None
+
+
+def test_the_default_view_links_to_no_change():
+    for name, cls in APPS.items():
+        d = cls()
+        row = next(w for w in d.widget.children if isinstance(w, W.HBox) and any(
+            isinstance(c, W.HBox) and any(getattr(b, "description", "") == "link to this view" for b in c.children)
+            for c in w.children))
+        box = next(c for c in row.children if isinstance(c, W.HBox) and any(
+            getattr(b, "description", "") == "link to this view" for b in c.children))
+        box.children[0].click()
+        assert "(the default view)" in box.children[1].value, (name, box.children[1].value)
 
 
 def test_the_link_round_trips_and_carries_only_changes():
