@@ -53,7 +53,8 @@ def _plotly_bundle(src=None):
     return src.replace(exports, exports + f"\n{_SLOT}.r(j4t);\n")
 
 
-_FULL_ESM = _plotly_bundle()
+_PATCHED = _plotly_bundle()       # the patched bundle's text, or None (plotly's own widget then)
+_FULL_ESM = _PATCHED
 _SMALL_ESM = f"const factory = await {_SLOT}.p;\nexport default factory;\n"
 STATIC_BUNDLE = "_static/plotly-widget.js"
 if _FULL_ESM is not None and os.environ.get("CURVLAB_STATIC_PLOTLY") == "1":
@@ -69,7 +70,7 @@ def write_static_bundle(folder):
     """Write the patched plotly widget bundle to folder/_static (for CURVLAB_STATIC_PLOTLY=1)."""
     import pathlib
     import tempfile
-    src = _plotly_bundle()
+    src = _PATCHED
     if src is None:
         return False
     target = pathlib.Path(folder) / STATIC_BUNDLE
@@ -121,6 +122,11 @@ def _merged_template(default):
     return merged
 
 
+def slug(text):
+    """Lower-case ASCII words of `text` joined by '-' (file names, link names)."""
+    return "-".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
 EXPORT_WIDTH = 1600       # pixels of a saved figure: wide enough for a slide
 PRESENTATION_FONT = 24    # plotly's default is 12
 
@@ -144,7 +150,7 @@ class FigureWidget(_PlotlyFigureWidget):
                         "showEditInChartStudio": False, "modeBarButtonsToRemove": ["sendDataToCloud"],
                         "toImageButtonOptions": dict(
             format="png", width=EXPORT_WIDTH, height=round(EXPORT_WIDTH * h / w), scale=1,
-            filename="curvlab-" + ("-".join(re.findall(r"[a-z0-9]+", title.lower())[:6]) or "figure"))}
+            filename="curvlab-" + ("-".join(slug(title).split("-")[:6]) or "figure"))}
         if _FULL_ESM is None:                              # unadapted plotly: its own module
             return
         carrier = FigureWidget._carrier() if FigureWidget._carrier is not None else None
@@ -457,19 +463,23 @@ class Dashboard:
 
         Since plotly 6 a FigureWidget sends later changes as one-off messages, which a view that
         does not exist yet never receives (plotly.py issue 4998): the first draw, done before the
-        dashboard is displayed, would be lost. Called by `finish()`, at the end of each dashboard's __init__.
+        dashboard is displayed, would be lost. Called by `finish()`, at the end of each
+        dashboard's __init__, and after a link has set the view.
         """
         import copy
-        for fig in vars(self).values():
-            if isinstance(fig, go.FigureWidget):
-                fig._widget_data = copy.deepcopy(fig._data)
-                fig._widget_layout = copy.deepcopy(fig._layout_obj._props)
+        for fig in self.figures():
+            fig._widget_data = copy.deepcopy(fig._data)
+            fig._widget_layout = copy.deepcopy(fig._layout_obj._props)
 
     def header(self):
         return W.HTML(f"<h3 style='margin:4px 0'>{html.escape(self.title)}</h3>")
 
+    def named_figures(self):
+        """{attribute name: FigureWidget} of this dashboard, in definition order."""
+        return {k: f for k, f in vars(self).items() if isinstance(f, go.FigureWidget)}
+
     def figures(self):
-        return [f for f in vars(self).values() if isinstance(f, go.FigureWidget)]
+        return list(self.named_figures().values())
 
     def apply_query(self, qs):
         """Set the view from a URL query string (`links` module); a list of problems, shown."""
@@ -521,9 +531,7 @@ class Dashboard:
         out = io.StringIO()
         rows = csv.writer(out, lineterminator="\n")
         rows.writerow(["panel", "trace", "i", "x", "y", "z"])
-        for name, fig in vars(self).items():
-            if not isinstance(fig, go.FigureWidget):
-                continue
+        for name, fig in self.named_figures().items():
             panel = fig.layout.title.text or name
             for t in fig.data:
                 if t.visible is False:
@@ -552,7 +560,7 @@ class Dashboard:
 
         def write(_=None):
             data = base64.b64encode(self.numbers_csv().encode()).decode()
-            name = "curvlab-" + "-".join(re.findall(r"[a-z0-9]+", type(self).__name__.lower().removesuffix("dashboard")))
+            name = "curvlab-" + slug(type(self).__name__.lower().removesuffix("dashboard"))
             out.value = (f"<a download=\"{name}.csv\" href=\"data:text/csv;base64,{data}\">{name}.csv</a> "
                          f"<span style='color:#555'>({len(data) * 3 // 4:,} bytes)</span>")
         button.on_click(write)
@@ -577,7 +585,7 @@ class Dashboard:
     def explanation(self):
         """'What you see' (one caption per figure, under its title) and 'Try this', as two
         collapsible sections of plain HTML (no MathJax: formulas are written in Unicode)."""
-        figs = {k: f for k, f in vars(self).items() if isinstance(f, go.FigureWidget)}
+        figs = self.named_figures()
         missing = sorted(set(figs) - set(self.CAPTIONS))
         if missing:
             raise KeyError(f"{type(self).__name__}: no caption for {missing}")

@@ -18,6 +18,8 @@ import urllib.parse
 
 import ipywidgets as W
 
+from ._common import slug
+
 # True while a preheated kernel waits for its visitor's request (a load test asks for this).
 waiting = False
 
@@ -40,10 +42,8 @@ def query_string():
 def key(description):
     """A control's name in links: 'damping η' -> 'damping', 'step r' -> 'step-r'."""
     head = re.split(r"[:(]", description)[0]
-    words = re.findall(r"[a-z0-9]+", head.lower())
-    if not words:                       # a Greek letter alone: its name ('σ' -> 'sigma')
-        words = re.findall(r"[a-z0-9]+", "".join(GREEK.get(c, c) for c in head.lower()))
-    return "-".join(words)
+    # a Greek letter alone goes by its name ('σ' -> 'sigma')
+    return slug(head) or slug("".join(GREEK.get(c, c) for c in head.lower()))
 
 
 GREEK = {"σ": "sigma", "η": "eta", "λ": "lambda", "ν": "nu", "ρ": "rho", "ε": "epsilon", "α": "alpha"}
