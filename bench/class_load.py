@@ -113,16 +113,23 @@ def widget_client(url, body, timeout=120):
         ws.close()
 
 
-def server_pid(port):
-    """The Voila server listening on `port` (its command line names the port)."""
+def find_process(match, what):
+    """(pid, argument list) of the first process whose argument list satisfies `match`."""
     for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
         try:
-            args = (proc / "cmdline").read_bytes().split(b"\0") if proc.name.isdigit() else []
+            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if b"voila" in args and f"--port={port}".encode() in args:
-            return int(proc.name)
-    raise LookupError(f"no Voila server on port {port}")
+        if match(args):
+            return int(proc.name), args
+    raise LookupError(f"no process for {what}")
+
+
+def server_pid(port):
+    """The Voila server listening on `port` (its command line names the port)."""
+    return find_process(lambda args: "voila" in args and f"--port={port}" in args, f"a Voila server on port {port}")[0]
 
 
 def memory_mb(pid):

@@ -7,12 +7,17 @@ import os
 import pathlib
 import re
 import signal
+import sys
 import time
 
 import jupyter_client
 
+from .conftest import ROOT
 from .test_apps import (ERROR_OUTPUT, assert_no_errors, open_app, plot_data, set_readout,
                         wait_changed)
+
+sys.path.insert(0, str(ROOT / "bench"))
+from class_load import find_process  # noqa: E402
 
 
 def kernel_id(page):
@@ -20,16 +25,14 @@ def kernel_id(page):
     return re.search(r'"kernelId": "([0-9a-f-]{36})"', page.content()).group(1)
 
 
+def kernel_process(kid):
+    """(pid, connection file) of kernel `kid` (its command line names its connection file)."""
+    pid, args = find_process(lambda a: any(x.endswith(f"kernel-{kid}.json") for x in a), f"kernel {kid}")
+    return pid, next(x for x in args if x.endswith(f"kernel-{kid}.json"))
+
+
 def kernel_pid(kid):
-    """The process of kernel `kid` (its command line names its connection file)."""
-    for proc in pathlib.Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if f"kernel-{kid}.json" in (proc / "cmdline").read_bytes().decode(errors="replace"):
-                    return int(proc.name)
-            except OSError:
-                continue
-    raise LookupError(f"no process for kernel {kid}")
+    return kernel_process(kid)[0]
 
 
 def rss_mb(pid):
@@ -41,9 +44,7 @@ def run_in_kernel(kid, code, expression="None"):
     """Execute `code` in kernel `kid` through its connection file (a second client, as a console
     would attach: the way a test looks into or injects a fault into a live app); the value of
     `expression` afterwards, as its repr."""
-    pid = kernel_pid(kid)
-    cmd = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
-    kc = jupyter_client.BlockingKernelClient(connection_file=next(a for a in cmd if a.endswith(f"kernel-{kid}.json")))
+    kc = jupyter_client.BlockingKernelClient(connection_file=kernel_process(kid)[1])
     kc.load_connection_file()
     kc.start_channels()
     try:
