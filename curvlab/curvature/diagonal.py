@@ -66,8 +66,7 @@ class Diagonal:
 def _ggn_diagonal(pt):
     """diag of (1/N) Σₙ Jₙᵀ Bₙ Jₙ, without the L2 term. With weight sharing the per-sample
     gradient entries Σ_t δ_t ā_t are summed over the locations before they are squared."""
-    from .kfac import sqrt_seeds
-    return _squared_rows(pt, pt.backward(sqrt_seeds(pt)))
+    return _squared_rows(pt, pt.backward(pt.sqrt_seeds))
 
 
 def _mc_diagonal(pt, samples, seed):

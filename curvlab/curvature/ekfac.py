@@ -17,7 +17,8 @@ import numpy as np
 
 from .. import engine
 from .._checks import flat_vector, nonnegative
-from .kfac import BlockDiagonalDense, _kflr_from, _point, sqrt_seeds
+from .diagonal import _squared_rows
+from .kfac import BlockDiagonalDense, _kflr_from, _point
 from .registry import register
 
 
@@ -84,9 +85,8 @@ def ekfac(problem, w, flavor="expand"):
     """EKFAC (module docstring). Cost: KFLR's K backprops — whose per-sample backprops serve the
     refit too —, the factors' eigendecompositions, and per layer the rotation of the backprops
     and inputs into the KFE and one product of their squares."""
-    from .diagonal import _squared_rows
     pt = _point(problem, w, "ekfac", flavor)
-    deltas = pt.backward(sqrt_seeds(pt))
+    deltas = pt.backward(pt.sqrt_seeds)
     bases = [(QS, QA) for _, QA, _, QS in _kflr_from(pt, deltas, flavor).eig()]
     s = _squared_rows(pt, deltas, rotations=bases)
     return EigenCorrected([(QA, QS, s[sl].reshape(layer.shape)) for (QS, QA), sl, layer in zip(

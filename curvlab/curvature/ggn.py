@@ -30,5 +30,4 @@ def gram_ggn(problem, w):
     """G (P, P) as MᵀM / N. Cost: K backprops (all samples, batched) and one
     (K·N × P)ᵀ(K·N × P) product."""
     pt = _Point(require_problem(problem, "ggn"), w)
-    C = pt.problem.lossfn.sqrt_hessian(pt.tr.z, pt.problem.y)        # (N, K, R)
-    return gram_of_seeds("ggn", pt, C.transpose(2, 0, 1))
+    return gram_of_seeds("ggn", pt, pt.sqrt_seeds)

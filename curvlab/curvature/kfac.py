@@ -197,12 +197,7 @@ def kflr(problem, w, flavor="expand"):
     """KFLR: exact S_l from K backprops of the factor C of B (all samples at once); for conv
     layers `flavor` 'expand' or 'reduce' (module docstring). Cost: about K gradients."""
     pt = _point(problem, w, "kflr", flavor)
-    return _kflr_from(pt, pt.backward(sqrt_seeds(pt)), flavor)
-
-
-def sqrt_seeds(pt):
-    """The columns of √B as output seeds (K, N, K): their backprops give type-2 quantities."""
-    return pt.problem.lossfn.sqrt_hessian(pt.tr.z, pt.problem.y).transpose(2, 0, 1)
+    return _kflr_from(pt, pt.backward(pt.sqrt_seeds), flavor)
 
 
 def _kflr_from(pt, deltas, flavor):

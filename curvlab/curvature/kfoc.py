@@ -58,9 +58,8 @@ def kfoc(problem, w):
 def tnt(problem, w):
     """TNT (module docstring). Cost: K backprops (the per-sample gradients of the columns of √B)."""
     pt = _Point(require_problem(problem, "tnt"), w)
-    C = pt.problem.lossfn.sqrt_hessian(pt.tr.z, pt.problem.y)
     factors = []
-    for G in gradient_matrices(pt, C.transpose(2, 0, 1)):
+    for G in gradient_matrices(pt, pt.sqrt_seeds):
         flat = G.reshape(-1, *G.shape[2:])                              # (R·N, n, m+1)
         t = np.einsum("qij,qij->", flat, flat) / pt.N
         S = np.einsum("qij,qkj->ik", flat, flat) / pt.N / np.sqrt(t)

@@ -62,8 +62,7 @@ def sqrt_ggn(problem, w):
     """V (P, N·R) with V Vᵀ = G, the GGN without λI: column n·R + r is Jₙᵀ C_{n,:,r} / √N for
     the factor C of B = C Cᵀ (R = K for the built-in losses). Cost: R backward passes."""
     pt = _Point(require_problem(problem, "sqrt_ggn"), w)
-    C = pt.problem.lossfn.sqrt_hessian(pt.tr.z, pt.problem.y)                 # (N, K, R)
-    rows = _rows(pt, C.transpose(2, 0, 1)) / np.sqrt(pt.N)                     # (R, N, P)
+    rows = _rows(pt, pt.sqrt_seeds) / np.sqrt(pt.N)                           # (R, N, P)
     return rows.transpose(1, 0, 2).reshape(-1, problem.n_params).T
 
 

@@ -62,6 +62,13 @@ class _Point:
         return self.backprop[1]
 
     @property
+    def sqrt_seeds(self):
+        """The columns of the factor C of B = C Cᵀ as output seeds (R, N, K): their backprops give
+        the type-2 (exact-GGN) quantities."""
+        return self.lazy("sqrt_seeds", lambda: self.problem.lossfn.sqrt_hessian(
+            self.tr.z, self.problem.y).transpose(2, 0, 1))
+
+    @property
     def B(self):
         return self.lazy("B", lambda: self.problem.lossfn.hessian(self.tr.z, self.problem.y))
 

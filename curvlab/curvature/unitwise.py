@@ -78,8 +78,7 @@ class UnitBlocks(BlockDiagonalDense):
 def unitwise(problem, w):
     """The unit-wise Fisher (module docstring). Cost: K backprops."""
     pt = _Point(require_problem(problem, "unitwise"), w)
-    C = pt.problem.lossfn.sqrt_hessian(pt.tr.z, pt.problem.y)
-    units = [np.einsum("rnij,rnik->ijk", G, G) / pt.N for G in gradient_matrices(pt, C.transpose(2, 0, 1))]
+    units = [np.einsum("rnij,rnik->ijk", G, G) / pt.N for G in gradient_matrices(pt, pt.sqrt_seeds)]
     return UnitBlocks(units, pt.l2)
 
 
