@@ -29,7 +29,9 @@ CASES = {
     "products": (3, ("step r", "readout", ["1e-2", "1e-6"], "against the step r", 2, "x")),
 }
 REPEAT = 6
-FILL_DELAY = 120     # seconds before a taken kernel is replaced: after this bench's measurements
+# seconds before a taken kernel is replaced: after this bench's measurements (FILL_DELAY=5 in the
+# environment measures `./run apps`' default instead)
+FILL_DELAY = float(os.environ.get("FILL_DELAY", 120))
 
 
 # Arms an in-page watch: the last commit of a control's value (capture-phase 'change', or Enter)
@@ -105,7 +107,7 @@ def main():
              f"Python {platform.python_version()}; `{pathlib.Path(__file__).name}`, {REPEAT} moves per app.", "",
              "Served as `./run apps` serves them: one preheated kernel per app, which has run the app before",
              f"the visitor arrives (all had, {warm:.0f} s after the server started); refills are held back",
-             f"({FILL_DELAY} s) so that none runs during another app's measurements. The",
+             f"({FILL_DELAY:g} s) so that none runs during another app's measurements. The",
              f"visitor opens the landing page first ({landing_s:.1f} s, the server's first render compiles its",
              "templates), then each app in a fresh browser context (cold cache), one after the other.",
              "First render = page request until every plot is drawn (the preheated page, the widgets' state,",
@@ -118,8 +120,8 @@ def main():
     lines += [f"| {a} | {f:.1f} | {m*1e3:.0f} | {x*1e3:.0f} | {tm*1e3:.0f} | {tx*1e3:.0f} | {c} |"
               for a, f, m, x, tm, tx, c in rows]
     lines += ["", "With `./run apps`' default refill 5 s after use, an app opened right after another shares the",
-              "two cores with that refill: its first render then took 2.8–3.5 s in an earlier run.",
-              "Where one first render goes (profiled once from the browser's performance entries, with refills",
+              "two cores with that refill: its first render took 2.8–3.5 s in a run with `FILL_DELAY=5`.",
+              "Where one first render goes (`bench/first_render.py`, the browser's own timings, with refills",
               "held back): the preheated HTML in ~10 ms; every script by ~0.7 s;",
               "evaluating plotly.js (the 4.9 MB widget module) holds the main thread until the load event at",
               "~1.6 s; Voila's extensions, the widget manager, the kernel connection and the widgets' state",
