@@ -47,9 +47,14 @@ def _plotly_bundle(src=None):
                       "may stop updating on a Voila page with several of them. Install curvlab's "
                       "pinned plotly (pip install 'plotly>=7.1,<7.2').", RuntimeWarning, stacklevel=2)
         return None
+    # Each view listens through its own model handle; and it follows its element's size (plotly's
+    # widget only listens to the window, and not at all when rendered as an anywidget): a figure
+    # without a fixed width fills its panel, whatever the page's width (see `panels`).
     src = src.replace(render, "render({model:mm,el:ne}){let sh=Object.create(Q);sh.on=(...a)=>mm.on(...a);"
-                              "sh.off=(...a)=>mm.off(...a);let ge=new MD(sh,ne);return ge.perform_render(),"
-                              "()=>ge.remove()}")
+                              "sh.off=(...a)=>mm.off(...a);let ge=new MD(sh,ne);ge.perform_render();"
+                              "let tm,ro=new ResizeObserver(()=>{clearTimeout(tm);tm=setTimeout(()=>"
+                              "{if(ne._fullLayout)ge.autosizeFigure()},50)});ro.observe(ne);"
+                              "return ()=>{ro.disconnect();clearTimeout(tm);ge.remove()}}")
     return src.replace(exports, exports + f"\n{_SLOT}.r(j4t);\n")
 
 
@@ -128,6 +133,7 @@ def slug(text):
 
 
 EXPORT_WIDTH = 1600       # pixels of a saved figure: wide enough for a slide
+NOMINAL_WIDTH = 640       # a panel's width on a laptop: a saved figure keeps its aspect ratio
 PRESENTATION_FONT = 24    # plotly's default is 12
 
 
@@ -143,7 +149,7 @@ class FigureWidget(_PlotlyFigureWidget):
             import plotly.io as pio
             self.layout.template = _merged_template(pio.templates.default)
         # the mode bar's camera saves a PNG at slide resolution (plotly.js renders it in the page)
-        w, h = self.layout.width or 700, self.layout.height or 450
+        w, h = self.layout.width or NOMINAL_WIDTH, self.layout.height or 450
         title = (self.layout.title.text or "figure") if self.layout.title else "figure"
         # (and no "share chart" button: it would send the data to an outside service)
         self._config = {**self._config, "displaylogo": False, "showSendToCloud": False,
@@ -159,6 +165,30 @@ class FigureWidget(_PlotlyFigureWidget):
             FigureWidget._carrier = __import__("weakref").ref(self)
         else:
             self._esm = _SMALL_ESM
+
+
+# --- responsive panels ---------------------------------------------------------------------------
+# Figures have no fixed width: each sits in a panel of a wrapping row, half the row on a laptop
+# (two columns), the whole row on a narrow window, and plotly fills its panel (the ResizeObserver
+# patched into the widget above). The rules come with each dashboard (`finish`), so they hold in
+# a notebook as in Voila.
+PANEL_CSS = """<style>
+.curvlab-panels { display: flex; flex-flow: row wrap; gap: 6px; width: 100%; align-items: flex-start; }
+.curvlab-panels > .curvlab-panel { flex: 0 1 calc(50% - 3px); min-width: 0; box-sizing: border-box; }
+.curvlab-panels > .curvlab-panel.curvlab-wide { flex-basis: 100%; }
+.curvlab-panel > * { width: 100%; }
+@media (max-width: 900px) { .curvlab-panels > .curvlab-panel { flex-basis: 100%; } }
+</style>"""
+
+
+def panels(*items, wide=False):
+    """A row of figure panels (figures, or boxes holding one), two to a row on a laptop and one
+    on a narrow window; `wide=True` gives each item the whole row."""
+    for item in items:
+        item.add_class("curvlab-panel")
+        if wide:
+            item.add_class("curvlab-wide")
+    return W.HBox(list(items)).add_class("curvlab-panels")
 
 
 # --- one colour per curvature kind, the same in every app ----------------------------------------
@@ -497,7 +527,8 @@ class Dashboard:
         __init__."""
         from .links import link_box
         row = W.HBox([self.presentation_toggle()], layout=W.Layout(flex_flow="row wrap"))
-        self.widget.children += (row, self.explanation())
+        self.widget.children += (row, self.explanation(), W.HTML(PANEL_CSS))
+        self.widget.layout.width = "100%"
         row.children += (link_box(self), self.csv_box())    # after every control is on the page:
         self.sync_figures()                                  # the link's defaults include them all
 

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import curvlab as cl
 from curvlab import units
 
-from ._common import STYLE, Dashboard, FigureWidget, guarded, table_html
+from ._common import STYLE, Dashboard, FigureWidget, guarded, panels, table_html
 
 SYSTEMS = ["feed-forward units", "recurrent units", "Boltzmann machine"]
 SAMPLES = [30, 100, 300, 1000, 3000]
@@ -103,7 +103,7 @@ class BeyondDashboard(Dashboard):
         self.sigma = W.FloatLogSlider(value=0.05, base=10, min=-3, max=0, step=0.25, description="σ",
                                       style=st, continuous_update=False, readout_format=".0e")
         self.table = W.HTML()
-        lay = dict(height=380, width=520, margin=dict(l=60, r=10, t=40, b=45))
+        lay = dict(height=380, margin=dict(l=60, r=10, t=40, b=45))
         self.relax_fig = FigureWidget(layout=go.Layout(title="exact Hv by relaxation", xaxis_title="step",
                                                           yaxis=dict(title="relative error", type="log",
                                                                      exponentformat="e"), **lay))
@@ -120,8 +120,7 @@ class BeyondDashboard(Dashboard):
         self.sigma.observe(self._on_estimates, names="value")
         self.samples.observe(self._on_samples, names="value")
         self.widget = W.VBox([self.header(), self.system, W.HBox([self.samples, self.sigma]),
-                              self.status.widget, W.HBox([self.relax_fig, self.err_fig],
-                                                         layout=W.Layout(flex_flow="row wrap")),
+                              self.status.widget, panels(self.relax_fig, self.err_fig),
                               self.table])
         self._on_system()
         self.finish()

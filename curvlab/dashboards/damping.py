@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import curvlab as cl
 
 from ._common import (PLACEHOLDER, STYLE, Dashboard, FigureWidget, clear_overlay, guarded, kind_menu, log_slider,
-                      overlay)
+                      overlay, panels)
 
 KINDS = ["ggn"] + [k for k in kind_menu() if k != "ggn"]
 ETAS = np.logspace(-6, 2, 81)
@@ -58,7 +58,7 @@ class DampingDashboard(Dashboard):
         self.lm_run = W.Button(description="run Levenberg–Marquardt", layout=W.Layout(width="230px"))
         self.readout = W.HTML()
 
-        lay = dict(height=320, width=470, margin=dict(l=55, r=10, t=40, b=40))
+        lay = dict(height=320, margin=dict(l=55, r=10, t=40, b=40))
         self.filter_fig = FigureWidget(
             data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), mode="markers", name="ν/(ν+η)")],
             layout=go.Layout(title="filter factor per eigendirection (1: Newton-like)",
@@ -100,9 +100,8 @@ class DampingDashboard(Dashboard):
         controls = W.VBox([self.picker.widget, W.HBox([self.kind, self.eta]),
                            W.HBox([self.lm_run, self.lm_steps, self.lm_k]), self.readout])
         self.widget = W.VBox([self.header(), controls, self.status.widget,
-                              W.HBox([self.filter_fig, self.angle_fig], layout=W.Layout(flex_flow="row wrap")),
-                              W.HBox([self.decrease_fig, self.plane_fig], layout=W.Layout(flex_flow="row wrap")),
-                              self.lm_fig])
+                              panels(self.filter_fig, self.angle_fig, self.decrease_fig, self.plane_fig),
+                              panels(self.lm_fig, wide=True)])
         self._on_problem()
         self.finish()
 

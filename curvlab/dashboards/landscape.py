@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import STYLE, Dashboard, FigureWidget, guarded, kind_color, kind_menu, table_html
+from ._common import STYLE, Dashboard, FigureWidget, guarded, kind_color, kind_menu, panels, table_html
 
 MODELS = kind_menu(exclude=("mc_fisher", "empirical_fisher"))
 DIRECTIONS = ["random", "filter", "eigen", "ggn_eigen", "gradient", "layer"]
@@ -63,7 +63,7 @@ class LandscapeDashboard(Dashboard):
             + [go.Scatter(x=np.zeros(0), y=np.zeros(0), name=m, line=dict(color=COLORS[m], dash="dash"), visible=False)
                for m in MODELS],
             layout=go.Layout(title="1-D slice along d1", xaxis_title="a (w + a d1)", yaxis_title="loss",
-                             height=360, width=520, margin=dict(l=50, r=10, t=40, b=40)))
+                             height=360, margin=dict(l=50, r=10, t=40, b=40)))
         self.contour_fig = FigureWidget(
             data=[go.Contour(z=np.zeros((2, 2)), name="loss", colorscale="Viridis", ncontours=25,
                              colorbar=dict(title="loss")),
@@ -71,11 +71,11 @@ class LandscapeDashboard(Dashboard):
                              contours=dict(coloring="lines"), line=dict(width=1.5, dash="dash"),
                              colorscale=[[0, "white"], [1, "white"]])],
             layout=go.Layout(title="2-D slice: loss (filled) and model (dashed)", xaxis_title="a (d1)",
-                             yaxis_title="b (d2)", height=420, width=520, margin=dict(l=50, r=10, t=40, b=40)))
+                             yaxis_title="b (d2)", height=420, margin=dict(l=50, r=10, t=40, b=40)))
         self.surface_fig = FigureWidget(
             data=[go.Surface(z=np.zeros((2, 2)), name="loss", colorscale="Viridis", showscale=False),
                   go.Surface(z=np.zeros((2, 2)), name="model", colorscale="Reds", opacity=0.55, showscale=False)],
-            layout=go.Layout(title="2-D slice: surfaces", height=420, width=520, margin=dict(l=0, r=0, t=40, b=0),
+            layout=go.Layout(title="2-D slice: surfaces", height=420, margin=dict(l=0, r=0, t=40, b=0),
                              scene=dict(xaxis_title="a", yaxis_title="b", zaxis_title="loss")))
 
         self.picker.observe(self._on_problem)
@@ -90,7 +90,7 @@ class LandscapeDashboard(Dashboard):
                            W.HBox([self.models, W.VBox([self.view, self.shown, self.fit])])])
         self.plane_box = W.Box([self.contour_fig])
         self.widget = W.VBox([self.header(), controls, self.status.widget,
-                              W.HBox([self.line_fig, self.plane_box], layout=W.Layout(flex_flow="row wrap"))])
+                              panels(self.line_fig, self.plane_box)])
         self._on_problem()
         self.finish()
 

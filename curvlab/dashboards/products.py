@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import PLACEHOLDER, STYLE, Dashboard, FigureWidget, clear_overlay, guarded, overlay
+from ._common import PLACEHOLDER, STYLE, Dashboard, FigureWidget, clear_overlay, guarded, overlay, panels
 
 R_GRID = np.logspace(-12, 0, 49)
 CG_STEPS = [1, 2, 5, 10, 20, 50, 100]
@@ -119,7 +119,7 @@ class ProductsDashboard(Dashboard):
                                   style=st, readout_format=".0e")
         self.measure = W.Button(description="measure Lin's two products", layout=W.Layout(width="240px"))
         self.readout = W.HTML()
-        lay = dict(height=380, width=520, margin=dict(l=60, r=10, t=40, b=40))
+        lay = dict(height=380, margin=dict(l=60, r=10, t=40, b=40))
         self.fd_fig = FigureWidget(
             data=[go.Scatter(x=R_GRID, y=np.ones_like(R_GRID), name="central (O(r²))", mode="lines+markers"),
                   go.Scatter(x=R_GRID, y=np.ones_like(R_GRID), name="forward (O(r))", mode="lines+markers"),
@@ -139,7 +139,7 @@ class ProductsDashboard(Dashboard):
         self.measure.on_click(lambda b: self._on_measure())
         controls = W.VBox([self.picker.widget, W.HBox([self.seed, self.r, self.measure]), self.readout])
         self.widget = W.VBox([self.header(), controls, self.status.widget,
-                              W.HBox([self.fd_fig, self.cg_fig, self.k_fig], layout=W.Layout(flex_flow="row wrap"))])
+                              panels(self.fd_fig, self.cg_fig, self.k_fig)])
         self._on_problem()
         self.finish()
 

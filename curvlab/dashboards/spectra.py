@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 import curvlab as cl
 
 from ._common import (STYLE, Dashboard, FigureWidget, guarded, kind_color, kind_menu, log_slider,
-                      table_html)
+                      panels, table_html)
 
 KINDS = kind_menu() + ["yours"]
 APPROX = [k for k in KINDS[:-1] if k not in ("hessian",)]
@@ -66,7 +66,7 @@ class SpectraDashboard(Dashboard):
 
         self.spec_fig = FigureWidget(layout=go.Layout(
             title="eigenvalues by rank (|λ|, log scale; open markers: negative λ)",
-            xaxis_title="rank", yaxis=dict(title="|λ|", type="log"), height=400, width=560,
+            xaxis_title="rank", yaxis=dict(title="|λ|", type="log"), height=400,
             margin=dict(l=60, r=10, t=40, b=40)))
         for k in KINDS:
             self.spec_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), mode="markers+lines", name=k,
@@ -77,7 +77,7 @@ class SpectraDashboard(Dashboard):
                                       marker=dict(color=COLORS[k], size=7, symbol="circle-open"), visible=False)
         self.slq_fig = FigureWidget(layout=go.Layout(
             title="SLQ spectral density", xaxis_title="λ", yaxis=dict(title="density", type="log"),
-            height=300, width=560, margin=dict(l=60, r=10, t=40, b=40)))
+            height=300, margin=dict(l=60, r=10, t=40, b=40)))
         for k in ("hessian", "ggn"):
             self.slq_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), name=k, line=dict(color=COLORS[k]))
         heat = make_subplots(rows=1, cols=3, subplot_titles=("exact", "approximation", "difference"),
@@ -86,7 +86,7 @@ class SpectraDashboard(Dashboard):
             heat.add_heatmap(z=np.zeros((2, 2)), row=1, col=c + 1, colorscale="RdBu", zmid=0,
                              showscale=(c == 2), reversescale=True)
         heat.update_yaxes(autorange="reversed", scaleanchor=None)
-        heat.update_layout(height=360, width=1000, margin=dict(l=30, r=10, t=70, b=20),
+        heat.update_layout(height=360, margin=dict(l=30, r=10, t=70, b=20),
                            title="heatmaps: exact vs approximation")
         self.heat_fig = FigureWidget(heat)
 
@@ -103,9 +103,8 @@ class SpectraDashboard(Dashboard):
                            W.HBox([self.kinds, W.VBox([self.scope, self.slq, self.approx, self.reference,
                                                        self.damping, self.upload])])])
         self.widget = W.VBox([self.header(), controls, self.status.widget,
-                              W.HBox([self.spec_fig, W.VBox([self.table, self.slq_box])],
-                                     layout=W.Layout(flex_flow="row wrap")),
-                              self.heat_fig])
+                              panels(self.spec_fig, W.VBox([self.table, self.slq_box])),
+                              panels(self.heat_fig, wide=True)])
         self._on_problem()
         self.finish()
 

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import KIND_COLORS, STYLE, Dashboard, FigureWidget, guarded, table_html
+from ._common import KIND_COLORS, STYLE, Dashboard, FigureWidget, guarded, panels, table_html
 
 FUNCTIONS = {
     "rosenbrock": (lambda: cl.objectives.rosenbrock, np.array([-1.2, 1.0]), (-2.0, 2.0, -1.0, 3.0)),
@@ -76,7 +76,7 @@ class TrajectoriesDashboard(Dashboard):
         self.k = W.IntSlider(value=0, min=0, max=60, description="show step", style=st)
         self.summary = W.HTML()
 
-        lay = dict(height=400, width=520, margin=dict(l=55, r=10, t=40, b=40))
+        lay = dict(height=400, margin=dict(l=55, r=10, t=40, b=40))
         self.path_fig = FigureWidget(layout=go.Layout(title="paths on the contours of f", xaxis_title="w₀",
                                                          yaxis_title="w₁", **lay))
         self.path_fig.add_contour(z=np.zeros((2, 2)), colorscale="Greys", showscale=False, ncontours=40,
@@ -103,7 +103,7 @@ class TrajectoriesDashboard(Dashboard):
         controls = W.VBox([W.HBox([self.mode, self.function]), self.picker.widget,
                            W.HBox([self.methods, W.VBox([self.steps, self.lr_scale, self.reparam, self.k])])])
         self.widget = W.VBox([self.header(), controls, self.status.widget, self.summary,
-                              W.HBox([self.path_box, self.iter_fig, self.time_fig], layout=W.Layout(flex_flow="row wrap"))])
+                              panels(self.path_box, self.iter_fig, self.time_fig)])
         self._on_mode()
         self.finish()
 

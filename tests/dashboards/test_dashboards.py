@@ -46,6 +46,13 @@ def test_every_app_builds_without_error_and_draws():
         assert any(len(arr(tr.get("y", tr.get("z")))) for f in figs for tr in f._widget_data), name
         # voila issue 1533: a FigureWidget inside a Tab does not render; we use none
         assert not any(isinstance(w, W.Tab) for w in walk(d.widget)), name
+        # every figure fills a panel of a wrapping row (no fixed width), directly or in a box
+        in_panels = {id(f) for w in walk(d.widget) if "curvlab-panel" in w._dom_classes for f in walk(w)}
+        rows = [w for w in walk(d.widget) if "curvlab-panels" in w._dom_classes]
+        shown = {id(w) for w in walk(d.widget)}         # (a view may swap a figure out of its box)
+        assert rows and all(id(f) in in_panels for f in figs if id(f) in shown), name
+        assert all(f.layout.width is None for f in figs), name
+        assert any(isinstance(w, W.HTML) and ".curvlab-panels" in w.value for w in walk(d.widget)), name
         for f in figs:      # numbers print plain or as exponents (1e-06), never SI-prefixed (1µ)
             tpl = f.layout.template
             assert tpl.layout.xaxis.exponentformat == tpl.layout.yaxis.exponentformat == "e", name

@@ -1,0 +1,43 @@
+"""Figures at the page's width, in a real browser: two panels to a row on a laptop, one on a
+narrow window, and every plot follows its panel when the window is resized."""
+
+import pytest
+
+from .test_apps import open_app
+
+# Each panel's box and its plot's drawn width (the main SVG), in page pixels.
+BOXES = ("() => Array.from(document.querySelectorAll('.curvlab-panel')).map(e => {"
+         " const r = e.getBoundingClientRect(), svg = e.querySelector('.main-svg');"
+         " return {x: r.x, y: r.y, w: r.width, plot: svg ? svg.getBoundingClientRect().width : null}; })")
+
+
+def rows(boxes):
+    """The panels grouped by their top edge: one list of boxes per row, top to bottom."""
+    out = {}
+    for b in boxes:
+        out.setdefault(round(b["y"]), []).append(b)
+    return [out[y] for y in sorted(out)]
+
+
+def plots_fill_their_panels(page):
+    """True once every drawn plot is as wide as its panel (to a pixel or two)."""
+    return all(b["plot"] is None or abs(b["plot"] - b["w"]) <= 2 for b in page.evaluate(BOXES))
+
+
+@pytest.mark.parametrize("app, plots", [("damping", 5), ("products", 3)])
+def test_figures_take_two_columns_on_a_laptop_and_one_on_a_narrow_window(page, voila_url, app, plots):
+    open_app(page, voila_url, app, plots)
+    page.wait_for_function(f"() => ({BOXES})().every(b => b.plot === null || Math.abs(b.plot - b.w) <= 2)",
+                           timeout=30_000)
+    wide = rows(page.evaluate(BOXES))
+    page_width = page.viewport_size["width"]
+    assert len(wide[0]) == 2, wide                                # two side by side
+    assert all(b["w"] > 0.45 * page_width for r in wide for b in r), wide      # each about half the page
+    assert sum(b["w"] for b in wide[0]) > 0.9 * page_width, wide  # no third of the width left unused
+
+    page.set_viewport_size({"width": 800, "height": 1600})        # a narrow window: one column
+    page.wait_for_function(f"() => {{ const b = ({BOXES})(); return b.every(x => x.w < 800) &&"
+                           " b.every(x => x.plot === null || Math.abs(x.plot - x.w) <= 2); }", timeout=30_000)
+    narrow = rows(page.evaluate(BOXES))
+    assert all(len(r) == 1 for r in narrow), narrow
+    assert all(b["w"] > 0.9 * 800 for r in narrow for b in r), narrow
