@@ -13,6 +13,7 @@ import traceback
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
+import traitlets
 
 import curvlab as cl
 
@@ -137,11 +138,38 @@ NOMINAL_WIDTH = 640       # a panel's width on a laptop: a saved figure keeps it
 PRESENTATION_FONT = 24    # plotly's default is 12
 
 
+def _py_to_js(v, widget_manager):
+    """plotly's serializer to the page, except that a 2-D float array (a heatmap's or contour's z)
+    travels as binary float32 rows, which the widget turns into typed arrays plotly.js draws
+    directly, instead of as a JSON list of lists: 4 bytes a number, not ~19 characters, and no
+    text to write in the kernel or parse in the browser (3 heatmaps of 99 × 99: 155 KB → 119 KB
+    binary, the encoding 6× faster). Plot data only: the figure in Python keeps float64."""
+    from plotly.serializers import _py_to_js as plotly_py_to_js
+    if isinstance(v, np.ndarray) and v.ndim == 2 and v.dtype.kind == "f":
+        rows = np.ascontiguousarray(v, dtype=np.float32)
+        return [{"buffer": memoryview(r), "dtype": "float32", "shape": r.shape} for r in rows]
+    if isinstance(v, dict):
+        return {k: _py_to_js(x, widget_manager) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_py_to_js(x, widget_manager) for x in v]
+    return plotly_py_to_js(v, widget_manager)
+
+
+def _tags_binary_2d():
+    from plotly.serializers import custom_serializers
+    return dict(sync=True, **{**custom_serializers, "to_json": _py_to_js})
+
+
 class FigureWidget(_PlotlyFigureWidget):
     """plotly's FigureWidget, sharing one copy of plotly.js per page (see above), with curvlab's
-    axis template laid over plotly's default."""
+    axis template laid over plotly's default, and 2-D plot data sent as binary float32."""
 
     _carrier = None     # weak reference to the live figure that carries plotly.js
+    # the traits that carry plot data to the page, with the binary 2-D serializer
+    _widget_data = traitlets.List().tag(**_tags_binary_2d())
+    _py2js_addTraces = traitlets.Dict(allow_none=True).tag(**_tags_binary_2d())
+    _py2js_restyle = traitlets.Dict(allow_none=True).tag(**_tags_binary_2d())
+    _py2js_update = traitlets.Dict(allow_none=True).tag(**_tags_binary_2d())
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -358,10 +386,14 @@ def _describe(problem):
 # --- status, progress and errors ---------------------------------------------------------------
 
 class Status:
-    """A one-line message area and a progress bar shown while something slow runs."""
+    """A one-line message area and a progress bar shown while something slow runs.
+
+    Every change of a widget is one message to the page, which the page handles before it draws
+    what comes after: a quick callback sends only the "working" line and its result, and the bar
+    appears only for work counted in several steps."""
 
     def __init__(self):
-        self.html = W.HTML(value="")
+        self.html = W.HTML(value="").add_class("curvlab-status")
         self.bar = W.IntProgress(min=0, max=1, value=0, layout=W.Layout(width="200px", visibility="hidden"))
         self.widget = W.HBox([self.bar, self.html])
         self.error = None
@@ -376,22 +408,26 @@ class Status:
         self.html.value = f"<span style='color:#b00020'>&#9888; {html.escape(self.error)}</span>"
 
     def busy(self, what, total=1):
-        """Context manager: show `what` and a progress bar; `step()` advances it."""
+        """Context manager: show `what` (and, when total > 1, a progress bar); `step()` advances it."""
         status = self
 
         class _Busy:
             def __enter__(self):
-                status.bar.max, status.bar.value = max(int(total), 1), 0
-                status.bar.layout.visibility = "visible"
+                if total > 1:
+                    with status.bar.hold_sync():                 # one message for the bar
+                        status.bar.max, status.bar.value = int(total), 0
+                    status.bar.layout.visibility = "visible"
                 status.html.value = f"<span style='color:#555'>&#8987; {html.escape(what)}&hellip;</span>"
                 self.t0 = time.perf_counter()
                 return self
 
             def step(self, n=1):
-                status.bar.value = min(status.bar.value + n, status.bar.max)
+                if total > 1:
+                    status.bar.value = min(status.bar.value + n, status.bar.max)
 
             def __exit__(self, *exc):
-                status.bar.layout.visibility = "hidden"
+                if total > 1:
+                    status.bar.layout.visibility = "hidden"
                 status.seconds = time.perf_counter() - self.t0
                 if exc[0] is None:
                     status.info(f"{what}: {status.seconds:.2f} s")
@@ -418,6 +454,26 @@ def clear_overlay(fig, name):
         with fig.batch_update():
             fig.layout.shapes = [s for s in fig.layout.shapes if s.name != name]
             fig.layout.annotations = [a for a in fig.layout.annotations if a.name != name]
+
+
+def set_marks(fig, name, shapes):
+    """Draw `shapes` as figure `fig`'s marks called `name` (a step, a value on an axis), replacing
+    the previous ones and keeping every other shape (the overlays' veils, drawn above them).
+    Marks are layout shapes because plotly redraws shapes alone, in a few ms, where a changed
+    trace redraws the whole plot, contours included (~60 ms in the browser)."""
+    fig.layout.shapes = [dict(s, name=name) for s in shapes] + [s for s in fig.layout.shapes if s.name != name]
+
+
+def marks(fig, name):
+    """The shapes of `fig`'s marks called `name`."""
+    return [s for s in fig.layout.shapes if s.name == name]
+
+
+def disc(x, y, color, radius=6):
+    """A disc of `radius` pixels, outlined in black, centred at the data point (x, y)."""
+    return dict(type="circle", xref="x", yref="y", xsizemode="pixel", ysizemode="pixel", xanchor=float(x),
+                yanchor=float(y), x0=-radius, x1=radius, y0=-radius, y1=radius, fillcolor=color,
+                line=dict(color="black", width=1.5))
 
 
 def guarded(method):

@@ -8,8 +8,8 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import (PLACEHOLDER, STYLE, Dashboard, FigureWidget, clear_overlay, guarded, kind_menu, log_slider,
-                      overlay, panels)
+from ._common import (PLACEHOLDER, STYLE, Dashboard, FigureWidget, clear_overlay, disc, guarded, kind_menu,
+                      log_slider, marks, overlay, panels, set_marks)
 
 KINDS = ["ggn"] + [k for k in kind_menu() if k != "ggn"]
 ETAS = np.logspace(-6, 2, 81)
@@ -76,8 +76,9 @@ class DampingDashboard(Dashboard):
         self.plane_fig = FigureWidget(
             data=[go.Contour(z=np.zeros((2, 2)), colorscale="Viridis", ncontours=30, showscale=False, name="loss"),
                   go.Scatter(x=np.zeros(0), y=np.zeros(0), mode="lines", name="steps for all η", line=dict(color="white")),
-                  go.Scatter(x=np.zeros(2), y=np.zeros(2), mode="lines+markers", name="step at η",
-                             line=dict(color="red", width=3), marker=dict(size=[4, 10])),
+                  # the step at η is drawn as marks (set_marks); this trace only names it in the legend
+                  go.Scatter(x=np.full(1, np.nan), y=np.full(1, np.nan), mode="lines+markers", name="step at η",
+                             line=dict(color="red", width=3), marker=dict(size=10)),
                   go.Scatter(x=np.zeros(0), y=np.zeros(0), mode="lines+markers", name="LM path",
                              line=dict(color="orange"), marker=dict(size=5))],
             layout=go.Layout(title="the step on the plane of −g and the Newton step",
@@ -170,10 +171,10 @@ class DampingDashboard(Dashboard):
             self.filter_fig.data[0].y = (nu / (nu + eta))[shown]
             self.filter_fig.data[0].marker.color = np.where(nu[shown] < 0, "crimson", "steelblue")
         for fig in (self.angle_fig, self.decrease_fig):
-            fig.layout.shapes = [_vline(eta)]
-        with self.plane_fig.batch_update():
-            self.plane_fig.data[2].x = np.array([0.0, s["d1"] @ p])
-            self.plane_fig.data[2].y = np.array([0.0, s["d2"] @ p])
+            set_marks(fig, "η", [_vline(eta)])
+        x, y = s["d1"] @ p, s["d2"] @ p             # the step, on the plane (marks: the contours stay)
+        set_marks(self.plane_fig, "step at η", [dict(type="line", xref="x", yref="y", x0=0, y0=0, x1=x, y1=y,
+                                                     line=dict(color="red", width=3)), disc(x, y, "red", 5)])
         cos = lambda a, b: float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
         self.readout.value = (f"η = {eta:.2e}: ‖p‖ = {np.linalg.norm(p):.3g}, cos(p, −g) = {cos(p, -s['g']):.3f}, "
                               f"predicted decrease {pred:.3g}, actual {actual:.3g}, ρ = {actual / pred if pred else np.nan:.3f}")
@@ -205,13 +206,18 @@ class DampingDashboard(Dashboard):
         self._on_lm_k()
         self.status.info(f"LM run: {tr.status}; loss {tr.losses[0]:.4g} → {tr.losses[-1]:.4g}")
 
+    def step_at_eta(self):
+        """The end (x, y) of the step at η on the plane plot."""
+        line = marks(self.plane_fig, "step at η")[0]
+        return line.x1, line.y1
+
     @guarded
     def _on_lm_k(self, change=None):
         tr = getattr(self, "_lm", None)
         if tr is None:
             return
         k = min(self.lm_k.value, len(tr.losses) - 1)
-        self.lm_fig.layout.shapes = [_vline(k)]
+        set_marks(self.lm_fig, "k", [_vline(k)])
         if k:
             self.readout.value = (f"LM step {k}: η = {tr.dampings[k]:.3g}, ρ = {tr.extra['rho'][k]:.3f}, "
                                   f"loss {tr.losses[k]:.4g}")

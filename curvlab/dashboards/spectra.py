@@ -114,6 +114,12 @@ class SpectraDashboard(Dashboard):
         problem, w = self.picker.get()
         return self.cache.get(("matrix", self.picker.value, kind), lambda: cl.matrix(problem, w, kind))
 
+    def _dense(self, kind):
+        """The matrix of `kind` as a dense array, kept: scope and menu changes only pick from it."""
+        if kind == "yours":
+            return self.uploaded[1].to_dense()
+        return self.cache.get(("dense", self.picker.value, kind), lambda: self._matrix(kind).to_dense())
+
     def _eigs(self, kind, layer):
         if kind == "yours":
             M = self.uploaded[1]
@@ -206,7 +212,7 @@ class SpectraDashboard(Dashboard):
             if self.uploaded is not None:
                 rows = rows + cl.compare(problem, w, kinds=(), damping=eta, references=("ggn", "hessian"),
                                          extra={f"yours ({self.uploaded[0]})": self.uploaded[1]})
-            R, C = self._matrix(ref).to_dense(), self._matrix(approx).to_dense()
+            R, C = self._dense(ref), self._dense(approx)
         R, C, bounds, note = self._heat_window(problem, R, C)
         self.table.value = "<b>approximation quality</b> (damping %.1e)" % eta + table_html(
             ["kind", "vs", "rel. Frobenius", "cos(steps)", "top-5 overlap", "trace ratio", "log det ratio"],

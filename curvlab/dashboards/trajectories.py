@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import KIND_COLORS, STYLE, Dashboard, FigureWidget, guarded, panels, table_html
+from ._common import KIND_COLORS, STYLE, Dashboard, FigureWidget, disc, guarded, marks, panels, set_marks, table_html
 
 FUNCTIONS = {
     "rosenbrock": (lambda: cl.objectives.rosenbrock, np.array([-1.2, 1.0]), (-2.0, 2.0, -1.0, 3.0)),
@@ -91,8 +91,6 @@ class TrajectoriesDashboard(Dashboard):
                                       line=dict(color=c), marker=dict(size=3))
             self.iter_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), name=m, visible=False, line=dict(color=c))
             self.time_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), name=m, visible=False, line=dict(color=c))
-        self.path_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), mode="markers", name="step k",
-                                  marker=dict(size=10, color="black", symbol="x"))
 
         self.mode.observe(self._on_mode, names="value")
         self.picker.observe(self._on_run)
@@ -205,11 +203,21 @@ class TrajectoriesDashboard(Dashboard):
         return self.cache.get(("floor", okey), lambda: min(0.0, float(
             cl.optim.minimize(obj, w0, "newton", steps=50, variant="damped", damping=1e-8).losses.min())))
 
+    STEP_MARK = "step k"
+
     @guarded
     def _on_k(self, change=None):
-        runs = getattr(self, "_runs", {})
-        pts = [((ws if ws is not None else t.ws)[min(self.k.value, len(t.ws) - 1)]) for t, ws in runs.values()]
-        mk = self.path_fig.data[-1]
-        with self.path_fig.batch_update():
-            mk.x = np.array([p[0] for p in pts]) if pts and self.mode.value == "2-D functions" else np.zeros(0)
-            mk.y = np.array([p[1] for p in pts]) if pts and self.mode.value == "2-D functions" else np.zeros(0)
+        """Mark iterate k on every 2-D path, as a disc in the method's colour (layout shapes:
+        moving them does not redraw the contours under the paths)."""
+        runs = getattr(self, "_runs", {}) if self.mode.value == "2-D functions" else {}
+        discs = []
+        for m, (t, ws) in runs.items():
+            ws = t.ws if ws is None else ws
+            x, y = ws[min(self.k.value, len(ws) - 1)]
+            if np.isfinite(x) and np.isfinite(y):                # a diverged run has no mark
+                discs.append(disc(x, y, COLORS[m]))
+        set_marks(self.path_fig, self.STEP_MARK, discs)
+
+    def step_marks(self):
+        """The (x, y) of each 'show step' mark on the paths plot."""
+        return [(s.xanchor, s.yanchor) for s in marks(self.path_fig, self.STEP_MARK)]

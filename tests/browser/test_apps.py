@@ -1,6 +1,10 @@
 """Every app in a real browser: it renders its plots, a control moved with the mouse or the
 keyboard changes the plotted data, no error output appears, and a screenshot is saved."""
 
+import json
+
+import numpy as np
+
 from .conftest import SHOTS
 
 ERROR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
@@ -116,6 +120,16 @@ def test_spectra_app(page, voila_url):
     before_h = plot_data(page, "heatmaps", 1, "z")
     choose(page, "approx.", "diagonal")
     wait_changed(page, "heatmaps", 1, "z", before_h)
+    # the heatmaps arrive as binary float32 rows: square, symmetric (a curvature block), not blank,
+    # and the diagonal approximation zero off its diagonal
+    exact = json.loads(plot_data(page, "heatmaps", 0, "z"))
+    diag = json.loads(plot_data(page, "heatmaps", 1, "z"))
+    Z, D = np.array(exact), np.array(diag)
+    assert Z.shape[0] == Z.shape[1] > 10 and np.abs(Z).max() > 0
+    assert np.allclose(Z, Z.T, rtol=1e-6, atol=1e-7 * np.abs(Z).max())
+    assert np.all(D[~np.eye(len(D), dtype=bool)] == 0) and np.abs(np.diag(D)).max() > 0
+    assert page.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot')).find(e => "
+                         "(e.layout.title.text || '').includes('heatmaps')).data[0].z[0] instanceof Float32Array")
     assert_no_errors(page)
     shot(page, "spectra")
 
@@ -138,9 +152,12 @@ def test_trajectories_app(page, voila_url):
     before = plot_data(page, "paths", 1, "x")          # gradient descent's path
     page.locator(".widget-checkbox").get_by_text("reparameterise").click()
     wait_changed(page, "paths", 1, "x", before)
-    before_k = plot_data(page, "paths", 13, "x")       # the 'step k' markers
+    marks = ("() => JSON.stringify(Array.from(document.querySelectorAll('.js-plotly-plot'))"
+             ".find(e => (e.layout.title.text || '').includes('paths')).layout.shapes.map(s => [s.xanchor, s.yanchor]))")
+    before_k = page.evaluate(marks)                     # the 'step k' marks (layout shapes)
     set_readout(page, "show step", 5)
-    wait_changed(page, "paths", 13, "x", before_k)
+    page.wait_for_function(f"(b) => ({marks})() !== b", arg=before_k, timeout=60_000)
+    assert page.locator(".js-plotly-plot .shapelayer path").count() >= 5
     assert_no_errors(page)
     shot(page, "trajectories")
 

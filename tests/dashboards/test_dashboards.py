@@ -150,10 +150,10 @@ def test_spectra_big_net_heatmap_is_a_block():
 def test_damping_slider_moves_only_the_view():
     d = DampingDashboard()
     misses = d.cache.misses
-    y0, step0 = d.filter_fig.data[0].y, d.plane_fig.data[2].x
+    y0, step0 = d.filter_fig.data[0].y, d.step_at_eta()
     d.eta.value = 10.0
     assert d.cache.misses == misses and d.status.error is None
-    assert changed(y0, d.filter_fig.data[0].y) and changed(step0, d.plane_fig.data[2].x)
+    assert changed(y0, d.filter_fig.data[0].y) and changed(step0, d.step_at_eta())
     assert np.all(arr(d.filter_fig.data[0].y) <= 1 + 1e-12)
     assert "ρ" in d.readout.value
 
@@ -183,7 +183,9 @@ def test_trajectories_runs_reparameterisation_and_view():
     assert changed(gd_x, d.path_fig.data[1].x)                  # gradient descent: not
     misses = d.cache.misses
     d.k.value = 7
-    assert d.cache.misses == misses and len(d.path_fig.data[-1].x) == len(d.methods.value)
+    assert d.cache.misses == misses and len(d.step_marks()) == len(d.methods.value)
+    gd, ws = d._runs["gd"]                 # gd's iterate 7, in the original coordinates w = R w̃
+    assert np.allclose(d.step_marks()[0], ws[7]) and not np.allclose(gd.ws[7], ws[7])
     d.reparam.value = False
     d.mode.value = "network"
     assert d.status.error is None and d.path_box.layout.display == "none"
@@ -402,3 +404,18 @@ def test_presentation_doubles_fonts_and_lines_and_goes_back():
             assert all(a == 2 * (b or 2) for a, b in zip(after, before)), name
         d.presentation.value = False
         assert all(f.layout.font.size is None for f in figs), name
+
+
+def test_two_d_plot_data_travels_as_binary_float32_rows():
+    from curvlab.dashboards._common import _py_to_js
+    Z = np.random.default_rng(0).standard_normal((4, 3))
+    out = _py_to_js({"z": [Z], "x": np.arange(3.0), "name": "a"}, None)
+    rows = out["z"][0]
+    assert [r["dtype"] for r in rows] == ["float32"] * 4 and all(r["shape"] == (3,) for r in rows)
+    back = np.array([np.frombuffer(r["buffer"], dtype=np.float32) for r in rows])
+    assert np.allclose(back, Z, rtol=1e-7) and back.dtype == np.float32
+    assert out["x"]["dtype"] == "float64" and out["name"] == "a"        # 1-D data as plotly sends it
+    assert _py_to_js(np.eye(2, dtype=int), None) == [[1, 0], [0, 1]]       # non-float 2-D: plotly's lists
+    d = SpectraDashboard()                                               # a figure's state uses it
+    state = d.heat_fig.get_state("_widget_data")["_widget_data"]
+    assert isinstance(state[0]["z"][0]["buffer"], memoryview)
