@@ -42,7 +42,9 @@ def _plotly_bundle(src=None):
         src = (pathlib.Path(plotly.__file__).parent / "package_data" / "widgetbundle.js").read_text()
     render = "render({el:ne}){let ge=new MD(Q,ne);return ge.perform_render(),()=>ge.remove()}"
     exports = "export{TD as FigureModel,MD as FigureView,j4t as default};"
-    if src.count(render) != 1 or src.count(exports) != 1:
+    relayout = "ge._doNotReportToPy=!0,Md.default.relayout(this.el,ne.relayout_data)"
+    reported = 'handle_plotly_relayout(ne){if(ne!=null&&!ne.hasOwnProperty("_doNotReportToPy")'
+    if any(src.count(part) != 1 for part in (render, exports, relayout, reported)):
         warnings.warn(f"curvlab.dashboards: the widget bundle of plotly {plotly.__version__} is not the one "
                       "curvlab adapts (plotly 7.1); using plotly's own FigureWidget, whose later figures "
                       "may stop updating on a Voila page with several of them. Install curvlab's "
@@ -56,6 +58,13 @@ def _plotly_bundle(src=None):
                               "let tm,ro=new ResizeObserver(()=>{clearTimeout(tm);tm=setTimeout(()=>"
                               "{if(ne._fullLayout)ge.autosizeFigure()},50)});ro.observe(ne);"
                               "return ()=>{ro.disconnect();clearTimeout(tm);ge.remove()}}")
+    # A layout change from Python (our marks are shapes) reaches plotly.js with a flag, so that the
+    # view does not report it back; but plotly takes the unknown key as a reason to redraw the
+    # whole plot (~50 ms with contours) instead of the shapes alone (~2 ms). Count Python's
+    # relayouts in flight instead, and report none while one is.
+    src = src.replace(relayout, "this.__fromPy=(this.__fromPy||0)+1,Md.default.relayout(this.el,ne.relayout_data)"
+                                ".finally(()=>{this.__fromPy--})")
+    src = src.replace(reported, reported + "&&!(this.__fromPy>0)")
     return src.replace(exports, exports + f"\n{_SLOT}.r(j4t);\n")
 
 
