@@ -171,6 +171,14 @@ def _tags_binary_2d():
     return dict(sync=True, **{**custom_serializers, "to_json": _py_to_js})
 
 
+def _tags_not_echoed():
+    """For the traits the page sets (plotly's report of each redraw to Python: up to ~14 KB each):
+    ipywidgets would echo every such message back to the page, which has to take it in while it
+    draws the next figure."""
+    from plotly.serializers import custom_serializers
+    return dict(sync=True, echo_update=False, **custom_serializers)
+
+
 class FigureWidget(_PlotlyFigureWidget):
     """plotly's FigureWidget, sharing one copy of plotly.js per page (see above), with curvlab's
     axis template laid over plotly's default, and 2-D plot data sent as binary float32."""
@@ -181,6 +189,12 @@ class FigureWidget(_PlotlyFigureWidget):
     _py2js_addTraces = traitlets.Dict(allow_none=True).tag(**_tags_binary_2d())
     _py2js_restyle = traitlets.Dict(allow_none=True).tag(**_tags_binary_2d())
     _py2js_update = traitlets.Dict(allow_none=True).tag(**_tags_binary_2d())
+    _js2py_traceDeltas = traitlets.Dict(allow_none=True).tag(**_tags_not_echoed())
+    _js2py_layoutDelta = traitlets.Dict(allow_none=True).tag(**_tags_not_echoed())
+    _js2py_restyle = traitlets.Dict(allow_none=True).tag(**_tags_not_echoed())
+    _js2py_relayout = traitlets.Dict(allow_none=True).tag(**_tags_not_echoed())
+    _js2py_update = traitlets.Dict(allow_none=True).tag(**_tags_not_echoed())
+    _js2py_pointsCallback = traitlets.Dict(allow_none=True).tag(**_tags_not_echoed())
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
