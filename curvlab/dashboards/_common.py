@@ -224,10 +224,12 @@ class FigureWidget(_PlotlyFigureWidget):
 # Figures have no fixed width: each sits in a panel of a wrapping row, half the row on a laptop
 # (two columns), the whole row on a narrow window, and plotly fills its panel (the ResizeObserver
 # patched into the widget above). The rules come with each dashboard (`finish`), so they hold in
-# a notebook as in Voila.
+# a notebook as in Voila. Each panel contains its own layout and paint: plotly measures text as it
+# draws, and each measurement would otherwise lay out the whole page (~15 % of a redraw).
 PANEL_CSS = """<style>
 .curvlab-panels { display: flex; flex-flow: row wrap; gap: 6px; width: 100%; align-items: flex-start; }
-.curvlab-panels > .curvlab-panel { flex: 0 1 calc(50% - 3px); min-width: 0; box-sizing: border-box; }
+.curvlab-panels > .curvlab-panel { flex: 0 1 calc(50% - 3px); min-width: 0; box-sizing: border-box;
+                                   contain: layout paint; }
 .curvlab-panels > .curvlab-panel.curvlab-wide { flex-basis: 100%; }
 .curvlab-panel > * { width: 100%; }
 @media (max-width: 900px) { .curvlab-panels > .curvlab-panel { flex-basis: 100%; } }
