@@ -139,6 +139,13 @@ def _merged_template(default):
     return merged
 
 
+def _all_nan(values):
+    try:
+        return bool(np.all(np.isnan(np.asarray(values, dtype=float))))
+    except (TypeError, ValueError):          # text (category) values
+        return False
+
+
 def slug(text):
     """Lower-case ASCII words of `text` joined by '-' (file names, link names)."""
     return "-".join(re.findall(r"[a-z0-9]+", text.lower()))
@@ -639,7 +646,8 @@ class Dashboard:
 
     def numbers_csv(self):
         """Every plotted number, as CSV text in long form: panel, trace, point index, x, y, z (a
-        grid's z row by row, with its x and y)."""
+        grid's z row by row, with its x and y); marks (`set_marks`) by their name, with their
+        points (a line's two ends, a disc's centre; y empty for a line across the plot)."""
         import csv
         import io
         out = io.StringIO()
@@ -661,9 +669,19 @@ class Dashboard:
                 x, y = getattr(t, "x", None), getattr(t, "y", None)
                 if y is None:
                     continue
+                if _all_nan(y):                                          # a legend entry only
+                    continue
                 x = np.arange(len(y)) if x is None else x
                 for i, (a, b) in enumerate(zip(x, y)):
                     rows.writerow([panel, t.name, i, a, b, ""])
+            for mark in [s for s in fig.layout.shapes if s.name not in (None, PLACEHOLDER, STALE)]:
+                if mark.xsizemode == "pixel":
+                    points = [(mark.xanchor, mark.yanchor)]
+                else:
+                    points = [(mark.x0, mark.y0), (mark.x1, mark.y1)]
+                    points = points[:1] if points[0] == points[1] or mark.yref == "paper" else points
+                for i, (a, b) in enumerate(points):
+                    rows.writerow([panel, mark.name, i, a, "" if mark.yref == "paper" else b, ""])
         return out.getvalue()
 
     def csv_box(self):

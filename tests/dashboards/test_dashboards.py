@@ -156,6 +156,15 @@ def test_damping_slider_moves_only_the_view():
     assert changed(y0, d.filter_fig.data[0].y) and changed(step0, d.step_at_eta())
     assert np.all(arr(d.filter_fig.data[0].y) <= 1 + 1e-12)
     assert "ρ" in d.readout.value
+    # the marks are numbers too: the step (a line and a disc at its end) and η's line in the CSV, no
+    # legend-only NaN row
+    import csv
+    import io
+    rows = list(csv.DictReader(io.StringIO(d.numbers_csv())))
+    step = [r for r in rows if r["trace"] == "step at η"]
+    assert [(float(r["x"]), float(r["y"])) for r in step] == [(0.0, 0.0), d.step_at_eta(), d.step_at_eta()]
+    eta = [r for r in rows if r["trace"] == "η" and r["panel"].startswith("angle")]
+    assert len(eta) == 1 and float(eta[0]["x"]) == 10.0 and eta[0]["y"] == ""
 
 
 def test_damping_lm_replay_and_bad_kind():
