@@ -72,7 +72,8 @@ class TrajectoriesDashboard(Dashboard):
         self.steps = W.IntSlider(value=60, min=5, max=300, step=5, description="steps", continuous_update=False, style=st)
         self.lr_scale = W.FloatLogSlider(value=1.0, base=10, min=-1, max=1, step=0.1, description="lr × ",
                                          continuous_update=False, style=st)
-        self.reparam = W.Checkbox(value=False, description="reparameterise: w = R w̃ (affine)")
+        self.reparam = W.Checkbox(value=False, description="reparameterise: w = R w̃ (affine)",
+                                  layout=W.Layout(width="auto"))     # (the default 300 px cut it)
         self.k = W.IntSlider(value=0, min=0, max=60, description="show step", style=st)
         self.summary = W.HTML()
 

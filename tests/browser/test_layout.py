@@ -41,3 +41,30 @@ def test_figures_take_two_columns_on_a_laptop_and_one_on_a_narrow_window(page, v
     narrow = rows(page.evaluate(BOXES))
     assert all(len(r) == 1 for r in narrow), narrow
     assert all(b["w"] > 0.9 * 800 for r in narrow for b in r), narrow
+
+
+# Every visible label, button, readout and table cell whose text is wider than its box, and every
+# menu whose chosen option is wider than the menu (measured in the menu's font).
+CUT = """() => {
+  const out = [], shown = e => e.offsetParent !== null;
+  const boxes = '.widget-label, .widget-label-basic, .widget-checkbox label, .widget-button, ' +
+                '.widget-toggle-button, .widget-readout, .widget-html-content th, .widget-html-content td';
+  for (const e of document.querySelectorAll(boxes))
+    if (shown(e) && e.scrollWidth > e.clientWidth + 1) out.push(e.textContent.trim());
+  const ctx = document.createElement('canvas').getContext('2d');
+  for (const s of document.querySelectorAll('select')) {
+    if (!shown(s)) continue;
+    const st = getComputedStyle(s);
+    ctx.font = `${st.fontStyle} ${st.fontWeight} ${st.fontSize} ${st.fontFamily}`;
+    const room = s.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight);
+    const texts = s.multiple ? Array.from(s.options, o => o.text) : [s.options[s.selectedIndex]?.text || ''];
+    for (const t of texts) if (ctx.measureText(t).width > room + 1) out.push('menu: ' + t);
+  }
+  return out; }"""
+
+
+@pytest.mark.parametrize("app, plots", [("landscape", 2), ("spectra", 3), ("damping", 5), ("trajectories", 3),
+                                        ("products", 3), ("beyond", 2)])
+def test_no_label_menu_or_table_cell_is_cut(page, voila_url, app, plots):
+    open_app(page, voila_url, app, plots)
+    assert page.evaluate(CUT) == []
