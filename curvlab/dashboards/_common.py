@@ -263,6 +263,11 @@ KIND_COLORS = {
 }
 
 
+# Where a figure has a second y axis on the right, its legend goes under the plot: on the right
+# it covered that axis's labels.
+LEGEND_BELOW = dict(orientation="h", x=0, y=-0.2, yanchor="top")
+
+
 def kind_menu(exclude=("mc_fisher",)):
     """The registered curvature kinds for a menu, in KIND_COLORS' order (new kinds last)."""
     names = [k for k in KIND_COLORS if k in cl.KINDS] + [k for k in cl.KINDS if k not in KIND_COLORS]

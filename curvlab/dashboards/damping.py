@@ -8,8 +8,8 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import (PLACEHOLDER, STYLE, Dashboard, FigureWidget, clear_overlay, disc, guarded, kind_menu,
-                      log_slider, marks, overlay, panels, set_marks)
+from ._common import (LEGEND_BELOW, PLACEHOLDER, STYLE, Dashboard, FigureWidget, clear_overlay, disc, guarded,
+                      kind_menu, log_slider, marks, overlay, panels, set_marks)
 
 KINDS = ["ggn"] + [k for k in kind_menu() if k != "ggn"]
 ETAS = np.logspace(-6, 2, 81)
@@ -89,7 +89,7 @@ class DampingDashboard(Dashboard):
             layout=go.Layout(title="Levenberg–Marquardt replay", xaxis_title="step k",
                              yaxis=dict(title="η", type="log"),
                              yaxis2=dict(title="ρ", overlaying="y", side="right", range=[-0.5, 1.5], type="linear",
-                                        tickmode="auto", nticks=5, showgrid=False), **lay))
+                                        tickmode="auto", nticks=5, showgrid=False), legend=LEGEND_BELOW, **lay))
 
         self.lm_for = None
         overlay(self.lm_fig, "press “run Levenberg–Marquardt” to fill this panel", PLACEHOLDER)

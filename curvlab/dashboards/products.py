@@ -11,7 +11,8 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import PLACEHOLDER, STYLE, Dashboard, FigureWidget, clear_overlay, guarded, overlay, panels
+from ._common import (LEGEND_BELOW, PLACEHOLDER, STYLE, Dashboard, FigureWidget, clear_overlay, guarded, overlay,
+                      panels)
 
 R_GRID = np.logspace(-12, 0, 49)
 CG_STEPS = [1, 2, 5, 10, 20, 50, 100]
@@ -80,11 +81,15 @@ def _cost_figure(title, xtitle, ytitle, lay):
         data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: time", mode="lines+markers") for m in ways]
         + [go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: peak MB", mode="lines+markers", yaxis="y2",
                       line=dict(dash="dot")) for m in ways],
-        layout=go.Layout(title=title, xaxis=dict(title=xtitle, type="log"), yaxis=dict(title=ytitle, type="log"),
+        # both axes span one to three decades, where plotly's log axis labels every digit (5 4 3 2
+        # 0.01 9 8 …) once the figure is wide: ask for few ticks
+        layout=go.Layout(title=title, xaxis=dict(title=xtitle, type="log", nticks=6),
+                         yaxis=dict(title=ytitle, type="log", nticks=6),
                          # memory from zero on a plain axis with few ticks: a log axis over a
                          # narrow range printed a dozen overlapping labels (0.12738, 0.12621, …)
                          yaxis2=dict(title="peak MB", overlaying="y", side="right", rangemode="tozero",
-                                     tickmode="auto", nticks=5, tickformat=".3~g", showgrid=False), **lay))
+                                     tickmode="auto", nticks=5, tickformat=".3~g", showgrid=False),
+                         legend=LEGEND_BELOW, **lay))
 
 
 class ProductsDashboard(Dashboard):

@@ -60,6 +60,8 @@ def test_every_app_builds_without_error_and_draws():
             axes = [v for k, v in f.layout.to_plotly_json().items() if k.startswith(("xaxis", "yaxis"))]
             assert not any(a.get("exponentformat") in ("B", "SI") for a in axes), name
             assert sum("overlaying" in a for a in axes) <= 1, name       # at most one secondary axis
+            if any(a.get("side") == "right" for a in axes):             # its labels are not under the legend
+                assert f.layout.legend.orientation == "h" and f.layout.legend.y < 0, name
             # with its own few ticks (plotly otherwise syncs them to the main axis's: a dozen
             # overlapping labels when that one is logarithmic)
             assert all(a.get("tickmode") == "auto" and a.get("nticks", 99) <= 6 for a in axes if "overlaying" in a), name
