@@ -2,6 +2,7 @@
 moving a control to the plot showing the new data.
 
     .venv/bin/python bench/apps_latency.py            # writes bench/results_apps.md
+    .venv/bin/python bench/apps_latency.py beyond     # some apps only: printed, nothing written
 
 Needs the test extras (`./run test` installs them) and Debian's chromium.
 """
@@ -34,7 +35,8 @@ CASES = {
     "damping": (5, [("damping η", "readout", ["1.0e+0", "1.0e-2"], "view"), ("replay k", "readout", ["3", "8"], "view")]),
     "trajectories": (3, [("show step", "readout", ["10", "30"], "view"), ("lr ×", "readout", ["0.5", "1.0"], "compute")]),
     "products": (3, [("step r", "readout", ["1e-2", "1e-6"], "view"), ("v seed", "text", ["1", "0"], "view")]),
-    "beyond": (2, [("σ", "readout", ["1.0e-2", "1.0e-3"], "compute")]),
+    "beyond": (2, [("samples", "keys", ["ArrowLeft", "ArrowRight"], "view"),
+                   ("σ", "readout", ["1.0e-2", "1.0e-3"], "compute")]),
 }
 # before the moves: press these buttons (the replay needs a Levenberg–Marquardt run)
 SETUP = {"damping": ["run Levenberg–Marquardt"]}
@@ -56,7 +58,8 @@ WATCH = """() => {
   if (!window.__watching) {
     window.__watching = true;
     document.addEventListener('change', () => { window.__committed = performance.now(); }, true);
-    document.addEventListener('keydown', e => { if (e.key === 'Enter') window.__committed = performance.now(); }, true);
+    document.addEventListener('keydown', e => { if (['Enter', 'ArrowLeft', 'ArrowRight'].includes(e.key))
+      window.__committed = performance.now(); }, true);
     const output = m => { const e = m.target.nodeType === 1 ? m.target : m.target.parentElement;
                           return e && e.closest('.widget-html') && !e.closest('.curvlab-status'); };
     new MutationObserver(ms => { if (ms.some(output)) stamp(); })
@@ -83,6 +86,10 @@ def move(page, label, how, value):
     elif how == "multi":
         box = page.locator(".widget-select-multiple", has=page.locator(f"label:text-is('{label}')")).first
         box.locator("select").select_option(label=value)
+    elif how == "keys":                       # a slider without a typed readout: its handle, by key
+        slider = page.locator(".widget-slider", has=page.locator(f"label:text-is('{label}')")).first
+        slider.locator(".noUi-handle").focus()
+        page.keyboard.press(value)
     elif how == "text":
         box = page.locator(".widget-text", has=page.locator(f"label:text-is('{label}')")).first
         box.locator("input").fill(value)
@@ -111,7 +118,11 @@ def main():
         landing.goto(f"{url}/voila/render/index.ipynb")
         landing_s = time.perf_counter() - t0
         landing.close()
-        for app, (plots, controls) in CASES.items():
+        chosen = sys.argv[1:] or list(CASES)
+        unknown = sorted(set(chosen) - set(CASES))
+        if unknown:
+            raise SystemExit(f"no such app: {unknown}; choose from {list(CASES)}")
+        for app, (plots, controls) in [(a, CASES[a]) for a in chosen]:
             context = browser.new_context(viewport={"width": 1400, "height": 1600})    # a cold cache
             page = context.new_page()
             page.set_default_timeout(180_000)
@@ -144,6 +155,8 @@ def main():
                       f"{statistics.median(lat) * 1e3:4.0f} ms, max {max(lat) * 1e3:4.0f} ms", flush=True)
             context.close()
         browser.close()
+    if sys.argv[1:]:
+        return
     view = [r for r in rows if r[3] == "view"]
     lines = ["# App latency in the browser", "",
              f"Headless Chromium + Voila on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -157,7 +170,8 @@ def main():
              "widgets' state, plotly's drawing).", "",
              "Latency is measured in the page, for every control that defines the view on the default problems:",
              "from the moment the control's new value is committed (Enter in a slider's readout or a text box,",
-             "a menu's change event) to the animation frame that shows the first change it causes, and to the",
+             "an arrow key on a slider's handle, a menu's change event) to the animation frame that shows the",
+             "first change it causes, and to the",
              "one that shows the *last* — every plot redrawn (plotly's afterplot, or the end of its",
              "restyle/relayout/update) and every table or readout rewritten — once the page has been quiet for",
              f"{QUIET:g} s. 'compute' controls start new work (an",

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import curvlab as cl
 from curvlab import units
 
-from ._common import STYLE, Dashboard, FigureWidget, guarded, panels, table_html
+from ._common import STYLE, Dashboard, FigureWidget, guarded, marks, panels, set_marks, table_html
 
 SYSTEMS = ["feed-forward units", "recurrent units", "Boltzmann machine"]
 SAMPLES = [30, 100, 300, 1000, 3000]
@@ -114,8 +114,6 @@ class BeyondDashboard(Dashboard):
                                                                    exponentformat="e"), **lay))
         for name in ("plain ĝ", "joint ĝ", "joint ẑ ≈ Hv", "per-weight ẑ ≈ Hv"):
             self.err_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), mode="lines+markers", name=name)
-        self.err_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), mode="markers", name="now",
-                                 marker=dict(size=12, color="black", symbol="x"), showlegend=False)
         self.system.observe(self._on_system, names="value")
         self.sigma.observe(self._on_estimates, names="value")
         self.samples.observe(self._on_samples, names="value")
@@ -153,12 +151,18 @@ class BeyondDashboard(Dashboard):
         self.status.info(f"{name}: estimates at σ = {sigma:.0e}; the joint fit's errors fall as 1/√samples, "
                          "the per-weight ẑ levels off (biased)")
 
+    def crosses(self):
+        """The (samples, error) of each cross on the error plot."""
+        return [(m.xanchor, m.yanchor) for m in marks(self.err_fig, "now")]
+
     @guarded
     def _on_samples(self, change=None):
         curves = self.cache.get(("est", self.system.value, round(np.log10(self.sigma.value), 3)),
                                 lambda: estimate_curves(self.system.value, self.sigma.value))
         i = SAMPLES.index(self.samples.value)
-        with self.err_fig.batch_update():
-            self.err_fig.data[4].x = np.full(4, self.samples.value, dtype=float)
-            self.err_fig.data[4].y = np.array([c[i] for c in curves.values()])
+        # a cross on each curve at the chosen sample count (marks: the curves are not redrawn)
+        set_marks(self.err_fig, "now", [dict(type="path", xref="x", yref="y", xsizemode="pixel", ysizemode="pixel",
+                                             xanchor=float(self.samples.value), yanchor=float(c[i]),
+                                             path="M-6,-6L6,6M-6,6L6,-6", line=dict(color="black", width=3))
+                                        for c in curves.values() if np.isfinite(c[i]) and c[i] > 0])
         self.table.value = table_html(["estimate", "relative error"], [(k, c[i]) for k, c in curves.items()])

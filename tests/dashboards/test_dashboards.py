@@ -303,7 +303,10 @@ def test_beyond_systems_sigma_and_samples():
     assert changed(err, d.err_fig.data[2].y)
     misses = d.cache.misses
     d.samples.value = 100                                     # view only: the marker moves, nothing recomputed
-    assert d.cache.misses == misses and list(arr(d.err_fig.data[4].x)) == [100.0] * 4
+    crosses = d.crosses()
+    assert d.cache.misses == misses and [x for x, _ in crosses] == [100.0] * 4
+    i = 1                                                     # SAMPLES[1] == 100: on each curve
+    assert np.allclose([y for _, y in crosses], [arr(t.y)[i] for t in d.err_fig.data[:4]])
     joint = arr(d.err_fig.data[2].y)
     assert joint[-1] < joint[0]                               # more samples, a better Hv estimate
 
