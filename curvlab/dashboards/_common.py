@@ -418,8 +418,9 @@ def _own_problem(problem, w, model, X, y, loss):
 
 def _describe(problem):
     model = problem.model
-    layers = " → ".join(type(layer).__name__ for layer in model.layers)
-    return f"{layers}, {problem.lossfn.name} loss, {problem.N} samples"
+    layers = getattr(model, "layers", None)           # a layered net; else (units) the model says
+    net = " → ".join(type(layer).__name__ for layer in layers) if layers is not None else repr(model)
+    return f"{net}, {problem.lossfn.name} loss, {problem.N} samples"
 
 
 # --- status, progress and errors ---------------------------------------------------------------

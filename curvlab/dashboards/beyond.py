@@ -12,6 +12,8 @@ from curvlab import units
 from ._common import STYLE, Dashboard, FigureWidget, guarded, marks, panels, set_marks, table_html
 
 SYSTEMS = ["feed-forward units", "recurrent units", "Boltzmann machine"]
+YOURS = "your problem"
+MAX_P = 400      # weight perturbation's joint fit takes ≥ 2P + 1 samples and a (2P + 1)-column solve
 SAMPLES = [30, 100, 300, 1000, 3000]
 EDGES = [(0, 2), (1, 2), (0, 3), (2, 3), (1, 4), (3, 4), (2, 5), (4, 5), (0, 5), (3, 6), (1, 6), (4, 6)]
 FEEDBACK = [(5, 2), (6, 3), (4, 3)]
@@ -38,24 +40,34 @@ def build_system(name, seed=0):
     return problem, w, problem.grad(w), v, cl.hvp(problem, w, v), dict(problem=problem)
 
 
-def relaxation_curve(name, steps=60):
-    """(steps, error of Hv after k R-relaxation steps) for the recurrent net; a single sweep is
-    exact for the feed-forward one (k = 1); for the Boltzmann machine the error of central
-    differences of the exact gradient against the exact Hv, as their step shrinks."""
-    obj, w, g, v, Hv, extra = build_system(name)
-    if name == "Boltzmann machine":
+def your_system(problem, w, seed=0):
+    """build_system's tuple for your own `cl.Problem` (a layered net or a network of units) at w,
+    with a seeded random direction v."""
+    v = np.random.default_rng(seed).standard_normal(problem.n_params)
+    return problem, w, problem.grad(w), v, cl.hvp(problem, w, v), dict(problem=problem)
+
+
+def relaxation_curve(name, steps=60, system=None):
+    """(x, relative error of Hv, what x is): for a recurrent net of units, the error after k
+    R-relaxation steps ("relax"); a single sweep is exact for a feed-forward one (k = 1,
+    "sweep"); otherwise (a Boltzmann machine, a layered net) the error of central differences of
+    the exact gradient against the exact Hv, as their step ε shrinks ("fd"). `system` is
+    build_system's tuple (your_system for your own problem); default build_system(name)."""
+    obj, w, g, v, Hv, extra = system or build_system(name)
+    problem = extra.get("problem")
+    if problem is None or not isinstance(problem.model, cl.UnitNetwork):
         eps = np.logspace(-8, 0, 33)
         fd = [np.linalg.norm((obj.grad(w + e * v) - obj.grad(w - e * v)) / (2 * e) - Hv) for e in eps]
-        return eps, np.maximum(np.array(fd) / np.linalg.norm(Hv), 1e-17), None
-    problem = extra["problem"]
-    ks = np.arange(1, steps + 1) if name == "recurrent units" else np.array([1])
+        return eps, np.maximum(np.array(fd) / np.linalg.norm(Hv), 1e-17), "fd"
+    ks = np.arange(1, steps + 1) if problem.model.recurrent else np.array([1])
     errs = [np.linalg.norm(units.make_hvp(problem, w, steps=int(k))(v[:, None])[:, 0] - Hv) for k in ks]
-    return ks, np.maximum(np.array(errs) / np.linalg.norm(Hv), 1e-17), None
+    return ks, np.maximum(np.array(errs) / np.linalg.norm(Hv), 1e-17), "relax" if problem.model.recurrent else "sweep"
 
 
-def estimate_curves(name, sigma, seed=0):
-    """Relative errors of the plain ĝ, the joint ĝ and ẑ and the per-weight ẑ against SAMPLES."""
-    obj, w, g, v, Hv, _ = build_system(name)
+def estimate_curves(name, sigma, seed=0, system=None):
+    """Relative errors of the plain ĝ, the joint ĝ and ẑ and the per-weight ẑ against SAMPLES
+    (`system` as in relaxation_curve)."""
+    obj, w, g, v, Hv, _ = system or build_system(name)
     rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))
     rows = {k: [] for k in ("plain ĝ", "joint ĝ", "joint ẑ ≈ Hv", "per-weight ẑ ≈ Hv")}
     for S in SAMPLES:
@@ -78,8 +90,8 @@ class BeyondDashboard(Dashboard):
                       "The relative error of the Hessian-vector product Hv against the exact one. Recurrent "
                       "units: after k steps of the R-relaxation (Almeida–Pineda), falling at the rate of the "
                       "relaxation's spectral radius; feed-forward units: exact in one sweep (k = 1); Boltzmann "
-                      "machine: central differences of the exact gradient against the exact R{p} product, as "
-                      "their step shrinks."),
+                      "machine (or your own layered net): central differences of the exact gradient against the "
+                      "exact R{p} (Hv) product, as their step shrinks."),
         "err_fig": "Weight perturbation: relative errors of the gradient estimate ĝ (plain, and joint with "
                    "curvature) and of the Hv estimates ẑ from random perturbations of size σ, against the number "
                    "of samples; the cross marks the current samples.",
@@ -94,10 +106,18 @@ class BeyondDashboard(Dashboard):
         "R{p} is exact.",
     ]
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, **picker):
+        """Or on your own problem: `problem=` a `cl.Problem` (a layered net or a `cl.UnitNetwork`;
+        or `model=`, `X=`, `y=`, `loss=`) and `w=`, with at most MAX_P parameters."""
+        super().__init__(**picker)
+        if self.picker.own is not None and self.picker.own[0].n_params > MAX_P:
+            raise ValueError(f"your problem has P = {self.picker.own[0].n_params:,} parameters; weight perturbation's "
+                             f"joint fit takes 2P + 1 samples per estimate, so this dashboard takes P ≤ {MAX_P}: "
+                             "use cl.perturbation.estimate in a notebook for larger problems")
         st = STYLE
-        self.system = W.ToggleButtons(options=SYSTEMS, value="recurrent units", description="system", style=st)
+        own = self.picker.own is not None
+        self.system = W.ToggleButtons(options=SYSTEMS + [YOURS] * own, value=YOURS if own else "recurrent units",
+                                      description="system", style=st)
         self.samples = W.SelectionSlider(options=SAMPLES, value=1000, description="samples", style=st,
                                          continuous_update=False)
         self.sigma = W.FloatLogSlider(value=0.05, base=10, min=-3, max=0, step=0.25, description="σ",
@@ -117,33 +137,45 @@ class BeyondDashboard(Dashboard):
         self.system.observe(self._on_system, names="value")
         self.sigma.observe(self._on_estimates, names="value")
         self.samples.observe(self._on_samples, names="value")
-        self.widget = W.VBox([self.header(), self.system, W.HBox([self.samples, self.sigma]),
-                              self.status.widget, panels(self.relax_fig, self.err_fig),
-                              self.table])
+        self.widget = W.VBox([self.header(), *[self.picker.widget] * own, self.system,
+                              W.HBox([self.samples, self.sigma]), self.status.widget,
+                              panels(self.relax_fig, self.err_fig), self.table])
         self._on_system()
         self.finish()
+
+    def _system(self):
+        """The chosen system's (objective, w, gradient, v, Hv, extra), built once."""
+        name = self.system.value
+        if name == YOURS:
+            return self.cache.get(("system", YOURS), lambda: your_system(*self.picker.own))
+        return self.cache.get(("system", name), lambda: build_system(name))
 
     @guarded
     def _on_system(self, change=None):
         name = self.system.value
         with self.status.busy(f"{name}: exact products"):
-            x, err, _ = self.cache.get(("relax", name), lambda: relaxation_curve(name))
-        boltz = name == "Boltzmann machine"
+            x, err, what = self.cache.get(("relax", name), lambda: relaxation_curve(name, system=self._system()))
+        fd = what == "fd"
         with self.relax_fig.batch_update():
             self.relax_fig.data[0].x, self.relax_fig.data[0].y = x, err
-            self.relax_fig.layout.title.text = ("R{p} vs central differences of ∇G (exact enumeration)" if boltz
-                                                else "Hv after k R-relaxation steps" if name == "recurrent units"
-                                                else "Hv by one R{backprop} sweep: exact")
-            self.relax_fig.layout.xaxis.title.text = "finite-difference step ε" if boltz else "relaxation step"
-            self.relax_fig.layout.xaxis.type = "log" if boltz else "linear"
+            self.relax_fig.layout.title.text = (
+                "R{p} vs central differences of ∇G (exact enumeration)" if name == "Boltzmann machine"
+                else "exact Hv vs central differences of ∇L" if fd
+                else "Hv after k R-relaxation steps" if what == "relax" else "Hv by one R{backprop} sweep: exact")
+            self.relax_fig.layout.xaxis.title.text = "finite-difference step ε" if fd else "relaxation step"
+            self.relax_fig.layout.xaxis.type = "log" if fd else "linear"
         self._on_estimates()
+
+    def _curves(self):
+        name, sigma = self.system.value, self.sigma.value
+        return self.cache.get(("est", name, round(np.log10(sigma), 3)),
+                              lambda: estimate_curves(name, sigma, system=self._system()))
 
     @guarded
     def _on_estimates(self, change=None):
         name, sigma = self.system.value, self.sigma.value
         with self.status.busy("weight-perturbation estimates over the sample counts"):
-            curves = self.cache.get(("est", name, round(np.log10(sigma), 3)),
-                                    lambda: estimate_curves(name, sigma))
+            curves = self._curves()
         with self.err_fig.batch_update():
             for tr in self.err_fig.data[:4]:
                 tr.x, tr.y = np.array(SAMPLES), curves[tr.name]
@@ -157,8 +189,7 @@ class BeyondDashboard(Dashboard):
 
     @guarded
     def _on_samples(self, change=None):
-        curves = self.cache.get(("est", self.system.value, round(np.log10(self.sigma.value), 3)),
-                                lambda: estimate_curves(self.system.value, self.sigma.value))
+        curves = self._curves()
         i = SAMPLES.index(self.samples.value)
         # a cross on each curve at the chosen sample count (marks: the curves are not redrawn)
         set_marks(self.err_fig, "now", [dict(type="path", xref="x", yref="y", xsizemode="pixel", ysizemode="pixel",

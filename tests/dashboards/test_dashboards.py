@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from curvlab.dashboards import (APPS, DampingDashboard, LandscapeDashboard, ProductsDashboard,
+from curvlab.dashboards import (APPS, BeyondDashboard, DampingDashboard, LandscapeDashboard, ProductsDashboard,
                                 SpectraDashboard, TrajectoriesDashboard)
 
 
@@ -291,7 +291,6 @@ def test_an_unadapted_plotly_bundle_falls_back_to_plotlys_own_widget(monkeypatch
 
 
 def test_beyond_systems_sigma_and_samples():
-    from curvlab.dashboards import BeyondDashboard
     d = BeyondDashboard()
     assert d.status.error is None, d.status.error
     relax = arr(d.relax_fig.data[0].y)
@@ -322,14 +321,15 @@ def test_importing_the_dashboards_skips_jsonschemas_grammar_compiler():
     assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr
 
 
-@pytest.mark.parametrize("name", ["landscape", "spectra", "damping", "trajectories", "products"])
-def test_every_picker_dashboard_opens_on_your_own_problem(name):
+@pytest.mark.parametrize("name", ["landscape", "spectra", "damping", "trajectories", "products", "beyond"])
+def test_every_dashboard_opens_on_your_own_problem(name):
     X, y = cl.datasets.moons(n=40, seed=3)
     model = cl.MLP([2, 5, 2], activation="sigmoid")
     p = cl.Problem(model, "cross_entropy", X, y)
     w = model.init(seed=7)
     cls = {d.__name__.lower().removesuffix("dashboard"): d for d in
-           (LandscapeDashboard, SpectraDashboard, DampingDashboard, TrajectoriesDashboard, ProductsDashboard)}[name]
+           (LandscapeDashboard, SpectraDashboard, DampingDashboard, TrajectoriesDashboard, ProductsDashboard,
+            BeyondDashboard)}[name]
     dash = cls(problem=p, w=w)
     assert dash.status.error is None, dash.last_traceback
     got_p, got_w = dash.picker.get()
@@ -337,6 +337,11 @@ def test_every_picker_dashboard_opens_on_your_own_problem(name):
     assert "your problem" in dash.picker.widget.value and f"P = {p.n_params}" in dash.picker.widget.value
     if name == "spectra":                # the matrices it shows are this problem's
         np.testing.assert_allclose(dash._matrix("hessian").to_dense(), cl.hessian(p, w), rtol=1e-12)
+    if name == "beyond":                 # this problem's exact Hv, against its finite differences
+        _, w_, g, v, Hv, _ = dash._system()
+        assert dash.system.value == "your problem" and np.array_equal(w_, w)
+        np.testing.assert_allclose(Hv, cl.hessian(p, w) @ v, rtol=1e-10)
+        assert min(arr(dash.relax_fig.data[0].y)) < 1e-7 and "central differences" in dash.relax_fig.layout.title.text
     # the same from (model, X, y, loss), and bad input is refused by name
     assert cls(model=model, X=X, y=y, loss="cross_entropy").picker.get()[0].N == 40
     with pytest.raises(ValueError, match="parameters|shape"):
@@ -433,3 +438,17 @@ def test_two_d_plot_data_travels_as_binary_float32_rows():
     d = SpectraDashboard()                                               # a figure's state uses it
     state = d.heat_fig.get_state("_widget_data")["_widget_data"]
     assert isinstance(state[0]["z"][0]["buffer"], memoryview)
+
+
+def test_beyond_opens_on_your_network_of_units_and_refuses_a_problem_too_large_for_perturbation():
+    rng = np.random.default_rng(0)
+    net = cl.UnitNetwork(5, [(0, 2), (1, 2), (2, 3), (3, 4), (4, 2)], [0, 1], [4], "tanh", tol=1e-13)
+    p = cl.Problem(net, "mse", rng.standard_normal((10, 2)), rng.standard_normal((10, 1)))
+    d = BeyondDashboard(problem=p, w=0.5 * net.init(0))
+    assert d.status.error is None, d.last_traceback
+    relax = arr(d.relax_fig.data[0].y)                        # a recurrent net: relaxation steps
+    assert "R-relaxation" in d.relax_fig.layout.title.text and relax[-1] < 1e-10 < relax[0]
+    assert "UnitNetwork(5 units" in d.picker.widget.value
+    big = cl.MLP([20, 30, 10])
+    with pytest.raises(ValueError, match="P ≤ 400"):
+        BeyondDashboard(model=big, X=rng.standard_normal((4, 20)), y=np.arange(4), loss="cross_entropy")
