@@ -44,7 +44,7 @@ def _plotly_bundle(src=None):
     exports = "export{TD as FigureModel,MD as FigureView,j4t as default};"
     relayout = "ge._doNotReportToPy=!0,Md.default.relayout(this.el,ne.relayout_data)"
     reported = 'handle_plotly_relayout(ne){if(ne!=null&&!ne.hasOwnProperty("_doNotReportToPy")'
-    if any(src.count(part) != 1 for part in (render, exports, relayout, reported)):
+    if src.count(render) != 1 or src.count(exports) != 1:
         warnings.warn(f"curvlab.dashboards: the widget bundle of plotly {plotly.__version__} is not the one "
                       "curvlab adapts (plotly 7.1); using plotly's own FigureWidget, whose later figures "
                       "may stop updating on a Voila page with several of them. Install curvlab's "
@@ -53,18 +53,23 @@ def _plotly_bundle(src=None):
     # Each view listens through its own model handle; and it follows its element's size (plotly's
     # widget only listens to the window, and not at all when rendered as an anywidget): a figure
     # without a fixed width fills its panel, whatever the page's width (see `panels`).
+    # (Only a drawn, displayed plot whose width changed: plotly refuses to resize a hidden one, and
+    # the observer also fires on first sight and on height changes.)
     src = src.replace(render, "render({model:mm,el:ne}){let sh=Object.create(Q);sh.on=(...a)=>mm.on(...a);"
                               "sh.off=(...a)=>mm.off(...a);let ge=new MD(sh,ne);ge.perform_render();"
                               "let tm,ro=new ResizeObserver(()=>{clearTimeout(tm);tm=setTimeout(()=>"
-                              "{if(ne._fullLayout)ge.autosizeFigure()},50)});ro.observe(ne);"
-                              "return ()=>{ro.disconnect();clearTimeout(tm);ge.remove()}}")
+                              "{if(ne._fullLayout&&ne.offsetParent!==null&&ne.clientWidth>0&&"
+                              "Math.abs(ne.clientWidth-ne._fullLayout.width)>1)ge.autosizeFigure()},50)});"
+                              "ro.observe(ne);return ()=>{ro.disconnect();clearTimeout(tm);ge.remove()}}")
     # A layout change from Python (our marks are shapes) reaches plotly.js with a flag, so that the
     # view does not report it back; but plotly takes the unknown key as a reason to redraw the
     # whole plot (~50 ms with contours) instead of the shapes alone (~2 ms). Count Python's
-    # relayouts in flight instead, and report none while one is.
-    src = src.replace(relayout, "this.__fromPy=(this.__fromPy||0)+1,Md.default.relayout(this.el,ne.relayout_data)"
-                                ".finally(()=>{this.__fromPy--})")
-    src = src.replace(reported, reported + "&&!(this.__fromPy>0)")
+    # relayouts in flight instead, and report none while one is. (A speed-up only: a bundle without
+    # these two places keeps plotly's own way.)
+    if src.count(relayout) == 1 and src.count(reported) == 1:
+        src = src.replace(relayout, "this.__fromPy=(this.__fromPy||0)+1;try{Md.default.relayout(this.el,"
+                                    "ne.relayout_data).finally(()=>{this.__fromPy--})}catch(e){this.__fromPy--;throw e}")
+        src = src.replace(reported, reported + "&&!(this.__fromPy>0)")
     return src.replace(exports, exports + f"\n{_SLOT}.r(j4t);\n")
 
 
@@ -140,6 +145,7 @@ def _merged_template(default):
 
 
 def _all_nan(values):
+    """True when every value is NaN (False for text values)."""
     try:
         return bool(np.all(np.isnan(np.asarray(values, dtype=float))))
     except (TypeError, ValueError):          # text (category) values
@@ -161,7 +167,8 @@ def _py_to_js(v, widget_manager):
     travels as binary float32 rows, which the widget turns into typed arrays plotly.js draws
     directly, instead of as a JSON list of lists: 4 bytes a number, not ~19 characters, and no
     text to write in the kernel or parse in the browser (3 heatmaps of 99 × 99: 155 KB → 119 KB
-    binary, the encoding 6× faster). Plot data only: the figure in Python keeps float64."""
+    binary, the encoding 6× faster). Plot data only: the figure in Python keeps float64, the page
+    gets 7 significant digits (and inf beyond 3.4e38, drawn as a gap)."""
     from plotly.serializers import _py_to_js as plotly_py_to_js
     if isinstance(v, np.ndarray) and v.ndim == 2 and v.dtype.kind == "f":
         rows = np.ascontiguousarray(v, dtype=np.float32)
@@ -174,6 +181,7 @@ def _py_to_js(v, widget_manager):
 
 
 def _tags_binary_2d():
+    """Trait metadata for the traits that carry plot data to the page: synced, with _py_to_js."""
     from plotly.serializers import custom_serializers
     return dict(sync=True, **{**custom_serializers, "to_json": _py_to_js})
 
@@ -229,10 +237,12 @@ class FigureWidget(_PlotlyFigureWidget):
 
 # --- responsive panels ---------------------------------------------------------------------------
 # Figures have no fixed width: each sits in a panel of a wrapping row, half the row on a laptop
-# (two columns), the whole row on a narrow window, and plotly fills its panel (the ResizeObserver
-# patched into the widget above). The rules come with each dashboard (`finish`), so they hold in
-# a notebook as in Voila. Each panel contains its own layout and paint: plotly measures text as it
-# draws, and each measurement would otherwise lay out the whole page (~15 % of a redraw).
+# (two columns), the whole row on a narrow window or column, and plotly fills its panel (the
+# ResizeObserver patched into the widget above). "Narrow" is the row's own width (a container
+# query: a notebook column beside a sidebar) or the window's. The rules come with each dashboard
+# (`finish`), so they hold in a notebook as in Voila. Each panel contains its own layout and
+# paint: plotly measures text as it draws, and each measurement would otherwise lay out the whole
+# page (~15 % of a redraw).
 PANEL_CSS = """<style>
 .curvlab-panels { display: flex; flex-flow: row wrap; gap: 6px; width: 100%; align-items: flex-start; }
 .curvlab-panels > .curvlab-panel { flex: 0 1 calc(50% - 3px); min-width: 0; box-sizing: border-box;
@@ -240,6 +250,8 @@ PANEL_CSS = """<style>
 .curvlab-panels > .curvlab-panel.curvlab-wide { flex-basis: 100%; }
 .curvlab-panel > * { width: 100%; }
 @media (max-width: 900px) { .curvlab-panels > .curvlab-panel { flex-basis: 100%; } }
+.curvlab-panels { container-type: inline-size; }
+@container (max-width: 860px) { .curvlab-panels > .curvlab-panel { flex-basis: 100%; } }
 </style>"""
 
 
@@ -496,17 +508,56 @@ def clear_overlay(fig, name):
             fig.layout.annotations = [a for a in fig.layout.annotations if a.name != name]
 
 
-def set_marks(fig, name, shapes):
+def set_marks(fig, name, shapes, labels=None):
     """Draw `shapes` as figure `fig`'s marks called `name` (a step, a value on an axis), replacing
-    the previous ones and keeping every other shape (the overlays' veils, drawn above them).
-    Marks are layout shapes because plotly redraws shapes alone, in a few ms, where a changed
-    trace redraws the whole plot, contours included (~60 ms in the browser)."""
-    fig.layout.shapes = [dict(s, name=name) for s in shapes] + [s for s in fig.layout.shapes if s.name != name]
+    the previous ones and keeping every other shape (the overlays' veils, drawn above them); with
+    `labels`, shape i is called "name: labels[i]" (a method's, a curve's mark). Marks are layout
+    shapes because plotly redraws shapes alone, in a few ms, where a changed trace redraws the
+    whole plot, contours included (~60 ms in the browser). In presentation mode (the figure's
+    font at PRESENTATION_FONT) they are drawn twice as large, as the traces are."""
+    labels = [None] * len(shapes) if labels is None else list(labels)
+    factor = 2.0 if fig.layout.font.size == PRESENTATION_FONT else 1.0
+    new = [_scaled(dict(s, name=name if label is None else f"{name}: {label}"), factor)
+           for s, label in zip(shapes, labels)]
+    fig.layout.shapes = new + [s for s in fig.layout.shapes if not _is_mark(s, name)]
+
+
+def _is_mark(shape, name):
+    return shape.name == name or (shape.name or "").startswith(name + ": ")
 
 
 def marks(fig, name):
-    """The shapes of `fig`'s marks called `name`."""
-    return [s for s in fig.layout.shapes if s.name == name]
+    """The shapes of `fig`'s marks called `name` (and "name: label")."""
+    return [s for s in fig.layout.shapes if _is_mark(s, name)]
+
+
+def mark_points(fig, name):
+    """{label (or name): (x, y)} of `fig`'s marks called `name`: a disc's or cross's centre, a
+    line's far end."""
+    out = {}
+    for s in marks(fig, name):
+        key = s.name.split(": ", 1)[1] if ": " in s.name else s.name
+        out.setdefault(key, (s.xanchor, s.yanchor) if s.xsizemode == "pixel" else (s.x1, s.y1))
+    return out
+
+
+def _scaled(shape, factor):
+    """A mark's dict with its pixel sizes (a pixel-sized shape's extent or path) and its line
+    width multiplied by `factor`."""
+    import copy
+    shape = copy.deepcopy(shape)
+    if factor == 1.0:
+        return shape
+    for axis in "xy":
+        if shape.get(f"{axis}sizemode") == "pixel":
+            for end in (f"{axis}0", f"{axis}1"):
+                if shape.get(end) is not None:
+                    shape[end] *= factor
+    if shape.get("path") and shape.get("xsizemode") == "pixel":
+        shape["path"] = re.sub(r"-?\d+(?:\.\d+)?", lambda m: f"{float(m.group()) * factor:g}", shape["path"])
+    line = shape.setdefault("line", {})
+    line["width"] = (line.get("width") or 2) * factor
+    return shape
 
 
 def disc(x, y, color, radius=6):
@@ -646,6 +697,10 @@ class Dashboard:
                             line.width = (line.width or 2) * factor
                         if marker is not None and "size" in marker and np.ndim(marker.size) == 0:
                             marker.size = (marker.size or 6) * factor
+                    ours = [sh for sh in fig.layout.shapes if sh.name not in (None, PLACEHOLDER, STALE)]
+                    if ours:                                  # the marks (set_marks) too
+                        fig.layout.shapes = [_scaled(sh.to_plotly_json(), factor) for sh in ours] + [
+                            sh for sh in fig.layout.shapes if sh.name in (None, PLACEHOLDER, STALE)]
         toggle.observe(scale, names="value")
         self.presentation = toggle
         return toggle
@@ -680,13 +735,15 @@ class Dashboard:
                 x = np.arange(len(y)) if x is None else x
                 for i, (a, b) in enumerate(zip(x, y)):
                     rows.writerow([panel, t.name, i, a, b, ""])
+            count = {}                          # points per mark name, numbered on across its shapes
             for mark in [s for s in fig.layout.shapes if s.name not in (None, PLACEHOLDER, STALE)]:
                 if mark.xsizemode == "pixel":
                     points = [(mark.xanchor, mark.yanchor)]
                 else:
                     points = [(mark.x0, mark.y0), (mark.x1, mark.y1)]
                     points = points[:1] if points[0] == points[1] or mark.yref == "paper" else points
-                for i, (a, b) in enumerate(points):
+                for a, b in points:
+                    i = count[mark.name] = count.get(mark.name, -1) + 1
                     rows.writerow([panel, mark.name, i, a, "" if mark.yref == "paper" else b, ""])
         return out.getvalue()
 

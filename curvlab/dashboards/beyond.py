@@ -9,10 +9,11 @@ import plotly.graph_objects as go
 import curvlab as cl
 from curvlab import units
 
-from ._common import STYLE, Dashboard, FigureWidget, guarded, marks, panels, set_marks, table_html
+from ._common import STYLE, Dashboard, FigureWidget, guarded, mark_points, panels, set_marks, table_html
 
 SYSTEMS = ["feed-forward units", "recurrent units", "Boltzmann machine"]
 YOURS = "your problem"
+NOW = "now"      # the marks at the chosen sample count
 MAX_P = 400      # weight perturbation's joint fit takes ≥ 2P + 1 samples and a (2P + 1)-column solve
 SAMPLES = [30, 100, 300, 1000, 3000]
 EDGES = [(0, 2), (1, 2), (0, 3), (2, 3), (1, 4), (3, 4), (2, 5), (4, 5), (0, 5), (3, 6), (1, 6), (4, 6)]
@@ -65,13 +66,14 @@ def relaxation_curve(name, steps=60, system=None):
 
 
 def estimate_curves(name, sigma, seed=0, system=None):
-    """Relative errors of the plain ĝ, the joint ĝ and ẑ and the per-weight ẑ against SAMPLES
-    (`system` as in relaxation_curve)."""
+    """(samples used, {estimate: relative errors}): the plain ĝ, the joint ĝ and ẑ and the
+    per-weight ẑ at each of SAMPLES, raised to 2P + 1 where the joint fit needs more (`system` as
+    in relaxation_curve)."""
     obj, w, g, v, Hv, _ = system or build_system(name)
     rel = lambda a, b: float(np.linalg.norm(a - b) / np.linalg.norm(b))
     rows = {k: [] for k in ("plain ĝ", "joint ĝ", "joint ẑ ≈ Hv", "per-weight ẑ ≈ Hv")}
-    for S in SAMPLES:
-        S = max(S, 2 * len(w) + 1)
+    used = np.array([max(S, 2 * len(w) + 1) for S in SAMPLES], dtype=float)
+    for S in used.astype(int):
         plain = cl.perturbation.estimate(obj, w, S, sigma, seed=seed)
         joint = cl.perturbation.estimate(obj, w, S, sigma, seed=seed, v=v)
         local = cl.perturbation.estimate(obj, w, S, sigma, seed=seed, v=v, fit="local")
@@ -79,7 +81,7 @@ def estimate_curves(name, sigma, seed=0, system=None):
         rows["joint ĝ"].append(rel(joint.g, g))
         rows["joint ẑ ≈ Hv"].append(rel(joint.z, Hv))
         rows["per-weight ẑ ≈ Hv"].append(rel(local.z, Hv))
-    return {k: np.array(v_) for k, v_ in rows.items()}
+    return used, {k: np.array(v_) for k, v_ in rows.items()}
 
 
 class BeyondDashboard(Dashboard):
@@ -167,6 +169,7 @@ class BeyondDashboard(Dashboard):
         self._on_estimates()
 
     def _curves(self):
+        """estimate_curves for the chosen system and σ, once each."""
         name, sigma = self.system.value, self.sigma.value
         return self.cache.get(("est", name, round(np.log10(sigma), 3)),
                               lambda: estimate_curves(name, sigma, system=self._system()))
@@ -175,25 +178,27 @@ class BeyondDashboard(Dashboard):
     def _on_estimates(self, change=None):
         name, sigma = self.system.value, self.sigma.value
         with self.status.busy("weight-perturbation estimates over the sample counts"):
-            curves = self._curves()
+            used, curves = self._curves()
         with self.err_fig.batch_update():
             for tr in self.err_fig.data[:4]:
-                tr.x, tr.y = np.array(SAMPLES), curves[tr.name]
+                tr.x, tr.y = used, curves[tr.name]
         self._on_samples()
         self.status.info(f"{name}: estimates at σ = {sigma:.0e}; the joint fit's errors fall as 1/√samples, "
                          "the per-weight ẑ levels off (biased)")
 
     def crosses(self):
-        """The (samples, error) of each cross on the error plot."""
-        return [(m.xanchor, m.yanchor) for m in marks(self.err_fig, "now")]
+        """{estimate: (samples, error)} of the crosses on the error plot."""
+        return mark_points(self.err_fig, NOW)
 
     @guarded
     def _on_samples(self, change=None):
-        curves = self._curves()
+        used, curves = self._curves()
         i = SAMPLES.index(self.samples.value)
         # a cross on each curve at the chosen sample count (marks: the curves are not redrawn)
-        set_marks(self.err_fig, "now", [dict(type="path", xref="x", yref="y", xsizemode="pixel", ysizemode="pixel",
-                                             xanchor=float(self.samples.value), yanchor=float(c[i]),
-                                             path="M-6,-6L6,6M-6,6L6,-6", line=dict(color="black", width=3))
-                                        for c in curves.values() if np.isfinite(c[i]) and c[i] > 0])
-        self.table.value = table_html(["estimate", "relative error"], [(k, c[i]) for k, c in curves.items()])
+        shown = {k: c[i] for k, c in curves.items() if np.isfinite(c[i]) and c[i] > 0}
+        set_marks(self.err_fig, NOW, [dict(type="path", xref="x", yref="y", xsizemode="pixel", ysizemode="pixel",
+                                           xanchor=float(used[i]), yanchor=float(e), path="M-6,-6L6,6M-6,6L6,-6",
+                                           line=dict(color="black", width=3)) for e in shown.values()],
+                  labels=list(shown))
+        self.table.value = (f"<b>at {int(used[i]):,} samples</b>" +
+                            table_html(["estimate", "relative error"], [(k, c[i]) for k, c in curves.items()]))

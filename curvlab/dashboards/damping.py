@@ -9,9 +9,10 @@ import plotly.graph_objects as go
 import curvlab as cl
 
 from ._common import (LEGEND_BELOW, PLACEHOLDER, STYLE, Dashboard, FigureWidget, clear_overlay, disc, guarded,
-                      kind_menu, log_slider, marks, overlay, panels, set_marks)
+                      kind_menu, log_slider, mark_points, overlay, panels, set_marks)
 
 KINDS = ["ggn"] + [k for k in kind_menu() if k != "ggn"]
+STEP_AT_ETA = "step at η"
 ETAS = np.logspace(-6, 2, 81)
 
 
@@ -77,7 +78,7 @@ class DampingDashboard(Dashboard):
             data=[go.Contour(z=np.zeros((2, 2)), colorscale="Viridis", ncontours=30, showscale=False, name="loss"),
                   go.Scatter(x=np.zeros(0), y=np.zeros(0), mode="lines", name="steps for all η", line=dict(color="white")),
                   # the step at η is drawn as marks (set_marks); this trace only names it in the legend
-                  go.Scatter(x=np.full(1, np.nan), y=np.full(1, np.nan), mode="lines+markers", name="step at η",
+                  go.Scatter(x=np.full(1, np.nan), y=np.full(1, np.nan), mode="lines+markers", name=STEP_AT_ETA,
                              line=dict(color="red", width=3), marker=dict(size=10)),
                   go.Scatter(x=np.zeros(0), y=np.zeros(0), mode="lines+markers", name="LM path",
                              line=dict(color="orange"), marker=dict(size=5))],
@@ -173,8 +174,9 @@ class DampingDashboard(Dashboard):
         for fig in (self.angle_fig, self.decrease_fig):
             set_marks(fig, "η", [_vline(eta)])
         x, y = s["d1"] @ p, s["d2"] @ p             # the step, on the plane (marks: the contours stay)
-        set_marks(self.plane_fig, "step at η", [dict(type="line", xref="x", yref="y", x0=0, y0=0, x1=x, y1=y,
-                                                     line=dict(color="red", width=3)), disc(x, y, "red", 5)])
+        step = [dict(type="line", xref="x", yref="y", x0=0, y0=0, x1=x, y1=y, line=dict(color="red", width=3)),
+                disc(x, y, "red", 5)] if np.isfinite(x) and np.isfinite(y) else []
+        set_marks(self.plane_fig, STEP_AT_ETA, step)
         cos = lambda a, b: float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
         self.readout.value = (f"η = {eta:.2e}: ‖p‖ = {np.linalg.norm(p):.3g}, cos(p, −g) = {cos(p, -s['g']):.3f}, "
                               f"predicted decrease {pred:.3g}, actual {actual:.3g}, ρ = {actual / pred if pred else np.nan:.3f}")
@@ -208,8 +210,7 @@ class DampingDashboard(Dashboard):
 
     def step_at_eta(self):
         """The end (x, y) of the step at η on the plane plot."""
-        line = marks(self.plane_fig, "step at η")[0]
-        return line.x1, line.y1
+        return mark_points(self.plane_fig, STEP_AT_ETA)[STEP_AT_ETA]
 
     @guarded
     def _on_lm_k(self, change=None):

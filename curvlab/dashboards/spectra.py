@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 import curvlab as cl
 
 from ._common import (STYLE, Dashboard, FigureWidget, guarded, kind_color, kind_menu, log_slider,
-                      panels, table_html)
+                      panels, set_marks, table_html)
 
 KINDS = kind_menu() + ["yours"]
 APPROX = [k for k in KINDS[:-1] if k not in ("hessian",)]
@@ -115,10 +115,15 @@ class SpectraDashboard(Dashboard):
         return self.cache.get(("matrix", self.picker.value, kind), lambda: cl.matrix(problem, w, kind))
 
     def _dense(self, kind):
-        """The matrix of `kind` as a dense array, kept: scope and menu changes only pick from it."""
+        """The matrix of `kind` as a dense array, kept for the current problem only (P² numbers
+        each): scope and menu changes only pick from it."""
         if kind == "yours":
             return self.uploaded[1].to_dense()
-        return self.cache.get(("dense", self.picker.value, kind), lambda: self._matrix(kind).to_dense())
+        if getattr(self, "_dense_for", None) != self.picker.value:
+            self._dense_for, self._dense_kept = self.picker.value, {}
+        if kind not in self._dense_kept:
+            self._dense_kept[kind] = self._matrix(kind).to_dense()
+        return self._dense_kept[kind]
 
     def _eigs(self, kind, layer):
         if kind == "yours":
@@ -222,13 +227,13 @@ class SpectraDashboard(Dashboard):
         with self.heat_fig.batch_update():
             for tr, Z in zip(self.heat_fig.data, (R, C, C - R)):
                 tr.z, tr.zmin, tr.zmax = Z, -lim, lim
-            self.heat_fig.layout.shapes = [
+            set_marks(self.heat_fig, "layer boundary", [
                 dict(type="line", xref=f"x{c if c > 1 else ''}", yref=f"y{c if c > 1 else ''}",
                      x0=b, x1=b, y0=-0.5, y1=len(R) - 0.5, line=dict(color="black", width=1))
                 for c in (1, 2, 3) for b in bounds] + [
                 dict(type="line", xref=f"x{c if c > 1 else ''}", yref=f"y{c if c > 1 else ''}",
                      y0=b, y1=b, x0=-0.5, x1=len(R) - 0.5, line=dict(color="black", width=1))
-                for c in (1, 2, 3) for b in bounds]
+                for c in (1, 2, 3) for b in bounds])
             self.heat_fig.layout.annotations[0].text = f"exact {ref}{note}"
             self.heat_fig.layout.annotations[1].text = approx
             self.heat_fig.layout.annotations[2].text = f"{approx} − {ref}"

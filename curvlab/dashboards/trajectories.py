@@ -8,7 +8,8 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import KIND_COLORS, STYLE, Dashboard, FigureWidget, disc, guarded, marks, panels, set_marks, table_html
+from ._common import (KIND_COLORS, STYLE, Dashboard, FigureWidget, disc, guarded, mark_points, panels, set_marks,
+                      table_html)
 
 FUNCTIONS = {
     "rosenbrock": (lambda: cl.objectives.rosenbrock, np.array([-1.2, 1.0]), (-2.0, 2.0, -1.0, 3.0)),
@@ -211,14 +212,15 @@ class TrajectoriesDashboard(Dashboard):
         """Mark iterate k on every 2-D path, as a disc in the method's colour (layout shapes:
         moving them does not redraw the contours under the paths)."""
         runs = getattr(self, "_runs", {}) if self.mode.value == "2-D functions" else {}
-        discs = []
+        discs, methods = [], []
         for m, (t, ws) in runs.items():
             ws = t.ws if ws is None else ws
             x, y = ws[min(self.k.value, len(ws) - 1)]
             if np.isfinite(x) and np.isfinite(y):                # a diverged run has no mark
                 discs.append(disc(x, y, COLORS[m]))
-        set_marks(self.path_fig, self.STEP_MARK, discs)
+                methods.append(m)
+        set_marks(self.path_fig, self.STEP_MARK, discs, labels=methods)
 
     def step_marks(self):
-        """The (x, y) of each 'show step' mark on the paths plot."""
-        return [(s.xanchor, s.yanchor) for s in marks(self.path_fig, self.STEP_MARK)]
+        """{method: (x, y)} of the 'show step' marks on the paths plot."""
+        return mark_points(self.path_fig, self.STEP_MARK)

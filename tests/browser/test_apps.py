@@ -157,7 +157,8 @@ def test_trajectories_app(page, voila_url):
     before_k = page.evaluate(marks)                     # the 'step k' marks (layout shapes)
     set_readout(page, "show step", 5)
     page.wait_for_function(f"(b) => ({marks})() !== b", arg=before_k, timeout=60_000)
-    assert page.locator(".js-plotly-plot .shapelayer path").count() >= 5
+    paths = page.locator(".js-plotly-plot", has=page.locator(".gtitle", has_text="paths"))
+    assert paths.locator(".shapelayer path").count() == 5          # one mark per method
     assert_no_errors(page)
     shot(page, "trajectories")
 

@@ -19,11 +19,6 @@ def rows(boxes):
     return [out[y] for y in sorted(out)]
 
 
-def plots_fill_their_panels(page):
-    """True once every drawn plot is as wide as its panel (to a pixel or two)."""
-    return all(b["plot"] is None or abs(b["plot"] - b["w"]) <= 2 for b in page.evaluate(BOXES))
-
-
 @pytest.mark.parametrize("app, plots", [("damping", 5), ("products", 3)])
 def test_figures_take_two_columns_on_a_laptop_and_one_on_a_narrow_window(page, voila_url, app, plots):
     open_app(page, voila_url, app, plots)
@@ -68,3 +63,18 @@ CUT = """() => {
 def test_no_label_menu_or_table_cell_is_cut(page, voila_url, app, plots):
     open_app(page, voila_url, app, plots)
     assert page.evaluate(CUT) == []
+
+
+def test_hiding_and_showing_a_figure_raises_no_page_error_and_it_comes_back_at_its_width(page, voila_url):
+    # trajectories' network mode hides the paths' panel (display: none), the 2-D mode shows it
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    open_app(page, voila_url, "trajectories", 3)
+    page.get_by_role("button", name="network").click()
+    page.wait_for_function("() => Array.from(document.querySelectorAll('.curvlab-panel'))"
+                           ".some(p => p.offsetParent === null)", timeout=60_000)
+    page.get_by_role("button", name="2-D functions").click()
+    page.wait_for_function(f"() => ({BOXES})().every(b => b.plot === null || (b.w > 0 && Math.abs(b.plot - b.w) <= 2))",
+                           timeout=60_000)
+    page.wait_for_timeout(500)
+    assert errors == []

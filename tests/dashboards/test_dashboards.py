@@ -196,7 +196,7 @@ def test_trajectories_runs_reparameterisation_and_view():
     d.k.value = 7
     assert d.cache.misses == misses and len(d.step_marks()) == len(d.methods.value)
     gd, ws = d._runs["gd"]                 # gd's iterate 7, in the original coordinates w = R w̃
-    assert np.allclose(d.step_marks()[0], ws[7]) and not np.allclose(gd.ws[7], ws[7])
+    assert np.allclose(d.step_marks()["gd"], ws[7]) and not np.allclose(gd.ws[7], ws[7])
     d.reparam.value = False
     d.mode.value = "network"
     assert d.status.error is None and d.path_box.layout.display == "none"
@@ -303,9 +303,13 @@ def test_beyond_systems_sigma_and_samples():
     misses = d.cache.misses
     d.samples.value = 100                                     # view only: the marker moves, nothing recomputed
     crosses = d.crosses()
-    assert d.cache.misses == misses and [x for x, _ in crosses] == [100.0] * 4
+    assert d.cache.misses == misses and [x for x, _ in crosses.values()] == [100.0] * 4
     i = 1                                                     # SAMPLES[1] == 100: on each curve
-    assert np.allclose([y for _, y in crosses], [arr(t.y)[i] for t in d.err_fig.data[:4]])
+    assert np.allclose([crosses[t.name][1] for t in d.err_fig.data[:4]], [arr(t.y)[i] for t in d.err_fig.data[:4]])
+    P = len(d._system()[1])                                   # the curves sit at the samples used:
+    assert list(arr(d.err_fig.data[0].x)) == [max(S, 2 * P + 1) for S in (30, 100, 300, 1000, 3000)]
+    d.system.value = "recurrent units"                        # (P = 20 here: the joint fit's 2P + 1 = 41)
+    assert arr(d.err_fig.data[0].x)[0] == 2 * len(d._system()[1]) + 1 > 30
     joint = arr(d.err_fig.data[2].y)
     assert joint[-1] < joint[0]                               # more samples, a better Hv estimate
 
@@ -423,6 +427,23 @@ def test_presentation_doubles_fonts_and_lines_and_goes_back():
             assert all(a == 2 * (b or 2) for a, b in zip(after, before)), name
         d.presentation.value = False
         assert all(f.layout.font.size is None for f in figs), name
+
+
+def test_presentation_draws_the_moving_marks_twice_as_large_now_and_after_a_move():
+    d = TrajectoriesDashboard()
+    radius = lambda: {s.x1 for s in d.path_fig.layout.shapes if (s.name or "").startswith("step k")}
+    assert radius() == {6}
+    d.presentation.value = True
+    assert radius() == {12}
+    d.k.value = 9                                        # marks drawn afresh keep the larger size
+    assert radius() == {12} and len(d.step_marks()) == len(d.methods.value)
+    d.presentation.value = False
+    assert radius() == {6}
+    from curvlab.dashboards import BeyondDashboard
+    b = BeyondDashboard()
+    b.presentation.value = True
+    paths = {s.path for s in b.err_fig.layout.shapes if (s.name or "").startswith("now")}
+    assert paths == {"M-12,-12L12,12M-12,12L12,-12"}
 
 
 def test_two_d_plot_data_travels_as_binary_float32_rows():
