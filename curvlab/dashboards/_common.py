@@ -180,18 +180,10 @@ def _py_to_js(v, widget_manager):
     return plotly_py_to_js(v, widget_manager)
 
 
-def _tags_binary_2d():
-    """Trait metadata for the traits that carry plot data to the page: synced, with _py_to_js."""
+def _tags(**extra):
+    """Trait metadata for a plotly data trait: synced with plotly's serializers, `extra` laid over."""
     from plotly.serializers import custom_serializers
-    return dict(sync=True, **{**custom_serializers, "to_json": _py_to_js})
-
-
-def _tags_not_echoed():
-    """For the traits the page sets (plotly's report of each redraw to Python: up to ~14 KB each):
-    ipywidgets would echo every such message back to the page, which has to take it in while it
-    draws the next figure."""
-    from plotly.serializers import custom_serializers
-    return dict(sync=True, echo_update=False, **custom_serializers)
+    return dict(sync=True, **{**custom_serializers, **extra})
 
 
 class FigureWidget(_PlotlyFigureWidget):
@@ -200,16 +192,18 @@ class FigureWidget(_PlotlyFigureWidget):
 
     _carrier = None     # weak reference to the live figure that carries plotly.js
     # the traits that carry plot data to the page, with the binary 2-D serializer
-    _widget_data = traitlets.List().tag(**_tags_binary_2d())
-    _py2js_addTraces = traitlets.Dict(allow_none=True).tag(**_tags_binary_2d())
-    _py2js_restyle = traitlets.Dict(allow_none=True).tag(**_tags_binary_2d())
-    _py2js_update = traitlets.Dict(allow_none=True).tag(**_tags_binary_2d())
-    _js2py_traceDeltas = traitlets.Dict(allow_none=True).tag(**_tags_not_echoed())
-    _js2py_layoutDelta = traitlets.Dict(allow_none=True).tag(**_tags_not_echoed())
-    _js2py_restyle = traitlets.Dict(allow_none=True).tag(**_tags_not_echoed())
-    _js2py_relayout = traitlets.Dict(allow_none=True).tag(**_tags_not_echoed())
-    _js2py_update = traitlets.Dict(allow_none=True).tag(**_tags_not_echoed())
-    _js2py_pointsCallback = traitlets.Dict(allow_none=True).tag(**_tags_not_echoed())
+    _widget_data = traitlets.List().tag(**_tags(to_json=_py_to_js))
+    _py2js_addTraces = traitlets.Dict(allow_none=True).tag(**_tags(to_json=_py_to_js))
+    _py2js_restyle = traitlets.Dict(allow_none=True).tag(**_tags(to_json=_py_to_js))
+    _py2js_update = traitlets.Dict(allow_none=True).tag(**_tags(to_json=_py_to_js))
+    # the traits the page sets (plotly's report of each redraw to Python, up to ~14 KB each), not
+    # echoed back by ipywidgets: the page would have to take each in while it draws the next figure
+    _js2py_traceDeltas = traitlets.Dict(allow_none=True).tag(**_tags(echo_update=False))
+    _js2py_layoutDelta = traitlets.Dict(allow_none=True).tag(**_tags(echo_update=False))
+    _js2py_restyle = traitlets.Dict(allow_none=True).tag(**_tags(echo_update=False))
+    _js2py_relayout = traitlets.Dict(allow_none=True).tag(**_tags(echo_update=False))
+    _js2py_update = traitlets.Dict(allow_none=True).tag(**_tags(echo_update=False))
+    _js2py_pointsCallback = traitlets.Dict(allow_none=True).tag(**_tags(echo_update=False))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -522,7 +516,11 @@ def set_marks(fig, name, shapes, labels=None):
     fig.layout.shapes = new + [s for s in fig.layout.shapes if not _is_mark(s, name)]
 
 
-def _is_mark(shape, name):
+def _is_mark(shape, name=None):
+    """Whether `shape` is a mark called `name` (or "name: label"); with no name, any mark (a named
+    shape that is not an overlay's veil)."""
+    if name is None:
+        return shape.name not in (None, PLACEHOLDER, STALE)
     return shape.name == name or (shape.name or "").startswith(name + ": ")
 
 
@@ -697,10 +695,9 @@ class Dashboard:
                             line.width = (line.width or 2) * factor
                         if marker is not None and "size" in marker and np.ndim(marker.size) == 0:
                             marker.size = (marker.size or 6) * factor
-                    ours = [sh for sh in fig.layout.shapes if sh.name not in (None, PLACEHOLDER, STALE)]
-                    if ours:                                  # the marks (set_marks) too
-                        fig.layout.shapes = [_scaled(sh.to_plotly_json(), factor) for sh in ours] + [
-                            sh for sh in fig.layout.shapes if sh.name in (None, PLACEHOLDER, STALE)]
+                    if any(_is_mark(sh) for sh in fig.layout.shapes):      # the marks (set_marks) too
+                        fig.layout.shapes = [_scaled(sh.to_plotly_json(), factor) if _is_mark(sh) else sh
+                                             for sh in fig.layout.shapes]
         toggle.observe(scale, names="value")
         self.presentation = toggle
         return toggle
@@ -736,7 +733,7 @@ class Dashboard:
                 for i, (a, b) in enumerate(zip(x, y)):
                     rows.writerow([panel, t.name, i, a, b, ""])
             count = {}                          # points per mark name, numbered on across its shapes
-            for mark in [s for s in fig.layout.shapes if s.name not in (None, PLACEHOLDER, STALE)]:
+            for mark in filter(_is_mark, fig.layout.shapes):
                 if mark.xsizemode == "pixel":
                     points = [(mark.xanchor, mark.yanchor)]
                 else:
