@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._checks import choice, nonnegative, short_repr
-from .curvature.kinds import KINDS, as_matrix, matrix
+from ._checks import nonnegative, short_repr
+from .curvature.kinds import as_matrix, matrix
+from .curvature.registry import get
 from .problem import require_problem
 
 
@@ -24,7 +25,7 @@ class ComparisonRow:
     cosine: float                 # cos∠((C + ηI)⁻¹g, (R + ηI)⁻¹g)
     subspace_overlap: float       # ‖U_Cᵀ U_R‖_F² / k for the top-k eigenvectors, in [0, 1]
     trace_ratio: float            # tr C / tr R
-    logdet_ratio: float           # log det(C + ηI) − log det(R + ηI); nan if R + ηI is not PD
+    logdet_ratio: float           # log det(C + ηI) − log det(R + ηI); nan unless both are PD
     extra: dict = field(default_factory=dict)
 
 
@@ -109,14 +110,30 @@ def _names(what, kinds):
         if not isinstance(kd, str):
             raise TypeError(f"{what} takes names of curvature kinds, got a {type(kd).__name__} among them; "
                             "pass your own matrix as extra={'name': M}")
-        choice("curvature kind", kd, KINDS)
+        get(kd)
     return names
 
 
 def compare(problem, w, kinds=("kfac", "kflr", "kfra", "diagonal", "empirical_fisher"),
             damping=1e-3, k=5, references=("ggn", "hessian"), samples=1, seed=0, flavor="expand",
             extra=None, progress=None):
-    """Approximation-quality table: every kind against every reference (dense; small nets).
+    """Approximation-quality table: every kind C against every reference R (dense; small nets).
+
+    Columns (each matrix includes the problem's λI; η = damping; g = ∇L(w)):
+
+        rel_frobenius     ‖C − R‖_F / ‖R‖_F                                ("rel.Frob")
+        cosine            cos∠((C + ηI)⁻¹g, (R + ηI)⁻¹g): do the damped
+                          steps point the same way (1 = same direction)     ("cos step")
+        subspace_overlap  ‖U_Cᵀ U_R‖²_F / k for the top-k eigenvectors: the
+                          share of R's top-k eigenspace C's spans, in [0, 1]  ("overlap")
+        trace_ratio       tr C / tr R (the total curvature, 1 = same scale)  ("tr ratio")
+        logdet_ratio      log det(C + ηI) − log det(R + ηI) (the volume the
+                          Laplace evidence and natural-gradient steps see)   ("logdet")
+        layer_errors      rel_frobenius per diagonal layer block
+
+    logdet_ratio is nan when C + ηI or R + ηI is not positive definite (a log-determinant of
+    an indefinite matrix is not real): the Hessian away from a minimum, and any matrix with
+    eigenvalues at or below −η (e.g. a rank-deficient one at damping 0).
 
     kinds, references: curvature kind names (one string or several). extra: {name: M} with your
     own matrices — a (P, P) array, a scipy LinearOperator or a callable v -> M v — compared like

@@ -181,3 +181,119 @@ def rbackward(model, Wbars, tr, deltas, grads_a, Rs, Rp, Vs, Rseed):
             Rd = _r_delta(model, tr, l - 1, Rg, grads_a, Rs)
         out[l] = G.reshape(G.shape[0], -1)
     return np.concatenate(out, axis=1).T
+
+
+class Point:
+    """Everything about a layered Problem at w that curvature builds and products reuse — W̄,
+    the forward trace, ∂ℓ/∂z, the backprops δ, B and its square-root seeds — each computed once,
+    on first use (`problem.point(w)` makes one). Products take blocks V (P, Q) and include λ."""
+
+    def __init__(self, problem, w):
+        self.problem, self.w = problem, problem.check(w)
+        self.Wbars, self.tr = problem.trace(self.w)
+        self.N, self.l2 = problem.N, problem.l2
+        self._cache = {}
+
+    def lazy(self, key, make):
+        """The cached value under key, made by make() on first use."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def grad(self):
+        """∇L(w) (P,) by one backward pass."""
+        g = weight_grads(self.tr, self.backward(self.r[None]))[:, 0]
+        return g / self.N + self.l2 * self.w
+
+    @property
+    def r(self):
+        return self.lazy("r", lambda: self.problem.lossfn.dz(self.tr.z, self.problem.y))
+
+    @property
+    def backprop(self):
+        """Per-sample backprop of ∂ℓ/∂z: (δ_l, ∂ℓ/∂a_l), each (N, T_l, n_l) per layer."""
+        def make():
+            deltas, grads_a = backward(self.problem.model, self.Wbars, self.tr, self.r[None],
+                                              with_a=True)
+            return [d[0] for d in deltas], [g[0] for g in grads_a]
+        return self.lazy("backprop", make)
+
+    @property
+    def deltas(self):
+        return self.backprop[0]
+
+    @property
+    def grads_a(self):
+        return self.backprop[1]
+
+    @property
+    def sqrt_seeds(self):
+        """The columns of the factor C of B = C Cᵀ as output seeds (R, N, K): their backprops give
+        the type-2 (exact-GGN) quantities."""
+        return self.lazy("sqrt_seeds", lambda: self.problem.lossfn.sqrt_hessian(
+            self.tr.z, self.problem.y).transpose(2, 0, 1))
+
+    @property
+    def B(self):
+        return self.lazy("B", lambda: self.problem.lossfn.hessian(self.tr.z, self.problem.y))
+
+    @property
+    def D(self):
+        """Lin's stored Jacobians ∂z/∂s_l for all samples and outputs: (K, N, T_l, n_l) per layer,
+        N·K·Σ_l T_l n_l numbers in all (Lin's memory count)."""
+        def make():
+            K = self.tr.z.shape[1]
+            seed = np.broadcast_to(np.eye(K)[:, None, :], (K, self.N, K))
+            return self.backward(seed)
+        return self.lazy("D", make)
+
+    def backward(self, seed, with_a=False):
+        """Backprop of output seeds (Q, N, K): δ_l (Q, N, T_l, n_l) per layer."""
+        return backward(self.problem.model, self.Wbars, self.tr, seed, with_a)
+
+    def Bu(self, U):
+        """B U for output directions U (Q, N, K), per sample, without forming B."""
+        return self.problem.lossfn.hessian_product(self.tr.z, self.problem.y, U)
+
+    def split(self, V):
+        return split_directions(self.problem.model, V)
+
+    # products on blocks (P, Q) ---------------------------------------------------------------
+    def jv(self, V):
+        """J V: (Q, N, K) by one batched R-forward pass."""
+        return rforward(self.problem.model, self.Wbars, self.tr, self.split(V))[2]
+
+    def jtu(self, U):
+        """Σ_n J_nᵀ U_n for Q output cotangents U (Q, N, K): (P, Q)."""
+        return weight_grads(self.tr, self.backward(U))
+
+    def hv(self, V):
+        Vs = self.split(V)
+        model = self.problem.model
+        Rs, Rp, Rz = rforward(model, self.Wbars, self.tr, Vs)
+        HV = rbackward(model, self.Wbars, self.tr, self.deltas, self.grads_a, Rs, Rp, Vs,
+                              self.Bu(Rz))
+        return HV / self.N + self.l2 * V
+
+    def gv_rop(self, V):
+        """Lin (b): J v by the R-operator, then a backward pass with B J v in place of ∂ℓ/∂z."""
+        BJv = self.Bu(self.jv(V))
+        return self.jtu(BJv) / self.N + self.l2 * V
+
+    def gv_jacobian(self, V):
+        """Lin (a): reuse the stored ∂z/∂s_l; memory ∝ samples × outputs × units."""
+        Jv = 0.0
+        for D, ab, Vl in zip(self.D, self.tr.abar, self.split(V)):
+            Jv = Jv + np.einsum("knti,qnti->qnk", D, times_abar(ab, Vl))
+        u = self.Bu(Jv)
+        deltas = [np.einsum("qnk,knti->qnti", u, D) for D in self.D]
+        return weight_grads(self.tr, deltas) / self.N + self.l2 * V
+
+    def fv_true(self, V):
+        F = self.lazy("F", lambda: self.problem.lossfn.fisher_factor(self.tr.z))
+        FJv = np.einsum("nkr,njr,qnj->qnk", F, F, self.jv(V))
+        return self.jtu(FJv) / self.N + self.l2 * V
+
+    def fv_empirical(self, V):
+        G = self.lazy("g_n", lambda: jacobian_rows(self.tr, self.backward(self.r[None]))[0])  # (N, P)
+        return G.T @ (G @ V) / self.N + self.l2 * V

@@ -16,8 +16,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ._checks import choice, finite_array, flat_vector, nonnegative
-from .curvature.kinds import KINDS, is_outside, matrix
-from .curvature.products import make_fishervp, make_ggnvp, make_hvp
+from .curvature.kinds import is_outside, matrix
+from .curvature.registry import call, get
 from .problem import Problem, as_objective
 
 DIRECTION_KINDS = ("random", "filter", "eigen", "ggn_eigen", "gradient", "layer")
@@ -43,7 +43,7 @@ def filter_normalize(problem, w, d):
     """Li et al. (2018): rescale each row of each layer's W̄ in d (a unit's incoming weights and
     bias) to the norm of the same row of w. A generic objective is one row."""
     d = np.array(d, dtype=np.float64)
-    if not isinstance(problem, Problem) or not hasattr(problem.model, "unflatten"):
+    if not isinstance(problem, Problem) or not problem.layered:
         return d * np.linalg.norm(w) / np.linalg.norm(d)
     for Dl, Wl in zip(problem.model.unflatten(d), problem.model.unflatten(w)):
         dn = np.linalg.norm(Dl, axis=1, keepdims=True)
@@ -275,7 +275,7 @@ def grid(problem, w, d1, d2=None, span=1.0, n=51, accuracy=False):
     d1 = _check_dir("d1", d1, len(w))
     d2 = None if d2 is None else _check_dir("d2", d2, len(w))
     shape = (int(n),) if d2 is None else (int(n), int(n))
-    if isinstance(obj, Problem) and hasattr(obj.model, "layers"):        # batched: layered models
+    if isinstance(obj, Problem) and obj.layered:                          # batched: layered models
         a = _axis(span, n)
         D = d1[:, None] if d2 is None else np.stack([d1, d2], axis=1)
         C = a[:, None] if d2 is None else np.stack(np.meshgrid(a, a, indexing="ij"), -1).reshape(-1, 2)
@@ -288,28 +288,25 @@ def grid(problem, w, d1, d2=None, span=1.0, n=51, accuracy=False):
 
 
 def curvature_products(problem, w, kind, D, samples=1, seed=0):
-    """C D for a few directions D (P, Q): matrix-free for the Hessian, GGN and Fishers (and for
-    your own matrix, whatever form it comes in)."""
+    """C D for a few directions D (P, Q): by the kind's matrix-free product when it has one
+    (Hessian, GGN, Fishers: never the matrix), else through the built curvature object (and
+    for your own matrix, whatever form it comes in)."""
     obj = as_objective(problem)
-    if is_outside(kind):
-        return matrix(obj, w, kind) @ D
-    if kind == "hessian":
-        return make_hvp(obj, w)(D)
-    if isinstance(obj, Problem) and kind == "ggn":
-        return make_ggnvp(obj, w)(D)
-    if isinstance(obj, Problem) and kind in ("fisher", "empirical_fisher"):
-        return make_fishervp(obj, w, "true" if kind == "fisher" else "empirical")(D)
+    if not is_outside(kind):
+        entry = get(kind)
+        if entry.matrix_free and (isinstance(obj, Problem) or not entry.needs_problem):
+            # a product takes whatever the kind's build takes
+            return call(entry.product, obj, w)(D)
     return matrix(obj, w, kind, samples=samples, seed=seed) @ D
 
 
 def quadratic(problem, w, d1, d2=None, kind="hessian", span=1.0, n=51, damping=0.0,
               samples=1, seed=0):
     """The second-order model L(w) + gᵀδ + ½ δᵀ(C + ηI)δ on the grid of `grid` (same shape).
-    kind: any curvature kind (hessian, ggn, fisher, empirical_fisher, mc_fisher, kfac, kflr,
-    kfra, diagonal) or your own matrix (a (P, P) array, LinearOperator or callable v -> M v);
+    kind: any registered curvature kind (`cl.kind_table()`) or your own matrix (a (P, P) array, LinearOperator or callable v -> M v);
     η = damping."""
     if not is_outside(kind):
-        choice("curvature kind", kind, KINDS)
+        get(kind)                                    # an unknown name fails before any work
     obj = as_objective(problem)
     w = obj.check(w)
     d1 = _check_dir("d1", d1, len(w))

@@ -12,22 +12,24 @@ import numpy as np
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, aslinearoperator, eigsh
 
 from ._checks import choice, nonnegative, short_repr
-from .curvature.blocks import ggn_blocks, hessian_blocks
-from .curvature.kfac import KroneckerFactored
-from .curvature.kinds import KINDS, KRONECKER_KINDS, Operator, as_matrix, is_outside, matrix
+from .curvature.base import Curvature, Operator
+from .curvature.diagonal import Diagonal
+from .curvature.kinds import as_matrix, is_outside, matrix
 from .curvature.products import operator
-from .problem import Problem, as_objective
+from .curvature.registry import get
+from .problem import Objective, Problem, as_objective
 
 # Above this many parameters a top/bottom-k request uses Lanczos instead of dense eigh.
 DENSE_LIMIT = 1500
-_OPERATOR_KIND = {"hessian": "hessian", "ggn": "ggn", "fisher": "fisher",
-                  "empirical_fisher": "empirical_fisher"}
 
 
 def as_operator(op):
-    """A LinearOperator for a dense array, a LinearOperator, or anything with `@` and `shape`."""
+    """A LinearOperator for a dense array, a LinearOperator, a curvature object, or anything
+    with `@` and `shape`."""
     if isinstance(op, LinearOperator):
         return op
+    if isinstance(op, Curvature):
+        return op.as_linear_operator()
     if isinstance(op, np.ndarray):
         return aslinearoperator(op)
     if hasattr(op, "__matmul__") and hasattr(op, "shape"):
@@ -50,20 +52,26 @@ def _select(vals, k, which):
     return idx
 
 
-def _kron_vectors(K, idx_global):
-    """Eigenvectors of ⊕ S ⊗ A for the given positions of the sorted spectrum."""
-    entries = []  # (value, layer, i_S, j_A)
-    for l, (lA, _, lS, _) in enumerate(K.eig()):
-        vals = np.outer(lS, lA)
-        for i in range(vals.shape[0]):
-            for j in range(vals.shape[1]):
-                entries.append((vals[i, j] + K.l2, l, i, j))
-    entries.sort(key=lambda e: e[0])
-    V = np.zeros((K.n_params, len(idx_global)))
-    for c, g in enumerate(idx_global):
-        _, l, i, j = entries[g]
-        _, UA, _, US = K.eig()[l]
-        V[K.offsets[l]:K.offsets[l + 1], c] = np.kron(US[:, i], UA[:, j])
+def _structured_vectors(C, idx, layer):
+    """Eigenvectors of a block-diagonal or diagonal curvature object for positions idx of its
+    ascending spectrum (of block `layer` alone when given), from each block's own eigenpairs."""
+    if isinstance(C, Diagonal):
+        d = C.diag if layer is None else C.diag[C.layer_slices[layer]]
+        order = np.argsort(d, kind="stable")
+        return np.eye(len(d))[:, order[idx]]
+    blocks = range(len(C.sizes)) if layer is None else [layer]
+    pairs = [(l,) + tuple(C.block_eigh(l)) for l in blocks]
+    vals = np.concatenate([lam for _, lam, _ in pairs])
+    owner = np.concatenate([np.full(len(lam), i) for i, (_, lam, _) in enumerate(pairs)])
+    column = np.concatenate([np.arange(len(lam)) for _, lam, _ in pairs])
+    order = np.argsort(vals, kind="stable")
+    n = C.n_params if layer is None else C.sizes[layer]
+    V = np.zeros((n, len(idx)))
+    for c, g in enumerate(np.asarray(idx)):
+        i, j = owner[order[g]], column[order[g]]
+        l, _, U = pairs[i]
+        rows = C.layer_slices[l] if layer is None else slice(0, n)
+        V[rows, c] = U[:, j]
     return V
 
 
@@ -75,73 +83,58 @@ def spectrum(problem, w=None, kind="hessian", k=None, which="LA", vectors=False,
     matrix M — a (P, P) array, a scipy LinearOperator, or a callable v -> M v with n = P —
     as `cl.spectrum(M, k=None, n=None)`; for M, k chooses Lanczos as for the operator kinds.
 
-    kind: any of `cl.curvature.kinds.KINDS`. k=None gives the whole spectrum; an integer k gives
-    k eigenvalues chosen by `which` ('LA' largest, 'SA' smallest, 'LM' largest magnitude, 'BE'
-    both ends) — by Lanczos (`scipy.sparse.linalg.eigsh` on the matrix-free operator) when P is
-    above DENSE_LIMIT, by dense `eigh` otherwise. Kronecker-factored kinds use the products of
-    their factors' eigenvalues and never form the matrix. `layer=l` gives the spectrum of the
-    l-th diagonal block (the exact Botev blocks for 'hessian' and 'ggn'). flavor: 'expand' or
-    'reduce', for Kronecker kinds on conv layers.
+    kind: any registered kind (`cl.kind_table()`); how its spectrum is found follows its
+    registered structure: Kronecker-factored kinds from the products of their factors'
+    eigenvalues, diagonal kinds from the diagonal, block-diagonal kinds block by block — never
+    forming the P × P matrix; dense kinds by `eigh`, or, for an integer k above DENSE_LIMIT
+    parameters and a kind with a matrix-free product, by Lanczos (`scipy.sparse.linalg.eigsh`).
+    k=None gives the whole spectrum; an integer k gives k eigenvalues chosen by `which` ('LA'
+    largest, 'SA' smallest, 'LM' largest magnitude, 'BE' both ends). `layer=l` gives the
+    spectrum of the l-th diagonal block (the exact Botev blocks for the kinds that have them).
+    flavor: 'expand' or 'reduce', for Kronecker kinds on layers shared over locations.
     """
     choice("which", which, {"LA", "SA", "LM", "BE"})
-    if isinstance(problem, (np.ndarray, LinearOperator)) or (callable(problem) and n is not None):
+    if not isinstance(problem, (Problem, Objective)) and (
+            isinstance(problem, (np.ndarray, LinearOperator, Curvature)) or n is not None
+            or hasattr(problem, "detach")):
         return _outside_spectrum(problem, k, which, vectors, n, seed)
     if w is None:
-        raise ValueError("cl.spectrum: give w (the point) for a Problem or objective, or pass n=P for "
-                         "your own matrix as a callable v -> M v")
-    if is_outside(kind):
-        obj = as_objective(problem)
-        P = obj.n_params if obj.n_params is not None else np.asarray(w).shape[0]
-        return _outside_spectrum(kind, k, which, vectors, P, seed)
-    choice("curvature kind", kind, KINDS)
+        raise ValueError("cl.spectrum: give w (the point) for a Problem or objective, or pass n=P "
+                         "for your own matrix as a callable v -> M v")
     obj = as_objective(problem)
     P = obj.n_params if obj.n_params is not None else np.asarray(w).shape[0]
+    if is_outside(kind):
+        return _outside_spectrum(kind, k, which, vectors, P, seed)
+    entry = get(kind)
     if layer is not None:
         if not isinstance(obj, Problem):
             raise TypeError("layer spectra need a Problem")
-        L = len(obj.model.layers)
+        L = len(obj.model.layer_slices())
         if not (isinstance(layer, (int, np.integer)) and 0 <= layer < L):
             raise ValueError(f"layer must be an integer in 0..{L - 1}, got {layer!r}")
-        P = obj.model.layers[layer].size
+        sl = obj.model.layer_slices()[layer]
+        P = sl.stop - sl.start
     if k is not None:
         k = int(k)
         if not 1 <= k <= P:
             raise ValueError(f"k must be between 1 and {P}, got {k}")
     kk = P if k is None else k
+    options = dict(samples=samples, seed=seed, flavor=flavor)
 
-    if kind in KRONECKER_KINDS or kind == "diagonal":
-        C = matrix(obj, w, kind, samples=samples, seed=seed, flavor=flavor)
-        if layer is not None:
-            if isinstance(C, KroneckerFactored):
-                vals = C.layer_eigvalsh(layer)
-            else:
-                vals = np.sort(C.diag[obj.model.layer_slices()[layer]])
-        else:
-            vals = C.eigvalsh()
+    if entry.structure != "dense":                    # from the object's own structure
+        C = matrix(obj, w, kind, **options)
+        vals = C.eigvalsh() if layer is None else C.layer_eigvalsh(layer)
         idx = _select(vals, kk, which)
-        if not vectors:
-            return vals[idx]
-        if isinstance(C, KroneckerFactored):
-            if layer is not None:
-                sub = KroneckerFactored([C.factors[layer]], C.l2)
-                return vals[idx], _kron_vectors(sub, idx)
-            return vals[idx], _kron_vectors(C, idx)
-        d = C.diag if layer is None else C.diag[obj.model.layer_slices()[layer]]
-        order = np.argsort(d, kind="stable")
-        return vals[idx], np.eye(len(d))[:, order[idx]]
-
+        return (vals[idx], _structured_vectors(C, idx, layer)) if vectors else vals[idx]
     if layer is not None:
-        if kind in ("hessian", "ggn"):
-            M = (hessian_blocks if kind == "hessian" else ggn_blocks)(obj, w)[layer]
+        if entry.layer_blocks is not None:
+            M = entry.layer_blocks(obj, w)[layer]
         else:
-            M = matrix(obj, w, kind, samples=samples, seed=seed, flavor=flavor).blocks()[layer]
+            M = matrix(obj, w, kind, **options).blocks()[layer]
         return _dense_select(M, kk, which, vectors)
-
-    use_lanczos = k is not None and P > DENSE_LIMIT and k < P - 1 and kind in _OPERATOR_KIND
-    if not use_lanczos:
-        M = matrix(obj, w, kind, samples=samples, seed=seed, flavor=flavor).to_dense()
-        return _dense_select(M, kk, which, vectors)
-    return lanczos_eigs(operator(obj, w, _OPERATOR_KIND[kind]), k, which, vectors, seed)
+    if k is not None and P > DENSE_LIMIT and k < P - 1 and entry.matrix_free:
+        return lanczos_eigs(operator(obj, w, kind), k, which, vectors, seed)
+    return _dense_select(matrix(obj, w, kind, **options).to_dense(), kk, which, vectors)
 
 
 def _outside_spectrum(M, k, which, vectors, n, seed):
@@ -152,8 +145,7 @@ def _outside_spectrum(M, k, which, vectors, n, seed):
     if k is not None and not 1 <= int(k) <= P:
         raise ValueError(f"k must be between 1 and {P}, got {k}")
     if isinstance(C, Operator) and k is not None and P > DENSE_LIMIT and int(k) < P - 1:
-        op = LinearOperator((P, P), matvec=C.matvec, dtype=np.float64)
-        return lanczos_eigs(op, int(k), which, vectors, seed)
+        return lanczos_eigs(C.as_linear_operator(), int(k), which, vectors, seed)
     return _dense_select(C.to_dense(), P if k is None else int(k), which, vectors)
 
 

@@ -71,6 +71,8 @@ class Sequential:
         self.offsets = np.cumsum([0] + [l.size for l in self.layers])
         self.n_out = shape[0]
 
+    layered = True         # the engine walks its layers (see curvlab.problem.MODEL_PROTOCOL)
+
     @property
     def n_params(self):
         return int(self.offsets[-1])

@@ -11,6 +11,11 @@ where `obj` is the objective of this step (the full problem or a mini-batch of i
     kfac, kflr, kfra                             EMA Kronecker factors, damped factor-wise
     diagonal                                     EMA of the exact GGN diagonal
     hessian_free                                 CG on G + ηI, Martens' rule, LM, backtracking
+
+and one more per registered curvature kind that names itself as an optimiser's curvature
+(`register(..., optimizer=<its name>)`, read from the registry): a Kronecker-factored kind steps
+like kfac (EMA factors), any other like gauss_newton with its own matrix. `method_names()` lists
+them all; `needs_problem(method)` says whether a generic objective can use one.
 """
 
 import time
@@ -20,13 +25,14 @@ import numpy as np
 
 from . import damping as _damping
 from ._checks import choice, finite_array, nonnegative
+from .curvature.base import Dense
 from .curvature.diagonal import diag_ggn
-from .curvature.fisher import fisher
 from .curvature.ggn import ggn
 from .curvature.hessian import hessian
-from .curvature.kfac import KroneckerFactored, kfac, kflr, kfra
-from .curvature.kinds import Dense
+from .curvature.kfac import KroneckerFactored
+from .curvature.kinds import matrix
 from .curvature.products import make_ggnvp
+from .curvature.registry import REGISTRY
 from .linalg import cg
 from .problem import Objective, Problem, as_objective
 
@@ -150,41 +156,41 @@ def newton(lr=1.0, damping=None, variant=None):
     return init, update
 
 
-def _curvature_for(obj, kind, fisher_kind="true"):
-    if isinstance(obj, Problem):
-        return ggn if kind == "ggn" else (lambda o, w: fisher(o, w, fisher_kind))
-    if obj.ggn is None:
-        raise TypeError(f"{kind} needs a Problem or an Objective that defines ggn=...")
-    return lambda o, w: o.ggn(w)
-
-
-def gauss_newton(lr=1.0, damping=1e-4, adapt_damping=False, kind="ggn", fisher_kind="true"):
-    """−lr (G + ηI)⁻¹g with the exact dense GGN (or Fisher, for natural_gradient). With
-    adapt_damping, η follows Levenberg–Marquardt and a step that raises the loss is rejected."""
+def curvature_step(kind, lr=1.0, damping=1e-4, adapt_damping=False, **options):
+    """−lr (C + ηI)⁻¹g with the registered curvature kind C rebuilt at every step (`options`
+    go to its build, e.g. samples). With adapt_damping, η follows Levenberg–Marquardt and a
+    step that raises the loss is rejected."""
     state0 = {"eta": nonnegative("damping", damping)}
+    REGISTRY[kind]                                      # a known kind, before any step
 
     def init(w0):
         return dict(state0)
 
     def update(k, w, state, obj):
-        C = Dense(_curvature_for(obj, kind, fisher_kind)(obj, w), kind)
+        C = matrix(obj, w, kind, **options)
         g = obj.grad(w)
         p = -lr * C.solve(g, state["eta"])
         eta_used = state["eta"]
         w_new, state["eta"], rho, ok = _maybe_adapt(adapt_damping, eta_used, obj, w, p, C, g)
-        return w_new, state, _info(products=len(w), builds=1, damping=eta_used, rho=rho, accepted=ok)
+        return w_new, state, _info(products=len(w), builds=1, damping=eta_used, rho=rho,
+                                   accepted=ok)
     return init, update
+
+
+def gauss_newton(lr=1.0, damping=1e-4, adapt_damping=False):
+    """−lr (G + ηI)⁻¹g with the exact dense GGN. With adapt_damping, η follows
+    Levenberg–Marquardt and a step that raises the loss is rejected."""
+    return curvature_step("ggn", lr, damping, adapt_damping)
 
 
 def natural_gradient(lr=1.0, damping=1e-4, adapt_damping=False, fisher_kind="true"):
     """−lr (F + ηI)⁻¹g with the exact dense Fisher ('true' or 'empirical')."""
-    return gauss_newton(lr, damping, adapt_damping, kind="fisher", fisher_kind=fisher_kind)
+    choice("fisher_kind", fisher_kind, {"true", "empirical"})
+    return curvature_step("fisher" if fisher_kind == "true" else "empirical_fisher", lr, damping,
+                          adapt_damping)
 
 
 # second order, factored ----------------------------------------------------------------------
-
-_FACTORS = {"kfac": kfac, "kflr": kflr, "kfra": kfra}
-
 
 def kronecker(kind, lr=1.0, damping=1e-3, ema=0.95, tikhonov=True, samples=1, adapt_damping=False,
               flavor="expand"):
@@ -195,7 +201,7 @@ def kronecker(kind, lr=1.0, damping=1e-3, ema=0.95, tikhonov=True, samples=1, ad
     factors of conv layers (see curvlab.curvature.kfac)."""
     if not 0 <= ema < 1:
         raise ValueError(f"ema must be in [0, 1), got {ema}")
-    build = _FACTORS[kind]
+    entry = REGISTRY[kind]
 
     def init(w0):
         return {"factors": None, "eta": nonnegative("damping", damping)}
@@ -203,8 +209,9 @@ def kronecker(kind, lr=1.0, damping=1e-3, ema=0.95, tikhonov=True, samples=1, ad
     def update(k, w, state, obj):
         if not isinstance(obj, Problem):
             raise TypeError(f"{kind} needs a Problem (a layered model)")
-        extra = dict(samples=samples, seed=k) if kind == "kfac" else {}
-        new = build(obj, w, flavor=flavor, **extra).factors
+        # a sampled kind draws fresh targets at every step
+        new = matrix(obj, w, kind, samples=samples, seed=k if entry.sampled else 0,
+                     flavor=flavor).factors
         old = state["factors"]
         fac = new if old is None else [(ema * A0 + (1 - ema) * A1, ema * S0 + (1 - ema) * S1)
                                        for (A0, S0), (A1, S1) in zip(old, new)]
@@ -264,12 +271,43 @@ def hessian_free(damping=1.0, maxiter=100, decay=0.95, eps=5e-4):
     return init, update
 
 
+# name: (factory of (init, update), whether it needs a Problem); the curvature kinds' own
+# methods (kfac, kflr, kfra, ...) come from the registry, see `_factory`.
 METHODS = {
-    "gd": gd, "momentum": momentum, "nesterov": nesterov, "adam": adam, "newton": newton,
-    "gauss_newton": gauss_newton, "natural_gradient": natural_gradient,
-    "kfac": lambda **h: kronecker("kfac", **h), "kflr": lambda **h: kronecker("kflr", **h),
-    "kfra": lambda **h: kronecker("kfra", **h), "diagonal": diagonal, "hessian_free": hessian_free,
+    "gd": (gd, False), "momentum": (momentum, False), "nesterov": (nesterov, False),
+    "adam": (adam, False), "newton": (newton, False), "gauss_newton": (gauss_newton, False),
+    "natural_gradient": (natural_gradient, False), "diagonal": (diagonal, True),
+    "hessian_free": (hessian_free, True),
 }
+
+
+def _kind_methods():
+    """{method: kind} for the registered kinds that name a method of their own."""
+    return {k.optimizer: k.name for k in REGISTRY.values()
+            if k.optimizer and k.optimizer not in METHODS}
+
+
+def method_names():
+    """Every method `minimize` takes: the fixed ones, then the curvature kinds' own."""
+    return list(METHODS) + list(_kind_methods())
+
+
+def needs_problem(method):
+    """Whether `method` needs a Problem (a layered model and data), not a generic objective."""
+    choice("method", method, method_names())
+    if method in METHODS:
+        return METHODS[method][1]
+    return REGISTRY[_kind_methods()[method]].needs_problem
+
+
+def _factory(method):
+    choice("method", method, method_names())
+    if method in METHODS:
+        return METHODS[method][0]
+    kind = _kind_methods()[method]
+    if REGISTRY[kind].structure == "kronecker":
+        return lambda **h: kronecker(kind, **h)
+    return lambda **h: curvature_step(kind, **h)
 
 
 def minimize(objective, w0, method="gd", steps=100, batch_size=None, seed=0, blowup=1e8,
@@ -282,11 +320,11 @@ def minimize(objective, w0, method="gd", steps=100, batch_size=None, seed=0, blo
     `status`, if the loss turns non-finite or exceeds `blowup` × (|L(w0)| + 1) (diverged), or if
     ‖∇L‖ ≤ gtol (converged). `hyper` are the method's own settings (lr, damping, beta, ...).
     """
-    choice("method", method, METHODS)
+    factory = _factory(method)
     obj = as_objective(objective)
     w = obj.check(w0).copy()
     try:
-        init, update = METHODS[method](**hyper)
+        init, update = factory(**hyper)
     except TypeError as e:
         raise TypeError(f"bad settings for method {method!r}: {e}") from None
     steps = int(steps)

@@ -15,17 +15,23 @@ from autograd import grad as _ag_grad
 from . import engine
 from ._checks import finite_array, nonnegative
 from .losses import get_loss
-from .nn import Sequential
-from .units import UnitNetwork
+
+# What a model offers a Problem (cl.Sequential / cl.MLP and cl.UnitNetwork do). `layered`: the
+# model is a sequence of layers that curvlab's engine walks (forward trace, backprop, R-passes):
+# every curvature kind is open to it; otherwise the model brings its own gradient and products
+# (a UnitNetwork: `units.gradient`, `units.make_hvp`, `units.make_ggnvp`).
+MODEL_PROTOCOL = ("layered", "n_params", "n_out", "init", "forward", "check_params",
+                  "check_inputs", "layer_slices")
 
 
 class Problem:
     """Model + loss + data (+ L2). `loss(w)` is autograd-differentiable; the rest is numpy."""
 
     def __init__(self, model, loss, X, y, l2=0.0):
-        if not isinstance(model, (Sequential, UnitNetwork)):
-            raise TypeError(f"model must be a curvlab model (cl.MLP, cl.Sequential or cl.UnitNetwork), "
-                            f"got {type(model).__name__}")
+        missing = [name for name in MODEL_PROTOCOL if not hasattr(model, name)]
+        if missing:
+            raise TypeError(f"model must be a curvlab model (cl.MLP, cl.Sequential or "
+                            f"cl.UnitNetwork), got {type(model).__name__} (it lacks {missing})")
         self.model = model
         self.lossfn = get_loss(loss)
         X = model.check_inputs(X)
@@ -47,6 +53,11 @@ class Problem:
         return self.model.n_params
 
     @property
+    def layered(self):
+        """Whether the model is layered (the engine's forward trace and every kind apply)."""
+        return bool(self.model.layered)
+
+    @property
     def n_outputs(self):
         return self.model.n_out
 
@@ -64,14 +75,10 @@ class Problem:
     def grad(self, w):
         """∇L(w) by one backward pass (checked against autograd's `grad` in the tests); for a
         UnitNetwork by backprop or, recurrent, the adjoint relaxation."""
-        if isinstance(self.model, UnitNetwork):
+        if not self.layered:
             from .units import gradient
             return gradient(self, w)
-        w = self.check(w)
-        Wbars, tr = self.trace(w)
-        r = self.lossfn.dz(tr.z, self.y)
-        g = engine.weight_grads(tr, engine.backward(self.model, Wbars, tr, r[None]))[:, 0] / self.N
-        return g + self.l2 * w
+        return self.point(w).grad()
 
     def autograd_grad(self, w):
         """∇L(w) by autograd's reverse mode (the reference)."""
@@ -81,13 +88,23 @@ class Problem:
     def check(self, w):
         return self.model.check_params(w)
 
+    def require_layered(self, what="this"):
+        """Refuse, by name, what needs the engine's layers on a model that has none."""
+        if not self.layered:
+            raise TypeError(f"{what} needs a layered model (cl.Sequential / cl.MLP); a "
+                            f"{type(self.model).__name__} offers loss, grad, hvp, ggnvp, hessian, "
+                            "ggn and cl.operator")
+
     def trace(self, w):
         """Per-layer W̄ and the forward trace (ā, s, f', f'', z, pooling selections) at w."""
-        if not isinstance(self.model, Sequential):
-            raise TypeError(f"this needs a layered model (cl.Sequential / cl.MLP); a UnitNetwork offers "
-                            "loss, grad, hvp, ggnvp, hessian, ggn and cl.operator")
+        self.require_layered()
         Wbars = self.model.unflatten(w)
         return Wbars, engine.forward(self.model, Wbars, self.X)
+
+    def point(self, w):
+        """An `engine.Point`: the problem at w, with what products and builds reuse (layered
+        models)."""
+        return engine.Point(self, w)
 
     def subset(self, idx):
         """The same problem on samples X[idx], y[idx] (mini-batches, one-sample checks)."""

@@ -41,6 +41,8 @@ class RelaxationError(RuntimeError):
 class UnitNetwork:
     """A network of units with arbitrary wiring (module docstring)."""
 
+    layered = False        # its own gradient and products (see curvlab.problem.MODEL_PROTOCOL)
+
     def __init__(self, n_units, edges, inputs, outputs, activation="tanh", tol=1e-12, max_iter=5000):
         n = int(n_units)
         if n < 2:

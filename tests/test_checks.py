@@ -51,8 +51,10 @@ def test_unknown_names_are_refused():
     problem, w = make_problem([2, 3, 2], "tanh", "cross_entropy", 4)
     with pytest.raises(ValueError, match="unknown fisher kind 'exact'"):
         cl.fisher(problem, w, kind="exact")
-    with pytest.raises(ValueError, match="unknown operator kind"):
+    with pytest.raises(ValueError, match="kind 'kfac' has no matrix-free product.*as_linear_operator"):
         cl.operator(problem, w, "kfac")
+    with pytest.raises(ValueError, match="unknown curvature kind 'gnn'"):
+        cl.operator(problem, w, "gnn")
     with pytest.raises(ValueError, match="unknown ggnvp method"):
         cl.ggnvp(problem, w, np.ones(problem.n_params), method="fast")
     with pytest.raises(ValueError, match="samples must be >= 1"):

@@ -23,7 +23,6 @@ from .._checks import check_dense
 from ..layers import PIECEWISE_LINEAR, Dense
 from ..problem import require_problem
 from ._dense import _CHUNK_BYTES, chunk_size
-from .products import _Point
 
 
 def sandwich_down(pt, l, H):
@@ -140,7 +139,7 @@ def sample_chunks(pt, per_sample_bytes):
     step = chunk_size(per_sample_bytes, pt.N)
     if step >= pt.N:
         return [pt]
-    return [_Point(pt.problem.subset(np.arange(n0, min(n0 + step, pt.N))), pt.w)
+    return [pt.problem.subset(np.arange(n0, min(n0 + step, pt.N))).point(pt.w)
             for n0 in range(0, pt.N, step)]
 
 
@@ -160,7 +159,7 @@ def _per_sample_bytes(model, routes=None, R=0):
 
 
 def _blocks(problem, w, exact, name):
-    pt = _Point(require_problem(problem, name), w)
+    pt = require_problem(problem, name).point(w)
     model = pt.problem.model
     for layer in model.layers:
         check_dense(f"{name} block", layer.size, alternative="cl.kflr(problem, w) (Kronecker factors)")

@@ -14,14 +14,15 @@ by backpropagating signed square-root factors of each layer's f'' term instead.)
 import numpy as np
 
 from .. import engine
-from .._checks import check_dense, flat_vector, nonnegative
+from .._checks import check_dense
+from .base import Curvature, check_singular
 from ..problem import require_problem
-from .registry import register
-from .products import _Point
+from .registry import REGISTRY, call, register
 
 
-class Diagonal:
-    """diag(d) + λI as a curvature matrix: `@ v`, `.solve(v, damping)`, `.to_dense()`."""
+class Diagonal(Curvature):
+    """diag(d) + λI as a curvature matrix: `@ v`, `.solve(v, damping)`, `.to_dense()`; its
+    eigenvalues are the entries (never a P × P matrix but in `to_dense`)."""
 
     def __init__(self, d, l2=0.0, name="diagonal", layer_slices=None):
         self.d = np.asarray(d, dtype=np.float64)
@@ -30,37 +31,29 @@ class Diagonal:
         self.layer_slices = layer_slices or [slice(0, self.n_params)]
 
     @property
-    def shape(self):
-        return (self.n_params, self.n_params)
-
-    @property
     def diag(self):
+        """The diagonal of d + λI."""
         return self.d + self.l2
 
-    def __matmul__(self, v):
-        v = flat_vector("v", v, self.n_params)
-        return (self.diag if v.ndim == 1 else self.diag[:, None]) * v
+    def _matmat(self, V):
+        return self.d[:, None] * V
 
-    def solve(self, v, damping=0.0):
-        v = flat_vector("v", v, self.n_params)
-        den = self.diag + nonnegative("damping", damping)
-        if np.abs(den).min() <= 1e-14 * max(np.abs(den).max(), 1e-300):
-            raise np.linalg.LinAlgError(f"{self.name} + {damping:g} I has a zero diagonal entry; "
-                                        "pass another damping")
-        return v / (den if v.ndim == 1 else den[:, None])
+    def _solve(self, V, gamma):
+        check_singular(self.name, self.d + gamma, gamma)
+        return V / (self.d + gamma)[:, None]
+
+    def _eigvalsh(self):
+        return self.d
 
     def to_dense(self):
-        check_dense(self.name, self.n_params)
+        check_dense(self.name, self.n_params, alternative="its .diag")
         return np.diag(self.diag)
 
     def blocks(self):
         return [np.diag(self.diag[sl]) for sl in self.layer_slices]
 
-    def eigvalsh(self):
-        return np.sort(self.diag)
-
-    def __repr__(self):
-        return f"Diagonal({self.name!r}, P={self.n_params})"
+    def layer_eigvalsh(self, l):
+        return np.sort(self.diag[self.layer_slices[l]])
 
 
 def _ggn_diagonal(pt):
@@ -114,32 +107,43 @@ def _hessian_diagonal(pt):
 def diag_hessian(problem, w):
     """The exact diagonal of the Hessian (plus λ), shape (P,), without forming H (module
     docstring). Cost: Botev's recursion for the per-sample H_l, one pass of small products."""
-    pt = _Point(require_problem(problem, "diag_hessian"), w)
+    pt = require_problem(problem, "diag_hessian").point(w)
     return _hessian_diagonal(pt) + pt.l2
 
 
 def diag_ggn_mc(problem, w, samples=1, seed=0):
     """The Monte-Carlo GGN diagonal (plus λ): the diagonal of the MC Fisher, `samples` targets
     drawn from the model per input (BackPACK's DiagGGNMC). Cost: `samples` backprops."""
-    pt = _Point(require_problem(problem, "diag_ggn_mc"), w)
+    pt = require_problem(problem, "diag_ggn_mc").point(w)
     return _mc_diagonal(pt, samples, seed) + pt.l2
 
 
 def diag_ggn(problem, w):
     """The exact diagonal of the GGN (plus λ), shape (P,). Cost: K backprops, no P×P memory."""
-    pt = _Point(require_problem(problem, "diag_ggn"), w)
+    pt = require_problem(problem, "diag_ggn").point(w)
     return _ggn_diagonal(pt) + pt.l2
 
 
 def diagonal(problem, w):
     """The exact GGN diagonal as a `Diagonal` curvature matrix (λ kept apart, as in the others)."""
-    pt = _Point(require_problem(problem, "diagonal"), w)
-    return Diagonal(_ggn_diagonal(pt), pt.l2, "diagonal", pt.problem.model.layer_slices())
+    return REGISTRY["diagonal"].build(problem, w)
 
 
-register("diag_hessian", lambda problem, w: Diagonal(
-    _hessian_diagonal(_Point(require_problem(problem, "diag_hessian"), w)), problem.l2, "diag_hessian",
-    problem.model.layer_slices()), "exact diagonal of the Hessian", "BackPACK DiagHessian")
-register("diag_ggn_mc", lambda problem, w, samples=1, seed=0: Diagonal(
-    _mc_diagonal(_Point(require_problem(problem, "diag_ggn_mc"), w), samples, seed), problem.l2,
-    "diag_ggn_mc", problem.model.layer_slices()), "Monte-Carlo GGN diagonal", "BackPACK DiagGGNMC")
+def _diagonal_kind(name, diag):
+    def build(problem, w, samples=1, seed=0):
+        pt = require_problem(problem, name).point(w)
+        d = call(diag, pt, samples=samples, seed=seed)
+        return Diagonal(d, pt.l2, name, pt.problem.model.layer_slices())
+    return build
+
+
+register("diagonal", _diagonal_kind("diagonal", _ggn_diagonal), "exact diagonal of the GGN",
+         "exact; BackPACK DiagGGNExact", structure="diagonal", optimizer="diagonal",
+         references=("diag of the dense GGN", "BackPACK DiagGGNExact"))
+register("diag_hessian", _diagonal_kind("diag_hessian", _hessian_diagonal),
+         "exact diagonal of the Hessian", "BackPACK DiagHessian", structure="diagonal",
+         references=("diag of autograd.hessian", "BackPACK DiagHessian"))
+register("diag_ggn_mc", _diagonal_kind(
+    "diag_ggn_mc", lambda pt, samples=1, seed=0: _mc_diagonal(pt, samples, seed)),
+    "Monte-Carlo GGN diagonal", "BackPACK DiagGGNMC", structure="diagonal", sampled=True,
+    references=("diag of the MC Fisher", "→ GGN diagonal as samples grow"))

@@ -12,11 +12,13 @@ Monte-Carlo Fishers are Gram matrices MᵀM / N of backpropagated gradients (N o
 
 import numpy as np
 
-from .._checks import choice
-from ..problem import require_problem
+from .._checks import check_dense, choice
+from ..problem import Problem, as_objective, require_problem
 from ._dense import gram_of_seeds
+from .base import Dense
 from .blocks import dense_from_layers
-from .products import _Point
+from .products import make_fishervp
+from .registry import register
 
 
 def mc_seeds(pt, samples, seed):
@@ -33,7 +35,7 @@ def fisher(problem, w, kind="true", samples=1, seed=0):
     """Fisher matrix (P, P) of the given kind ('true', 'empirical', 'mc'). Cost: true about
     N·P²/2 multiply-adds (like `ggn`); empirical N·P²/2 and mc S·N·P²/2 (Gram products)."""
     choice("fisher kind", kind, {"true", "empirical", "mc"})
-    pt = _Point(require_problem(problem, "fisher"), w)
+    pt = require_problem(problem, "fisher").point(w)
     if kind == "true":
         return dense_from_layers("fisher (true)", pt, exact=False,
                                  top=lambda c: c.problem.lossfn.fisher_factor(c.tr.z))  # Φ = F Fᵀ
@@ -42,3 +44,35 @@ def fisher(problem, w, kind="true", samples=1, seed=0):
     else:
         seeds = mc_seeds(pt, samples, seed)
     return gram_of_seeds(f"fisher ({kind})", pt, seeds)
+
+
+def _build_true(objective, w):
+    """The true Fisher of a Problem; a generic objective's Gauss-Newton matrix stands for it
+    (natural gradient on a function that defines `ggn=`)."""
+    obj = as_objective(objective)
+    if isinstance(obj, Problem):
+        return Dense(fisher(obj, w, "true"), "fisher", obj.model.layer_slices())
+    if obj.ggn is None:
+        raise TypeError(f"the objective {obj.name!r} defines no Gauss-Newton (Fisher) matrix; "
+                        "pass ggn=... to cl.Objective or use a Problem")
+    w = obj.check(w)
+    check_dense("fisher", w.shape[0])
+    return Dense(obj.ggn(w), "fisher")
+
+
+def _build(kind, name):
+    def build(problem, w, samples=1, seed=0):
+        return Dense(fisher(problem, w, kind, samples=samples, seed=seed), name,
+                     problem.model.layer_slices())
+    return build
+
+
+register("fisher", _build_true, "true Fisher E_y[∇ℓ∇ℓᵀ]", "Amari 1998; exact expectation",
+         product=make_fishervp, needs_problem=False, optimizer="natural_gradient",
+         references=("enumerated expectation over labels", "= GGN for the built-in losses"))
+register("empirical_fisher", _build("empirical", "empirical_fisher"),
+         "empirical Fisher (1/N) Σ ∇ℓₙ∇ℓₙᵀ, data labels", "Kunstner et al. 2019",
+         product=lambda problem, w: make_fishervp(problem, w, "empirical"),
+         references=("per-sample gradients by autograd",))
+register("mc_fisher", _build("mc", "mc_fisher"), "Monte-Carlo Fisher, sampled labels",
+         "Martens 2014", sampled=True, references=("→ true Fisher as samples grow",))

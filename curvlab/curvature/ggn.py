@@ -10,24 +10,45 @@ K times the work for K outputs, kept as an independent second route.
 """
 
 from .. import units
-from ..problem import require_problem
-from ..units import UnitNetwork
+from .._checks import check_dense
+from ..problem import Problem, as_objective, require_problem
 from ._dense import gram_of_seeds
-from .blocks import dense_from_layers
-from .products import _Point
+from .base import Dense
+from .blocks import dense_from_layers, ggn_blocks
+from .products import make_ggnvp
+from .registry import register
 
 
 def ggn(problem, w, progress=None):
     """G (P, P), exactly symmetric. Cost: about N·P²/2 multiply-adds in large matrix products;
     memory P² plus per-sample layer GGNs (N·Σn_l²) and one bounded working block."""
     problem = require_problem(problem, "ggn")
-    if isinstance(problem.model, UnitNetwork):
+    if not problem.layered:
         return units.dense(problem, w, units.make_ggnvp)           # P Gauss-Newton products
-    return dense_from_layers("ggn", _Point(problem, w), exact=False, progress=progress)
+    return dense_from_layers("ggn", problem.point(w), exact=False, progress=progress)
 
 
 def gram_ggn(problem, w):
     """G (P, P) as MᵀM / N. Cost: K backprops (all samples, batched) and one
     (K·N × P)ᵀ(K·N × P) product."""
-    pt = _Point(require_problem(problem, "ggn"), w)
+    pt = require_problem(problem, "ggn").point(w)
     return gram_of_seeds("ggn", pt, pt.sqrt_seeds)
+
+
+def _build(objective, w):
+    """The GGN of a Problem, or of a generic objective that defines one (`cl.Objective(ggn=)`)."""
+    obj = as_objective(objective)
+    if isinstance(obj, Problem):
+        return Dense(ggn(obj, w), "ggn", obj.model.layer_slices())
+    if obj.ggn is None:
+        raise TypeError(f"the objective {obj.name!r} defines no Gauss-Newton matrix; pass "
+                        "ggn=... to cl.Objective or use a Problem")
+    w = obj.check(w)
+    check_dense("ggn", w.shape[0])
+    return Dense(obj.ggn(w), "ggn")
+
+
+register("ggn", _build, "generalized Gauss-Newton (1/N) Σ JᵀBJ", "Schraudolph 2002; exact",
+         product=make_ggnvp, needs_problem=False, optimizer="gauss_newton",
+         layer_blocks=ggn_blocks,
+         references=("autograd.jacobian: (1/N) Σ JₙᵀBₙJₙ", "BackPACK SqrtGGNExact"))

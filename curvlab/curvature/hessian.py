@@ -20,12 +20,13 @@ For a generic objective: autograd's reverse-over-reverse `hessian` (the referenc
 import numpy as np
 from autograd import hessian as _ag_hessian
 
-from .._checks import check_dense
 from .. import units
+from .._checks import check_dense
 from ..problem import Problem, as_objective
-from ..units import UnitNetwork
-from .blocks import dense_from_layers
-from .products import _Point
+from .base import Dense
+from .blocks import dense_from_layers, hessian_blocks
+from .products import make_hvp
+from .registry import register
 
 
 def hessian(objective, w, progress=None):
@@ -33,10 +34,21 @@ def hessian(objective, w, progress=None):
     multiply-adds in large matrix products; memory P² plus per-sample layer Hessians (N·Σn_l²)
     and one bounded working block. progress: show a bar (default: when the build is large)."""
     obj = as_objective(objective)
-    if isinstance(obj, Problem) and isinstance(obj.model, UnitNetwork):
+    if isinstance(obj, Problem) and not obj.layered:
         return units.dense(obj, w, units.make_hvp)                 # P products by R{backprop}
     if isinstance(obj, Problem):
-        return dense_from_layers("hessian", _Point(obj, w), exact=True, progress=progress)
+        return dense_from_layers("hessian", obj.point(w), exact=True, progress=progress)
     w = obj.check(w)
     check_dense("hessian", w.shape[0], alternative="cl.hvp(objective, w, v)")
     return np.asarray(_ag_hessian(obj.fun)(w), dtype=np.float64)
+
+
+def _build(objective, w):
+    obj = as_objective(objective)
+    slices = obj.model.layer_slices() if isinstance(obj, Problem) else None
+    return Dense(hessian(obj, w), "hessian", slices)
+
+
+register("hessian", _build, "Hessian ∇²L", "exact", product=make_hvp, needs_problem=False,
+         optimizer="newton", layer_blocks=hessian_blocks, references=("autograd.hessian on an independent forward",
+                                          "finite differences", "torch.func (composite ops)"))

@@ -33,74 +33,43 @@ ours with S divided by K.
 
 import numpy as np
 
-from .._checks import check_dense, choice, flat_vector, nonnegative
+from .._checks import choice, nonnegative
 from ..problem import require_problem
 from .fisher import mc_seeds
-from .products import _Point
+from .base import BlockDiagonal, check_singular
+from .registry import register
 
 
-class BlockDiagonalDense:
-    """`to_dense` for block-diagonal matrices that know their `blocks()`, `offsets`, `name` and
-    `n_params`: the full (P, P) matrix, refused (by check_dense) before allocation when too large."""
-
-    dense_alternative = "`{name} @ v`"
-
-    def to_dense(self):
-        """The full (P, P) block-diagonal matrix."""
-        check_dense(self.name, self.n_params, alternative=self.dense_alternative.format(name=self.name))
-        out = np.zeros(self.shape)
-        for o, e, B in zip(self.offsets[:-1], self.offsets[1:], self.blocks()):
-            out[o:e, o:e] = B
-        return out
-
-
-class KroneckerFactored(BlockDiagonalDense):
+class KroneckerFactored(BlockDiagonal):
     """Block-diagonal curvature ⊕_l (S_l ⊗ A_l) + λI in the flat layout.
 
     `.factors` [(A_l, S_l)]; `@ v` costs two small matrix products per layer; `.solve` uses
-    each factor's eigendecomposition, computed once and cached, so damping can change freely.
+    each factor's eigendecomposition, computed once and cached, so damping can change freely;
+    the eigenvalues are the products λ_S λ_A (never a P × P matrix).
     """
+
+    dense_alternative = "the factors or `{name} @ v`"
 
     def __init__(self, factors, l2=0.0, name="kronecker"):
         self.factors = [(np.asarray(A), np.asarray(S)) for A, S in factors]
         self.l2 = float(l2)
         self.name = name
         self.shapes = [(S.shape[0], A.shape[0]) for A, S in self.factors]
-        self.sizes = [n * m for n, m in self.shapes]
-        self.offsets = np.cumsum([0] + self.sizes)
-        self.n_params = int(self.offsets[-1])
+        self._set_sizes(n * m for n, m in self.shapes)
         self._eig = None
 
-    @property
-    def shape(self):
-        return (self.n_params, self.n_params)
+    def _matrices(self, l, Vl):
+        """Block l's rows (size_l, Q) as Q row-major matrices (Q, n_l, m_l + 1)."""
+        return Vl.T.reshape((Vl.shape[1],) + self.shapes[l])
 
-    def _split(self, V):
-        Q = V.shape[1]
-        return [V[o:e].T.reshape((Q,) + shp)
-                for o, e, shp in zip(self.offsets[:-1], self.offsets[1:], self.shapes)]
+    def _block_matmat(self, l, Vl):
+        """(S_l ⊗ A_l) vec(V) = vec(S V A) for a row-major V."""
+        A, S = self.factors[l]
+        return (S @ self._matrices(l, Vl) @ A).reshape(Vl.shape[1], -1).T
 
-    def _join(self, parts):
-        return np.concatenate([p.reshape(p.shape[0], -1) for p in parts], axis=1).T
-
-    def _apply(self, v, layerwise):
-        v = flat_vector("v", v, self.n_params)
-        V = v[:, None] if v.ndim == 1 else v
-        out = self._join([layerwise(l, Vl) for l, Vl in enumerate(self._split(V))])
-        return out[:, 0] if v.ndim == 1 else out
-
-    def __matmul__(self, v):
-        """(⊕ S_l ⊗ A_l + λI) v: per layer S V A (vec of a row-major V)."""
-        def mv(l, Vl):
-            A, S = self.factors[l]
-            return S @ Vl @ A
-        return self._apply(v, mv) + self.l2 * np.asarray(v, dtype=np.float64)
-
-    def blocks(self):
-        """The dense per-layer blocks S_l ⊗ A_l + λI."""
-        return [np.kron(S, A) + self.l2 * np.eye(A.shape[0] * S.shape[0]) for A, S in self.factors]
-
-    dense_alternative = "the factors or `{name} @ v`"
+    def _block_dense(self, l):
+        A, S = self.factors[l]
+        return np.kron(S, A)
 
     def eig(self):
         """Cached [(λ_A, U_A, λ_S, U_S)] per layer."""
@@ -112,14 +81,32 @@ class KroneckerFactored(BlockDiagonalDense):
                 self._eig.append((lA, UA, lS, US))
         return self._eig
 
-    def eigvalsh(self):
-        """Eigenvalues of ⊕ S_l ⊗ A_l + λI from the factors: all products λ_S λ_A (never dense)."""
-        return np.sort(np.concatenate([np.outer(lS, lA).ravel() for lA, _, lS, _ in self.eig()])) + self.l2
-
-    def layer_eigvalsh(self, l):
-        """Eigenvalues of layer l's block S_l ⊗ A_l + λI."""
+    def _block_eigvalsh(self, l):
         lA, _, lS, _ = self.eig()[l]
-        return np.sort(np.outer(lS, lA).ravel()) + self.l2
+        return np.outer(lS, lA)
+
+    def block_eigh(self, l):
+        """Block l's eigenpairs from the factors': λ_S λ_A + λ and U_S ⊗ U_A."""
+        lA, UA, lS, US = self.eig()[l]
+        return np.outer(lS, lA).ravel() + self.l2, np.kron(US, UA)
+
+    def _block_solve(self, l, Vl, gamma):
+        """In the layer's eigenbasis the inverse is 1 / (λ_S λ_Aᵀ + γ)."""
+        lA, UA, lS, US = self.eig()[l]
+        den = np.outer(lS, lA) + gamma
+        check_singular(f"{self.name} (layer {l})", den, gamma)
+        X = US @ ((US.T @ self._matrices(l, Vl) @ UA) / den) @ UA.T
+        return X.reshape(Vl.shape[1], -1).T
+
+    def _block_solve_tikhonov(self, l, Vl, gamma):
+        A, S = self.factors[l]
+        tA, tS = np.trace(A) / A.shape[0], np.trace(S) / S.shape[0]
+        pi = np.sqrt(tA / tS) if tA > 0 and tS > 0 else 1.0
+        Sd = S + (np.sqrt(gamma) / pi) * np.eye(S.shape[0])
+        Ad = A + (pi * np.sqrt(gamma)) * np.eye(A.shape[0])
+        X = np.linalg.solve(Sd, np.linalg.solve(Ad, self._matrices(l, Vl).transpose(0, 2, 1))
+                            .transpose(0, 2, 1))
+        return X.reshape(Vl.shape[1], -1).T
 
     def solve(self, v, damping=0.0, method="eig"):
         """(C + γI)⁻¹ v with C = ⊕ S_l ⊗ A_l and γ = damping + λ.
@@ -129,29 +116,14 @@ class KroneckerFactored(BlockDiagonalDense):
         ((S + (√γ/π) I) ⊗ (A + π√γ I))⁻¹ with π² = (tr A / dim A) / (tr S / dim S); cheaper to
         refactor and better conditioned, but not the exact damped inverse.
         """
-        gamma = nonnegative("damping", damping) + self.l2
         choice("solve method", method, {"eig", "tikhonov"})
         if method == "eig":
-            def inv(l, Vl):
-                lA, UA, lS, US = self.eig()[l]
-                den = np.outer(lS, lA) + gamma
-                if den.min() <= 1e-14 * max(den.max(), 1e-300):
-                    raise np.linalg.LinAlgError(
-                        f"{self.name}: layer {l} factor product is singular at damping {gamma:g}; "
-                        "pass damping > 0")
-                return US @ ((US.T @ Vl @ UA) / den) @ UA.T
-        else:
-            if gamma <= 0:
-                raise ValueError("factored Tikhonov damping needs damping + l2 > 0")
-
-            def inv(l, Vl):
-                A, S = self.factors[l]
-                tA, tS = np.trace(A) / A.shape[0], np.trace(S) / S.shape[0]
-                pi = np.sqrt(tA / tS) if tA > 0 and tS > 0 else 1.0
-                Sd = S + (np.sqrt(gamma) / pi) * np.eye(S.shape[0])
-                Ad = A + (pi * np.sqrt(gamma)) * np.eye(A.shape[0])
-                return np.linalg.solve(Sd, np.linalg.solve(Ad, Vl.transpose(0, 2, 1)).transpose(0, 2, 1))
-        return self._apply(v, inv)
+            return super().solve(v, damping)
+        gamma = nonnegative("damping", damping) + self.l2
+        if gamma <= 0:
+            raise ValueError("factored Tikhonov damping needs damping + l2 > 0")
+        return self._lift(v, lambda V: self._blockwise(
+            V, lambda l, Vl: self._block_solve_tikhonov(l, Vl, gamma)))
 
     def __repr__(self):
         return f"{type(self).__name__}({self.name!r}, layers={self.shapes}, P={self.n_params})"
@@ -190,7 +162,7 @@ def _build(pt, S, name, flavor):
 
 def _point(problem, w, name, flavor):
     choice("flavor", flavor, FLAVORS)
-    return _Point(require_problem(problem, name), w)
+    return require_problem(problem, name).point(w)
 
 
 def kflr(problem, w, flavor="expand"):
@@ -250,3 +222,16 @@ def kfac(problem, w, samples=1, seed=0, kind="mc", flavor="expand"):
     seeds = mc_seeds(pt, samples, seed) if kind == "mc" else pt.r[None]
     return _build(pt, _output_factors(pt, pt.backward(seeds), flavor), "kfac" if kind == "mc" else "kfac (empirical)",
                   flavor)
+
+
+register("kfac", lambda problem, w, samples=1, seed=0, flavor="expand": kfac(
+    problem, w, samples=samples, seed=seed, flavor=flavor), "K-FAC: sampled S ⊗ A",
+    "Martens & Grosse 2015", structure="kronecker", sampled=True, optimizer="kfac",
+    references=("→ KFLR as samples grow", "curvlinops KFAC (mc)"))
+register("kflr", lambda problem, w, flavor="expand": kflr(problem, w, flavor=flavor),
+         "KFLR: exact S ⊗ A per layer", "Botev et al. 2017", structure="kronecker",
+         optimizer="kflr", references=("= GGN block for one sample", "curvlinops KFAC (type-2)",
+                                       "BackPACK KFLR (mapped)"))
+register("kfra", lambda problem, w, flavor="expand": kfra(problem, w, flavor=flavor),
+         "KFRA: recursive, batch-averaged S ⊗ A", "Botev et al. 2017", structure="kronecker",
+         optimizer="kfra", references=("= GGN block for one sample", "BackPACK KFRA"))

@@ -20,7 +20,6 @@ from .blocks import ggn_blocks
 from .ekfac import gradient_matrices
 from .kfac import KroneckerFactored
 from .registry import register
-from .products import _Point
 
 
 def rearrange(G, n, m1):
@@ -57,7 +56,7 @@ def kfoc(problem, w):
 
 def tnt(problem, w):
     """TNT (module docstring). Cost: K backprops (the per-sample gradients of the columns of √B)."""
-    pt = _Point(require_problem(problem, "tnt"), w)
+    pt = require_problem(problem, "tnt").point(w)
     factors = []
     for G in gradient_matrices(pt, pt.sqrt_seeds):
         flat = G.reshape(-1, *G.shape[2:])                              # (R·N, n, m+1)
@@ -69,6 +68,8 @@ def tnt(problem, w):
 
 
 register("kfoc", lambda problem, w: kfoc(problem, w), "KFOC: Frobenius-optimal S ⊗ A per layer",
-         "Van Loan & Pitsianis 1993; Koroko et al. 2022")
+         "Van Loan & Pitsianis 1993; Koroko et al. 2022", structure="kronecker",
+         references=("exact for a Kronecker block", "optimal against perturbed factors"))
 register("tnt", lambda problem, w: tnt(problem, w), "TNT: trace-normalised E[GGᵀ] ⊗ E[GᵀG]",
-         "Ren & Goldfarb 2021 (type-2 gradients)")
+         "Ren & Goldfarb 2021 (type-2 gradients)", structure="kronecker",
+         references=("factors by their definition", "tr = tr of the GGN block"))

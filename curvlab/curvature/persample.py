@@ -21,7 +21,6 @@ import numpy as np
 from .. import engine
 from .._checks import check_dense, nonnegative, short_repr
 from ..problem import require_problem
-from .products import _Point
 
 
 def _rows(pt, seeds):
@@ -32,7 +31,7 @@ def _rows(pt, seeds):
 def per_sample_grads(problem, w):
     """∇ℓₙ(w), shape (N, P), at the data labels, without the L2 term (their mean plus λw is
     ∇L). Cost: one backward pass; memory N·P."""
-    pt = _Point(require_problem(problem, "per_sample_grads"), w)
+    pt = require_problem(problem, "per_sample_grads").point(w)
     return _rows(pt, pt.r[None])[0]
 
 
@@ -61,14 +60,14 @@ def batch_stats(problem, w):
 def sqrt_ggn(problem, w):
     """V (P, N·R) with V Vᵀ = G, the GGN without λI: column n·R + r is Jₙᵀ C_{n,:,r} / √N for
     the factor C of B = C Cᵀ (R = K for the built-in losses). Cost: R backward passes."""
-    pt = _Point(require_problem(problem, "sqrt_ggn"), w)
+    pt = require_problem(problem, "sqrt_ggn").point(w)
     rows = _rows(pt, pt.sqrt_seeds) / np.sqrt(pt.N)                           # (R, N, P)
     return rows.transpose(1, 0, 2).reshape(-1, problem.n_params).T
 
 
 def ntk(problem, w):
     """The empirical neural tangent kernel Θ = J Jᵀ, (N·K, N·K), row n·K + k = ∂z_{n,k}/∂w."""
-    pt = _Point(require_problem(problem, "ntk"), w)
+    pt = require_problem(problem, "ntk").point(w)
     NK = pt.N * problem.n_outputs
     check_dense("ntk", NK, alternative="cl.jvp / cl.vjp (matrix-free J v, Jᵀ u)")
     J = engine.jacobian_rows(pt.tr, pt.D).transpose(1, 0, 2).reshape(NK, -1)

@@ -11,11 +11,10 @@ from autograd import grad as _ag_grad
 from autograd import make_jvp as _ag_make_jvp
 from scipy.sparse.linalg import LinearOperator
 
-from .. import engine
-from .._checks import choice, flat_vector, nonnegative
 from .. import units
+from .._checks import choice, flat_vector, nonnegative
 from ..problem import Problem, as_objective, require_problem
-from ..units import UnitNetwork
+from .registry import REGISTRY, call, get
 
 
 def _columns(fn):
@@ -26,112 +25,16 @@ def _columns(fn):
     return product
 
 
-class _Point:
-    """Everything about a Problem at w that products reuse: W̄, trace, ∂ℓ/∂z, δ, B."""
+def _defines_ggn(obj):
+    """A generic objective that brings its own Gauss-Newton matrix (`cl.Objective(ggn=...)`)."""
+    return not isinstance(obj, Problem) and getattr(as_objective(obj), "ggn", None) is not None
 
-    def __init__(self, problem, w):
-        self.problem, self.w = problem, problem.check(w)
-        self.Wbars, self.tr = problem.trace(self.w)
-        self.N, self.l2 = problem.N, problem.l2
-        self._cache = {}
 
-    def lazy(self, key, make):
-        if key not in self._cache:
-            self._cache[key] = make()
-        return self._cache[key]
-
-    @property
-    def r(self):
-        return self.lazy("r", lambda: self.problem.lossfn.dz(self.tr.z, self.problem.y))
-
-    @property
-    def backprop(self):
-        """Per-sample backprop of ∂ℓ/∂z: (δ_l, ∂ℓ/∂a_l), each (N, T_l, n_l) per layer."""
-        def make():
-            deltas, grads_a = engine.backward(self.problem.model, self.Wbars, self.tr, self.r[None],
-                                              with_a=True)
-            return [d[0] for d in deltas], [g[0] for g in grads_a]
-        return self.lazy("backprop", make)
-
-    @property
-    def deltas(self):
-        return self.backprop[0]
-
-    @property
-    def grads_a(self):
-        return self.backprop[1]
-
-    @property
-    def sqrt_seeds(self):
-        """The columns of the factor C of B = C Cᵀ as output seeds (R, N, K): their backprops give
-        the type-2 (exact-GGN) quantities."""
-        return self.lazy("sqrt_seeds", lambda: self.problem.lossfn.sqrt_hessian(
-            self.tr.z, self.problem.y).transpose(2, 0, 1))
-
-    @property
-    def B(self):
-        return self.lazy("B", lambda: self.problem.lossfn.hessian(self.tr.z, self.problem.y))
-
-    @property
-    def D(self):
-        """Lin's stored Jacobians ∂z/∂s_l for all samples and outputs: (K, N, T_l, n_l) per layer,
-        N·K·Σ_l T_l n_l numbers in all (Lin's memory count)."""
-        def make():
-            K = self.tr.z.shape[1]
-            seed = np.broadcast_to(np.eye(K)[:, None, :], (K, self.N, K))
-            return self.backward(seed)
-        return self.lazy("D", make)
-
-    def backward(self, seed, with_a=False):
-        """Backprop of output seeds (Q, N, K): δ_l (Q, N, T_l, n_l) per layer."""
-        return engine.backward(self.problem.model, self.Wbars, self.tr, seed, with_a)
-
-    def Bu(self, U):
-        """B U for output directions U (Q, N, K), per sample, without forming B."""
-        return self.problem.lossfn.hessian_product(self.tr.z, self.problem.y, U)
-
-    def split(self, V):
-        return engine.split_directions(self.problem.model, V)
-
-    # products on blocks (P, Q) ---------------------------------------------------------------
-    def jv(self, V):
-        """J V: (Q, N, K) by one batched R-forward pass."""
-        return engine.rforward(self.problem.model, self.Wbars, self.tr, self.split(V))[2]
-
-    def jtu(self, U):
-        """Σ_n J_nᵀ U_n for Q output cotangents U (Q, N, K): (P, Q)."""
-        return engine.weight_grads(self.tr, self.backward(U))
-
-    def hv(self, V):
-        Vs = self.split(V)
-        model = self.problem.model
-        Rs, Rp, Rz = engine.rforward(model, self.Wbars, self.tr, Vs)
-        HV = engine.rbackward(model, self.Wbars, self.tr, self.deltas, self.grads_a, Rs, Rp, Vs,
-                              self.Bu(Rz))
-        return HV / self.N + self.l2 * V
-
-    def gv_rop(self, V):
-        """Lin (b): J v by the R-operator, then a backward pass with B J v in place of ∂ℓ/∂z."""
-        BJv = self.Bu(self.jv(V))
-        return self.jtu(BJv) / self.N + self.l2 * V
-
-    def gv_jacobian(self, V):
-        """Lin (a): reuse the stored ∂z/∂s_l; memory ∝ samples × outputs × units."""
-        Jv = 0.0
-        for D, ab, Vl in zip(self.D, self.tr.abar, self.split(V)):
-            Jv = Jv + np.einsum("knti,qnti->qnk", D, engine.times_abar(ab, Vl))
-        u = self.Bu(Jv)
-        deltas = [np.einsum("qnk,knti->qnti", u, D) for D in self.D]
-        return engine.weight_grads(self.tr, deltas) / self.N + self.l2 * V
-
-    def fv_true(self, V):
-        F = self.lazy("F", lambda: self.problem.lossfn.fisher_factor(self.tr.z))
-        FJv = np.einsum("nkr,njr,qnj->qnk", F, F, self.jv(V))
-        return self.jtu(FJv) / self.N + self.l2 * V
-
-    def fv_empirical(self, V):
-        G = self.lazy("g_n", lambda: engine.jacobian_rows(self.tr, self.backward(self.r[None]))[0])  # (N, P)
-        return G.T @ (G @ V) / self.N + self.l2 * V
+def _dense_product(objective, w):
+    obj = as_objective(objective)
+    w = obj.check(w)
+    G = np.asarray(obj.ggn(w), dtype=np.float64)
+    return _columns(lambda V: G @ flat_vector("v", V, len(w)))
 
 
 # public products ------------------------------------------------------------------------------
@@ -141,12 +44,9 @@ def make_hvp(objective, w):
     (R-forward then R-backward, about 3 gradients per vector; a block of vectors is one
     batched pass). For a generic function: autograd forward-over-reverse, one column at a time."""
     obj = as_objective(objective)
-    if isinstance(obj, Problem) and isinstance(obj.model, UnitNetwork):
-        hv = units.make_hvp(obj, w)
-        return _columns(lambda V: hv(flat_vector("v", V, obj.n_params)))
     if isinstance(obj, Problem):
-        pt = _Point(obj, w)
-        return _columns(lambda V: pt.hv(flat_vector("v", V, obj.n_params)))
+        hv = obj.point(w).hv if obj.layered else units.make_hvp(obj, w)
+        return _columns(lambda V: hv(flat_vector("v", V, obj.n_params)))
     w = obj.check(w)
     jvp_of_grad = _ag_make_jvp(_ag_grad(obj.fun))(w)
     return _columns(lambda V: np.stack([jvp_of_grad(V[:, q])[1] for q in range(V.shape[1])], 1))
@@ -162,14 +62,16 @@ def make_ggnvp(problem, w, method="rop"):
     'rop': J v by the R-operator, then a backward pass of B J v (no storage, ~2 gradients);
     'jacobian': store ∂z/∂s_l for all samples and outputs once (memory N·K·Σ n_l), then each
     product is a few einsums — cheaper per product when many products follow (CG)."""
-    problem = require_problem(problem, "ggnvp")
     choice("ggnvp method", method, {"rop", "jacobian"})
-    if isinstance(problem.model, UnitNetwork):
+    if _defines_ggn(problem):
+        return _dense_product(problem, w)
+    problem = require_problem(problem, "ggnvp")
+    if not problem.layered:
         gv = units.make_ggnvp(problem, w)
-        return _columns(lambda V: gv(flat_vector("v", V, problem.n_params)))
-    pt = _Point(problem, w)
-    fn = pt.gv_rop if method == "rop" else pt.gv_jacobian
-    return _columns(lambda V: fn(flat_vector("v", V, problem.n_params)))
+    else:
+        pt = problem.point(w)
+        gv = pt.gv_rop if method == "rop" else pt.gv_jacobian
+    return _columns(lambda V: gv(flat_vector("v", V, problem.n_params)))
 
 
 def ggnvp(problem, w, v, method="rop"):
@@ -180,9 +82,11 @@ def ggnvp(problem, w, v, method="rop"):
 def make_fishervp(problem, w, kind="true"):
     """Closure v -> F v. kind='true': (1/N) Σ Jₙᵀ E_y[∇_zℓ ∇_zℓᵀ] Jₙ v + λI (the output Fisher
     from the model's distribution); kind='empirical': (1/N) Σ gₙ (gₙᵀ v) + λI with data labels."""
-    problem = require_problem(problem, "fishervp")
     choice("fisher kind", kind, {"true", "empirical"})
-    pt = _Point(problem, w)
+    if kind == "true" and _defines_ggn(problem):         # its Gauss-Newton matrix stands for F
+        return _dense_product(problem, w)
+    problem = require_problem(problem, "fishervp")
+    pt = problem.point(w)
     fn = pt.fv_true if kind == "true" else pt.fv_empirical
     return _columns(lambda V: fn(flat_vector("v", V, problem.n_params)))
 
@@ -196,7 +100,7 @@ def jvp(problem, w, v):
     """Output Jacobian-vector product J v: (N, K) for v (P,), (Q, N, K) for a block (P, Q)."""
     problem = require_problem(problem, "jvp")
     v = flat_vector("v", v, problem.n_params)
-    out = _Point(problem, w).jv(v[:, None] if v.ndim == 1 else v)
+    out = problem.point(w).jv(v[:, None] if v.ndim == 1 else v)
     return out[0] if v.ndim == 1 else out
 
 
@@ -207,7 +111,7 @@ def vjp(problem, w, u):
     shape = (problem.N, problem.n_outputs)
     if u.shape[-2:] != shape or u.ndim not in (2, 3):
         raise ValueError(f"u must have shape {shape} (or (Q, {shape[0]}, {shape[1]})), got {u.shape}")
-    out = _Point(problem, w).jtu(u[None] if u.ndim == 2 else u)
+    out = problem.point(w).jtu(u[None] if u.ndim == 2 else u)
     return out[:, 0] if u.ndim == 2 else out
 
 
@@ -228,20 +132,18 @@ def fd_hvp(objective, w, v, r=1e-4, scheme="central"):
     return (obj.grad(w + r * v) - obj.grad(w)) / r
 
 
-OPERATOR_KINDS = {"hessian", "ggn", "fisher", "empirical_fisher"}
-
-
 def operator(objective, w, kind="hessian", method="rop"):
     """The curvature matrix at w as a symmetric scipy `LinearOperator` (matvec and matmat),
-    for Lanczos (`eigsh`), CG (`cg`) and friends. kind: 'hessian', 'ggn', 'fisher' (true
-    Fisher) or 'empirical_fisher'; `method` picks Lin's GGN product ('rop' or 'jacobian')."""
-    choice("operator kind", kind, OPERATOR_KINDS)
+    for Lanczos (`eigsh`), CG (`cg`) and friends, from the kind's matrix-free product: every
+    registered kind with one (`cl.curvature.registry.kinds(matrix_free=True)`: 'hessian',
+    'ggn', 'fisher' (true), 'empirical_fisher', ...). `method` picks Lin's GGN product ('rop'
+    or 'jacobian'). A kind without a product: `cl.matrix(problem, w, kind).as_linear_operator()`."""
+    make = get(kind).product
+    if make is None:
+        raise ValueError(f"kind {kind!r} has no matrix-free product; the kinds with one: "
+                         f"{[k for k, v in REGISTRY.items() if v.matrix_free]} — or use "
+                         f"cl.matrix(problem, w, {kind!r}).as_linear_operator()")
     obj = as_objective(objective)
-    if kind == "hessian":
-        fn = make_hvp(obj, w)
-    elif kind == "ggn":
-        fn = make_ggnvp(obj, w, method)
-    else:
-        fn = make_fishervp(obj, w, "true" if kind == "fisher" else "empirical")
+    fn = call(make, obj, w, method=method)
     P = obj.n_params if obj.n_params is not None else np.asarray(w).shape[0]
     return LinearOperator((P, P), matvec=fn, rmatvec=fn, matmat=fn, rmatmat=fn, dtype=np.float64)

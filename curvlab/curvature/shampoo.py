@@ -17,7 +17,6 @@ from ..problem import require_problem
 from .ekfac import gradient_matrices
 from .kfac import KroneckerFactored
 from .registry import register
-from .products import _Point
 
 
 def _power(M, p, eps):
@@ -31,7 +30,7 @@ def shampoo(problem, w, power=0.25, eps=0.0):
     power, eps = float(power), nonnegative("eps", eps)
     if not 0 < power <= 1:
         raise ValueError(f"power must be in (0, 1] (1/4 as in the paper, 1/2 the Fisher-related one), got {power}")
-    pt = _Point(require_problem(problem, "shampoo"), w)
+    pt = require_problem(problem, "shampoo").point(w)
     factors = []
     for G in gradient_matrices(pt, pt.r[None]):
         G = G[0]                                                          # (N, n, m+1)
@@ -44,4 +43,5 @@ def shampoo(problem, w, power=0.25, eps=0.0):
 
 
 register("shampoo", lambda problem, w, power=0.25, eps=0.0: shampoo(problem, w, power=power, eps=eps),
-         "Shampoo: L^p ⊗ R^p of per-sample gradients (p = 1/4)", "Gupta et al. 2018")
+         "Shampoo: L^p ⊗ R^p of per-sample gradients (p = 1/4)", "Gupta et al. 2018",
+         structure="kronecker", references=("L and R from per-sample gradients",))
