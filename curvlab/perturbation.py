@@ -39,7 +39,7 @@ class PerturbationEstimate:
 def _changes(obj, w, dW):
     """ΔE at w + Δw for every row of dW: batched for Problems and objectives that offer it."""
     E0 = float(obj.loss(w))
-    if isinstance(obj, Problem) and hasattr(obj.model, "layers"):
+    if isinstance(obj, Problem) and obj.layered:
         from .landscape import batch_losses
         return batch_losses(obj, w + dW, accuracy=False)[0] - E0
     if isinstance(obj, Problem):

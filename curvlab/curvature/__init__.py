@@ -24,12 +24,13 @@ from .blocks import ggn_blocks, hessian_blocks
 from .persample import batch_stats, ntk, per_sample_grads, sqrt_ggn, vivit
 from .products import (fd_hvp, fishervp, ggnvp, hvp, jvp, make_fishervp, make_ggnvp, make_hvp,
                        operator, vjp)
-from .registry import KINDS, kind_table, kinds, register, unregister
 
 for _module in pkgutil.iter_modules(__path__):           # kinds in modules added later
     importlib.import_module(f"{__name__}.{_module.name}")
 
 from .kinds import as_matrix, matrix  # noqa: E402
+# last: the function `kinds` over the module of that name (importing it bound the module here)
+from .registry import KINDS, kind_table, kinds, register, unregister  # noqa: E402
 
 __all__ = ["BlockDiagonal", "Curvature", "Dense", "Diagonal", "EigenCorrected", "KINDS",
            "KroneckerFactored", "Operator", "UnitBlocks", "as_matrix", "batch_stats",
