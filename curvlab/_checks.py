@@ -48,7 +48,9 @@ def finite_array(name, a, ndim=None, dtype=np.float64):
         raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
         bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
-        raise ValueError(f"{name} contains {bad} NaN or infinite entries; clean or impute them first")
+        raise ValueError(
+            f"{name} contains {bad} NaN or infinite entries; clean or impute them first"
+        )
     return a
 
 
@@ -56,7 +58,9 @@ def flat_vector(name, v, P):
     """Check a flat parameter-space vector of length P (or a (P, Q) block of vectors)."""
     v = np.asarray(v, dtype=np.float64)
     if v.ndim not in (1, 2) or v.shape[0] != P:
-        raise ValueError(f"{name} must have shape ({P},) or ({P}, Q) in the flat layout, got {v.shape}")
+        raise ValueError(
+            f"{name} must have shape ({P},) or ({P}, Q) in the flat layout, got {v.shape}"
+        )
     return finite_array(name, v)
 
 

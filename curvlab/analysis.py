@@ -78,11 +78,14 @@ class Comparison(list):
         return text
 
     def __str__(self):
-        head = f"{'kind':<18}{'vs':<9}{'rel.Frob':>10}{'cos step':>10}{'overlap':>9}{'tr ratio':>10}{'logdet':>10}"
+        head = (f"{'kind':<18}{'vs':<9}{'rel.Frob':>10}{'cos step':>10}{'overlap':>9}"
+                f"{'tr ratio':>10}{'logdet':>10}")
         lines = [head, "-" * len(head)]
         for r in self:
-            lines.append(f"{r.kind:<18}{r.reference:<9}{r.rel_frobenius:>10.3f}{r.cosine:>10.3f}"
-                         f"{r.subspace_overlap:>9.3f}{r.trace_ratio:>10.3f}{r.logdet_ratio:>10.2f}")
+            lines.append(
+                f"{r.kind:<18}{r.reference:<9}{r.rel_frobenius:>10.3f}{r.cosine:>10.3f}"
+                f"{r.subspace_overlap:>9.3f}{r.trace_ratio:>10.3f}{r.logdet_ratio:>10.2f}"
+            )
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -103,20 +106,34 @@ def _names(what, kinds):
     if isinstance(kinds, str):
         return [kinds]
     if isinstance(kinds, np.ndarray) or not hasattr(kinds, "__iter__"):
-        raise TypeError(f"{what} takes names of curvature kinds (e.g. 'kflr' or ('kfac', 'kflr')), got "
-                        f"{type(kinds).__name__}; pass your own matrix as extra={{'name': M}}")
+        raise TypeError(
+            f"{what} takes names of curvature kinds (e.g. 'kflr' or ('kfac', 'kflr')), got "
+            f"{type(kinds).__name__}; pass your own matrix as extra={{'name': M}}"
+        )
     names = list(kinds)
     for kd in names:
         if not isinstance(kd, str):
-            raise TypeError(f"{what} takes names of curvature kinds, got a {type(kd).__name__} among them; "
-                            "pass your own matrix as extra={'name': M}")
+            raise TypeError(
+                f"{what} takes names of curvature kinds, got a {type(kd).__name__} among them; "
+                "pass your own matrix as extra={'name': M}"
+            )
         get(kd)
     return names
 
 
-def compare(problem, w, kinds=("kfac", "kflr", "kfra", "diagonal", "empirical_fisher"),
-            damping=1e-3, k=5, references=("ggn", "hessian"), samples=1, seed=0, flavor="expand",
-            extra=None, progress=None):
+def compare(
+    problem,
+    w,
+    kinds=("kfac", "kflr", "kfra", "diagonal", "empirical_fisher"),
+    damping=1e-3,
+    k=5,
+    references=("ggn", "hessian"),
+    samples=1,
+    seed=0,
+    flavor="expand",
+    extra=None,
+    progress=None,
+):
     """Approximation-quality table: every kind C against every reference R (dense; small nets).
 
     Columns (each matrix includes the problem's λI; η = damping; g = ∇L(w)):
@@ -152,14 +169,17 @@ def compare(problem, w, kinds=("kfac", "kflr", "kfra", "diagonal", "empirical_fi
     for name, M in extra.items():
         if name in kinds or name in references:
             raise ValueError(f"extra name {name!r} is also a kind; pick another name")
-        extra[name] = as_matrix(M, P, name, slices)              # checks the size first
+        extra[name] = as_matrix(M, P, name, slices)  # checks the size first
     g = problem.grad(w)
     todo = list(dict.fromkeys(kinds + references)) + list(extra)
     show = progress if progress is not None else P >= 1500
     built, dense, eig = {}, {}, {}
     for kd in tqdm(todo, desc="compare", disable=not show, leave=False):
-        built[kd] = extra[kd] if kd in extra else matrix(problem, w, kd, samples=samples, seed=seed,
-                                                         flavor=flavor)
+        built[kd] = (
+            extra[kd]
+            if kd in extra
+            else matrix(problem, w, kd, samples=samples, seed=seed, flavor=flavor)
+        )
         dense[kd] = built[kd].to_dense()
         eig[kd] = np.linalg.eigh(dense[kd])
 
@@ -173,13 +193,20 @@ def compare(problem, w, kinds=("kfac", "kflr", "kfra", "diagonal", "empirical_fi
         for kd in kinds + list(extra):
             C = dense[kd]
             blocks = zip(built[kd].blocks(), built[ref].blocks())
-            table.append(ComparisonRow(
-                kind=kd, reference=ref,
-                rel_frobenius=float(np.linalg.norm(C - R) / np.linalg.norm(R)),
-                layer_errors=[float(np.linalg.norm(a - b) / np.linalg.norm(b)) for a, b in blocks],
-                cosine=_cos(step(kd), step(ref)),
-                subspace_overlap=float(np.sum((eig[kd][1][:, -k:].T @ eig[ref][1][:, -k:]) ** 2) / k),
-                trace_ratio=float(np.trace(C) / np.trace(R)),
-                logdet_ratio=_logdet(eig[kd][0], eta) - _logdet(eig[ref][0], eta),
-            ))
+            table.append(
+                ComparisonRow(
+                    kind=kd,
+                    reference=ref,
+                    rel_frobenius=float(np.linalg.norm(C - R) / np.linalg.norm(R)),
+                    layer_errors=[
+                        float(np.linalg.norm(a - b) / np.linalg.norm(b)) for a, b in blocks
+                    ],
+                    cosine=_cos(step(kd), step(ref)),
+                    subspace_overlap=float(
+                        np.sum((eig[kd][1][:, -k:].T @ eig[ref][1][:, -k:]) ** 2) / k
+                    ),
+                    trace_ratio=float(np.trace(C) / np.trace(R)),
+                    logdet_ratio=_logdet(eig[kd][0], eta) - _logdet(eig[ref][0], eta),
+                )
+            )
     return table

@@ -32,25 +32,33 @@ class BoltzmannMachine:
         if n < 2:
             raise ValueError(f"a Boltzmann machine needs at least 2 units, got {n_units}")
         if n > MAX_UNITS:
-            raise ValueError(f"{n} units are 2^{n} states to enumerate; exact enumeration is limited to "
-                             f"{MAX_UNITS} units (use fewer units, or sampling outside curvlab)")
+            raise ValueError(
+                f"{n} units are 2^{n} states to enumerate; exact enumeration is limited to "
+                f"{MAX_UNITS} units (use fewer units, or sampling outside curvlab)"
+            )
         self.n_units, self.T = n, float(T)
         if not self.T > 0:
             raise ValueError(f"temperature T must be > 0, got {T}")
-        self.visible = list(range(n)) if visible is None else sorted(int(u) for u in np.atleast_1d(visible))
-        if not self.visible or any(not 0 <= u < n for u in self.visible) or len(set(self.visible)) != len(self.visible):
+        self.visible = (
+            list(range(n)) if visible is None else sorted(int(u) for u in np.atleast_1d(visible))
+        )
+        if (
+            not self.visible
+            or any(not 0 <= u < n for u in self.visible)
+            or len(set(self.visible)) != len(self.visible)
+        ):
             raise ValueError(f"visible must list distinct units in 0..{n - 1}, got {visible}")
         self.on_unit = None if on_unit is None else int(on_unit)
         if self.on_unit is not None and not 0 <= self.on_unit < n:
             raise ValueError(f"on_unit must be a unit in 0..{n - 1}, got {on_unit}")
         if self.on_unit in self.visible:
-            self.visible.remove(self.on_unit)               # always on: not part of the data
+            self.visible.remove(self.on_unit)  # always on: not part of the data
         states = np.array(list(itertools.product([0.0, 1.0], repeat=n)))
         if self.on_unit is not None:
             states = states[states[:, self.on_unit] == 1]
-        self.states = states                                                  # (S, n)
+        self.states = states  # (S, n)
         self.iu = np.triu_indices(n, 1)
-        self.pairs = states[:, self.iu[0]] * states[:, self.iu[1]]           # (S, n(n−1)/2)
+        self.pairs = states[:, self.iu[0]] * states[:, self.iu[1]]  # (S, n(n−1)/2)
 
     @property
     def n_params(self):
@@ -89,11 +97,13 @@ class BoltzmannMachine:
         if data.ndim == 1:
             data = data[None]
         if data.ndim != 2 or data.shape[1] != len(self.visible):
-            raise ValueError(f"data must have shape (M, {len(self.visible)}): one column per visible unit "
-                             f"{self.visible}; got {data.shape}")
+            raise ValueError(
+                f"data must have shape (M, {len(self.visible)}): one column per visible unit "
+                f"{self.visible}; got {data.shape}"
+            )
         if not np.all((data == 0) | (data == 1)):
             raise ValueError("data must hold 0/1 states of the visible units")
-        match = np.all(self.states[None, :, self.visible] == data[:, None, :], axis=2)    # (M, S)
+        match = np.all(self.states[None, :, self.visible] == data[:, None, :], axis=2)  # (M, S)
         return match
 
     def objective(self, w, data):
@@ -103,13 +113,13 @@ class BoltzmannMachine:
         logits = -anp.dot(self.pairs, w) / self.T
         top = anp.max(logits)
         lognorm = anp.log(anp.sum(anp.exp(logits - top))) + top
-        logv = anp.log(anp.dot(match, anp.exp(logits - top))) + top              # (M,) log Σ_h
+        logv = anp.log(anp.dot(match, anp.exp(logits - top))) + top  # (M,) log Σ_h
         return -anp.mean(logv - lognorm)
 
     def batch_objective(self, Ws, data):
         """G at many weight vectors Ws (M_w, n(n−1)/2) at once."""
         match = self._data(data)
-        logits = -(self.pairs @ np.asarray(Ws, dtype=np.float64).T) / self.T            # (S, G)
+        logits = -(self.pairs @ np.asarray(Ws, dtype=np.float64).T) / self.T  # (S, G)
         top = logits.max(0)
         e = np.exp(logits - top)
         return -np.mean(np.log(match @ e), axis=0) + np.log(e.sum(0))
@@ -120,7 +130,7 @@ class BoltzmannMachine:
         P = self.probabilities(self._check(w))
         out_p, out_r = 0.0, 0.0
         D = None if v is None else self.pairs @ flat_vector("v", v, self.n_params)
-        for m in match:                                         # P(h | v_m): renormalised on the match
+        for m in match:  # P(h | v_m): renormalised on the match
             Pm = np.where(m, P, 0.0)
             Pm /= Pm.sum()
             out_p = out_p + self._moments(Pm)
@@ -144,10 +154,17 @@ class BoltzmannMachine:
         """G(w) as a cl.Objective (autograd-differentiable), for cl.hessian, cl.hvp, the optimisers
         and cl.perturbation."""
         from .problem import Objective
+
         self._data(data)
-        return Objective(lambda w: self.objective(w, data), n_params=self.n_params, name="boltzmann KL",
-                         batch=lambda Ws: self.batch_objective(Ws, data))
+        return Objective(
+            lambda w: self.objective(w, data),
+            n_params=self.n_params,
+            name="boltzmann KL",
+            batch=lambda Ws: self.batch_objective(Ws, data),
+        )
 
     def __repr__(self):
-        return (f"BoltzmannMachine({self.n_units} units, T={self.T:g}, visible={self.visible}, "
-                f"on_unit={self.on_unit})")
+        return (
+            f"BoltzmannMachine({self.n_units} units, T={self.T:g}, visible={self.visible}, "
+            f"on_unit={self.on_unit})"
+        )

@@ -85,10 +85,10 @@ def curves(n=500, size=16, seed=0, width=0.6):
     ctrl = rng.uniform(0.1, 0.9, (n, 4, 2)) * (size - 1)
     t = np.linspace(0, 1, 4 * size)[:, None]
     basis = np.hstack([(1 - t) ** 3, 3 * t * (1 - t) ** 2, 3 * t ** 2 * (1 - t), t ** 3])  # (T, 4)
-    pts = np.einsum("tc,ncd->ntd", basis, ctrl)                                           # (n, T, 2)
+    pts = np.einsum("tc,ncd->ntd", basis, ctrl)  # (n, T, 2)
     grid = np.stack(np.meshgrid(np.arange(size), np.arange(size), indexing="ij"), -1).reshape(-1, 2)
     X = np.empty((n, size * size))
     for i in range(n):  # per image, to keep memory at T × size² whatever n is
         d2 = ((grid[:, None, :] - pts[i][None]) ** 2).sum(-1).min(1)
-        X[i] = np.exp(-d2 / (2 * width ** 2))
+        X[i] = np.exp(-d2 / (2 * width**2))
     return X, X.copy()

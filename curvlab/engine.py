@@ -16,7 +16,8 @@ whole family of backprops is a handful of large matrix products:
     ∂ℓ/∂a_{L-1} = down(L, seed),   δ_l = f'_l ⊙ ∂ℓ/∂a_l,   ∂ℓ/∂a_{l-1} = down(l, δ_l W_l),
     ∂/∂W̄_l = Σ_t δ_{l,t}ᵀ ā_{l,t}.
 The R-operator (Pearlmutter) pushes Q directions V = {V_l} forward,
-    R s_l = ā_l V_lᵀ + R ā_l W_lᵀ,  R ā_l = [up(l, f'_{l-1} ⊙ R s_{l-1}), 0],  R z = up(L, f' ⊙ R s),
+    R s_l = ā_l V_lᵀ + R ā_l W_lᵀ,  R ā_l = [up(l, f'_{l-1} ⊙ R s_{l-1}), 0],
+    R z = up(L, f' ⊙ R s),
 and back, with the two extra terms that make it the exact Hessian product:
     R{∂ℓ/∂a_{l-1}} = down(l, R δ_l W_l + δ_l V_l),
     R δ_l = f'_l ⊙ R{∂ℓ/∂a_l} + f''_l ⊙ ∂ℓ/∂a_l ⊙ R s_l,
@@ -102,8 +103,9 @@ def _sum_locations(d, ab):
 def weight_grads(tr, deltas):
     """Σ_n Σ_t δ_{l,n,t} ā_{l,n,t}ᵀ per layer, flattened into the flat layout: (P, Q)."""
     Q = deltas[0].shape[0]
-    return np.concatenate([_sum_locations(d, ab).reshape(Q, -1)
-                           for d, ab in zip(deltas, tr.abar)], axis=1).T
+    return np.concatenate(
+        [_sum_locations(d, ab).reshape(Q, -1) for d, ab in zip(deltas, tr.abar)], axis=1
+    ).T
 
 
 def jacobian_rows(tr, deltas):
@@ -114,8 +116,8 @@ def jacobian_rows(tr, deltas):
     out = np.empty((Q, N, sum(widths)))
     o = 0
     for d, ab, width in zip(deltas, tr.abar, widths):
-        view = out[:, :, o:o + width].reshape(Q, N, d.shape[-1], ab.shape[-1])
-        if d.shape[2] == 1:                          # one location: an outer product
+        view = out[:, :, o : o + width].reshape(Q, N, d.shape[-1], ab.shape[-1])
+        if d.shape[2] == 1:  # one location: an outer product
             np.multiply(d[:, :, 0, :, None], ab[None, :, 0, None, :], out=view)
         else:
             np.matmul(d.transpose(0, 1, 3, 2), ab, out=view)
@@ -126,7 +128,9 @@ def jacobian_rows(tr, deltas):
 def split_directions(model, V):
     """Flat directions (P, Q) -> per-layer V_l of shape (Q, n_l, m_l + 1)."""
     Q = V.shape[1]
-    return [V[sl].T.reshape((Q,) + layer.shape) for sl, layer in zip(model.layer_slices(), model.layers)]
+    return [
+        V[sl].T.reshape((Q,) + layer.shape) for sl, layer in zip(model.layer_slices(), model.layers)
+    ]
 
 
 def times_abar(ab, V):
@@ -212,10 +216,13 @@ class Point:
     @property
     def backprop(self):
         """Per-sample backprop of ∂ℓ/∂z: (δ_l, ∂ℓ/∂a_l), each (N, T_l, n_l) per layer."""
+
         def make():
-            deltas, grads_a = backward(self.problem.model, self.Wbars, self.tr, self.r[None],
-                                              with_a=True)
+            deltas, grads_a = backward(
+                self.problem.model, self.Wbars, self.tr, self.r[None], with_a=True
+            )
             return [d[0] for d in deltas], [g[0] for g in grads_a]
+
         return self.lazy("backprop", make)
 
     @property
@@ -230,8 +237,10 @@ class Point:
     def sqrt_seeds(self):
         """The columns of the factor C of B = C Cᵀ as output seeds (R, N, K): their backprops give
         the type-2 (exact-GGN) quantities."""
-        return self.lazy("sqrt_seeds", lambda: self.problem.lossfn.sqrt_hessian(
-            self.tr.z, self.problem.y).transpose(2, 0, 1))
+        return self.lazy(
+            "sqrt_seeds",
+            lambda: self.problem.lossfn.sqrt_hessian(self.tr.z, self.problem.y).transpose(2, 0, 1),
+        )
 
     @property
     def B(self):
@@ -241,10 +250,12 @@ class Point:
     def D(self):
         """Lin's stored Jacobians ∂z/∂s_l for all samples and outputs: (K, N, T_l, n_l) per layer,
         N·K·Σ_l T_l n_l numbers in all (Lin's memory count)."""
+
         def make():
             K = self.tr.z.shape[1]
             seed = np.broadcast_to(np.eye(K)[:, None, :], (K, self.N, K))
             return self.backward(seed)
+
         return self.lazy("D", make)
 
     def backward(self, seed, with_a=False):
@@ -271,8 +282,9 @@ class Point:
         Vs = self.split(V)
         model = self.problem.model
         Rs, Rp, Rz = rforward(model, self.Wbars, self.tr, Vs)
-        HV = rbackward(model, self.Wbars, self.tr, self.deltas, self.grads_a, Rs, Rp, Vs,
-                              self.Bu(Rz))
+        HV = rbackward(
+            model, self.Wbars, self.tr, self.deltas, self.grads_a, Rs, Rp, Vs, self.Bu(Rz)
+        )
         return HV / self.N + self.l2 * V
 
     def gv_rop(self, V):
@@ -295,5 +307,7 @@ class Point:
         return self.jtu(FJv) / self.N + self.l2 * V
 
     def fv_empirical(self, V):
-        G = self.lazy("g_n", lambda: jacobian_rows(self.tr, self.backward(self.r[None]))[0])  # (N, P)
+        G = self.lazy(
+            "g_n", lambda: jacobian_rows(self.tr, self.backward(self.r[None]))[0]
+        )  # (N, P)
         return G.T @ (G @ V) / self.N + self.l2 * V

@@ -47,7 +47,9 @@ def filter_normalize(problem, w, d):
         return d * np.linalg.norm(w) / np.linalg.norm(d)
     for Dl, Wl in zip(problem.model.unflatten(d), problem.model.unflatten(w)):
         dn = np.linalg.norm(Dl, axis=1, keepdims=True)
-        Dl *= np.where(dn > 0, np.linalg.norm(Wl, axis=1, keepdims=True) / np.where(dn > 0, dn, 1), 0)
+        Dl *= np.where(
+            dn > 0, np.linalg.norm(Wl, axis=1, keepdims=True) / np.where(dn > 0, dn, 1), 0
+        )
     return d
 
 
@@ -72,12 +74,15 @@ def direction(problem, w, kind="random", seed=0, index=0, layer=None):
         if kind == "filter":
             d = filter_normalize(obj, w, d)
             if not np.any(d):
-                raise ValueError("filter-normalised direction is zero: the weights it scales to are all zero")
+                raise ValueError(
+                    "filter-normalised direction is zero: the weights it scales to are all zero"
+                )
             return d
     elif kind == "gradient":
         d = np.where(mask, obj.grad(w), 0.0)
     else:
         from .linalg import spectrum  # local: linalg builds on landscape's neighbours
+
         mat = "hessian" if kind == "eigen" else "ggn"
         n = int(mask.sum())
         if not 0 <= int(index) < n:
@@ -87,7 +92,9 @@ def direction(problem, w, kind="random", seed=0, index=0, layer=None):
         d[mask] = vecs[:, 0]
     norm = np.linalg.norm(d)
     if norm == 0:
-        raise ValueError(f"the {kind!r} direction is zero here (e.g. a zero gradient); pick another kind")
+        raise ValueError(
+            f"the {kind!r} direction is zero here (e.g. a zero gradient); pick another kind"
+        )
     return d / norm
 
 
@@ -129,13 +136,13 @@ class _Points:
         for mod in model.links[0]:
             x = mod.forward(x)[0]
         p = model.layers[0].patches(x)
-        self.abar0 = np.concatenate([p, np.ones(p.shape[:-1] + (1,))], axis=-1)     # (N, T, m+1)
+        self.abar0 = np.concatenate([p, np.ones(p.shape[:-1] + (1,))], axis=-1)  # (N, T, m+1)
         if Ws is not None:
             self.Ws, self.G = Ws, len(Ws)
             return
         self.Ws, self.G = None, len(C)
-        self.basis = np.vstack([w, D.T])                              # (q+1, P)
-        self.coef = np.hstack([np.ones((self.G, 1)), C])              # (G, q+1)
+        self.basis = np.vstack([w, D.T])  # (q+1, P)
+        self.coef = np.hstack([np.ones((self.G, 1)), C])  # (G, q+1)
         Wb0 = self.basis[:, model.layer_slices()[0]].reshape((-1,) + model.layers[0].shape)
         self.S0 = (self.abar0 @ Wb0.transpose(0, 2, 1)[:, None]).reshape(len(self.basis), -1)
 
@@ -152,8 +159,11 @@ class _Points:
             np.matmul(self.coef[g], self.S0, out=out.reshape(len(out), -1))
         else:
             N, T, m1 = self.abar0.shape
-            np.matmul(self.abar0.reshape(N * T, m1), self.layer(g, 0).transpose(0, 2, 1),
-                      out=out.reshape(len(out), N * T, -1))
+            np.matmul(
+                self.abar0.reshape(N * T, m1),
+                self.layer(g, 0).transpose(0, 2, 1),
+                out=out.reshape(len(out), N * T, -1),
+            )
 
     def sqnorm(self, g):
         if self.Ws is not None:
@@ -196,8 +206,13 @@ def _transposed_output(model):
     """The outputs can be computed transposed, zt = W aᵀ, when the last layer is a linear
     Dense layer with nothing after it (every MLP)."""
     last = model.layers[-1]
-    return (len(model.layers) > 1 and last.T == 1 and last.act.name == "identity"
-            and not model.links[-1] and not model.links[-2])
+    return (
+        len(model.layers) > 1
+        and last.T == 1
+        and last.act.name == "identity"
+        and not model.links[-1]
+        and not model.links[-2]
+    )
 
 
 def _chunk_losses(pts, g, step, accuracy):
@@ -207,8 +222,9 @@ def _chunk_losses(pts, g, step, accuracy):
     Gg, L = g.stop - g.start, len(model.layers)
     transposed = _transposed_output(model)
     hidden = model.layers[:-1] if transposed else model.layers
-    bufs = _buffers(tuple((step, N, layer.T, layer.n_out) for layer in hidden)
-                    + ((step, model.n_out, N),))
+    bufs = _buffers(
+        tuple((step, N, layer.T, layer.n_out) for layer in hidden) + ((step, model.n_out, N),)
+    )
     x = None
     for l, layer in enumerate(hidden):
         s = bufs[l][:Gg]
@@ -236,7 +252,7 @@ def _chunk_losses(pts, g, step, accuracy):
         accs = (zt.argmax(1) == problem.y[None]).mean(1)
     elif accuracy and lossfn.name == "bce":
         accs = ((zt > 0) == (problem.y.T[None] > 0.5)).mean((1, 2))
-    losses = lossfn.mean_values(zt, problem.y)                        # overwrites zt
+    losses = lossfn.mean_values(zt, problem.y)  # overwrites zt
     if problem.l2:
         losses += 0.5 * problem.l2 * pts.sqnorm(g)
     return losses, accs
@@ -246,8 +262,10 @@ def batch_losses(problem, Ws, accuracy=True):
     """Loss and accuracy (nan for regression) at many parameter vectors Ws (G, P), batched."""
     Ws = finite_array("Ws", Ws, ndim=2)
     if Ws.shape[1] != problem.n_params:
-        raise ValueError(f"Ws must have shape (G, {problem.n_params}): one parameter vector per "
-                         f"row in the flat layout, got {Ws.shape}")
+        raise ValueError(
+            f"Ws must have shape (G, {problem.n_params}): one parameter vector per "
+            f"row in the flat layout, got {Ws.shape}"
+        )
     return _losses(_Points(problem, Ws=Ws), accuracy)
 
 
@@ -261,8 +279,10 @@ def affine_losses(problem, w, D, C, accuracy=True):
     C = finite_array("C", C)
     C = C[:, None] if C.ndim == 1 else C
     if C.ndim != 2 or C.shape[1] != D.shape[1]:
-        raise ValueError(f"C must have shape (G, {D.shape[1]}): one coefficient per direction in D, "
-                         f"got {C.shape}")
+        raise ValueError(
+            f"C must have shape (G, {D.shape[1]}): one coefficient per direction in D, "
+            f"got {C.shape}"
+        )
     return _losses(_Points(problem, w=w, D=D, C=C), accuracy)
 
 
@@ -275,10 +295,14 @@ def grid(problem, w, d1, d2=None, span=1.0, n=51, accuracy=False):
     d1 = _check_dir("d1", d1, len(w))
     d2 = None if d2 is None else _check_dir("d2", d2, len(w))
     shape = (int(n),) if d2 is None else (int(n), int(n))
-    if isinstance(obj, Problem) and obj.layered:                          # batched: layered models
+    if isinstance(obj, Problem) and obj.layered:  # batched: layered models
         a = _axis(span, n)
         D = d1[:, None] if d2 is None else np.stack([d1, d2], axis=1)
-        C = a[:, None] if d2 is None else np.stack(np.meshgrid(a, a, indexing="ij"), -1).reshape(-1, 2)
+        C = (
+            a[:, None]
+            if d2 is None
+            else np.stack(np.meshgrid(a, a, indexing="ij"), -1).reshape(-1, 2)
+        )
         Z, A = affine_losses(obj, w, D, C, accuracy)
     else:
         Z = np.array([float(obj.loss(v)) for v in points(w, d1, d2, span, n)])
@@ -300,13 +324,14 @@ def curvature_products(problem, w, kind, D, samples=1, seed=0):
     return matrix(obj, w, kind, samples=samples, seed=seed) @ D
 
 
-def quadratic(problem, w, d1, d2=None, kind="hessian", span=1.0, n=51, damping=0.0,
-              samples=1, seed=0):
+def quadratic(
+    problem, w, d1, d2=None, kind="hessian", span=1.0, n=51, damping=0.0, samples=1, seed=0
+):
     """The second-order model L(w) + gᵀδ + ½ δᵀ(C + ηI)δ on the grid of `grid` (same shape).
-    kind: any registered curvature kind (`cl.kind_table()`) or your own matrix (a (P, P) array, LinearOperator or callable v -> M v);
-    η = damping."""
+    kind: any registered curvature kind (`cl.kind_table()`) or your own matrix (a (P, P) array,
+    LinearOperator or callable v -> M v); η = damping."""
     if not is_outside(kind):
-        get(kind)                                    # an unknown name fails before any work
+        get(kind)  # an unknown name fails before any work
     obj = as_objective(problem)
     w = obj.check(w)
     d1 = _check_dir("d1", d1, len(w))
@@ -320,7 +345,9 @@ def quadratic(problem, w, d1, d2=None, kind="hessian", span=1.0, n=51, damping=0
     if d2 is None:
         return L0 + a * gd[0] + 0.5 * a * a * M[0, 0]
     A, B = np.meshgrid(a, a, indexing="ij")
-    return L0 + A * gd[0] + B * gd[1] + 0.5 * (A * A * M[0, 0] + 2 * A * B * M[0, 1] + B * B * M[1, 1])
+    return (
+        L0 + A * gd[0] + B * gd[1] + 0.5 * (A * A * M[0, 0] + 2 * A * B * M[0, 1] + B * B * M[1, 1])
+    )
 
 
 def fit_error(Z, Zq):

@@ -35,7 +35,9 @@ def as_operator(op):
     if hasattr(op, "__matmul__") and hasattr(op, "shape"):
         return LinearOperator(op.shape, matvec=lambda v: op @ v, matmat=lambda V: op @ V,
                               rmatvec=lambda v: op @ v, dtype=np.float64)
-    raise TypeError(f"expected an array, a LinearOperator or a curvature object, got {type(op).__name__}")
+    raise TypeError(
+        f"expected an array, a LinearOperator or a curvature object, got {type(op).__name__}"
+    )
 
 
 def _select(vals, k, which):
@@ -46,7 +48,7 @@ def _select(vals, k, which):
     elif which == "SA":
         idx = np.arange(k)
     elif which == "LM":
-        idx = np.sort(np.argsort(np.abs(vals))[n - k:])
+        idx = np.sort(np.argsort(np.abs(vals))[n - k :])
     else:
         idx = np.unique(np.concatenate([np.arange(k // 2), np.arange(n - (k - k // 2), n)]))
     return idx
@@ -75,8 +77,19 @@ def _structured_vectors(C, idx, layer):
     return V
 
 
-def spectrum(problem, w=None, kind="hessian", k=None, which="LA", vectors=False, layer=None,
-             samples=1, seed=0, flavor="expand", n=None):
+def spectrum(
+    problem,
+    w=None,
+    kind="hessian",
+    k=None,
+    which="LA",
+    vectors=False,
+    layer=None,
+    samples=1,
+    seed=0,
+    flavor="expand",
+    n=None,
+):
     """Eigenvalues (ascending) of a curvature matrix at w, and eigenvectors if `vectors`.
 
     Dispatches on the first argument: a Problem or objective (with w and kind), or your own
@@ -95,12 +108,16 @@ def spectrum(problem, w=None, kind="hessian", k=None, which="LA", vectors=False,
     """
     choice("which", which, {"LA", "SA", "LM", "BE"})
     if not isinstance(problem, (Problem, Objective)) and (
-            isinstance(problem, (np.ndarray, LinearOperator, Curvature)) or n is not None
-            or hasattr(problem, "detach")):
+        isinstance(problem, (np.ndarray, LinearOperator, Curvature))
+        or n is not None
+        or hasattr(problem, "detach")
+    ):
         return _outside_spectrum(problem, k, which, vectors, n, seed)
     if w is None:
-        raise ValueError("cl.spectrum: give w (the point) for a Problem or objective, or pass n=P "
-                         "for your own matrix as a callable v -> M v")
+        raise ValueError(
+            "cl.spectrum: give w (the point) for a Problem or objective, or pass n=P "
+            "for your own matrix as a callable v -> M v"
+        )
     obj = as_objective(problem)
     P = obj.n_params if obj.n_params is not None else np.asarray(w).shape[0]
     if is_outside(kind):
@@ -121,7 +138,7 @@ def spectrum(problem, w=None, kind="hessian", k=None, which="LA", vectors=False,
     kk = P if k is None else k
     options = dict(samples=samples, seed=seed, flavor=flavor)
 
-    if entry.structure != "dense":                    # from the object's own structure
+    if entry.structure != "dense":  # from the object's own structure
         C = matrix(obj, w, kind, **options)
         vals = C.eigvalsh() if layer is None else C.layer_eigvalsh(layer)
         idx = _select(vals, kk, which)
@@ -168,13 +185,17 @@ def lanczos_eigs(op, k, which="LA", vectors=False, seed=0, ncv=None, maxiter=Non
         ncv = max(2 * k + 1, 20) if which in ("LA", "LM") else max(4 * k, 40)
     ncv = min(P, int(ncv))
     try:
-        out = eigsh(op, k=k, which=which, v0=v0, ncv=ncv, maxiter=maxiter,
-                    return_eigenvectors=vectors)
+        out = eigsh(
+            op, k=k, which=which, v0=v0, ncv=ncv, maxiter=maxiter, return_eigenvectors=vectors
+        )
     except ArpackNoConvergence as e:
         raise ArpackNoConvergence(
             f"Lanczos found only {len(e.eigenvalues)} of {k} eigenvalues ({which}); the end of the "
             "spectrum is clustered. Pass a larger ncv or maxiter, or use the dense spectrum "
-            "(k=None) on a smaller net", e.eigenvalues, e.eigenvectors) from None
+            "(k=None) on a smaller net",
+            e.eigenvalues,
+            e.eigenvectors,
+        ) from None
     if vectors:
         vals, vecs = out
         order = np.argsort(vals)
@@ -189,6 +210,7 @@ def layer_spectra(problem, w, kind="hessian", **kw):
 
 # Lanczos and stochastic Lanczos quadrature ---------------------------------------------------
 
+
 def lanczos(op, v0, steps):
     """`steps` Lanczos steps from v0 with full reorthogonalisation (exact in float64 for small
     P). Returns the tridiagonal's (alpha, beta); stops early on an invariant subspace."""
@@ -202,13 +224,13 @@ def lanczos(op, v0, steps):
         Q[j] = q
         u = op.matvec(q)
         alpha[j] = q @ u
-        u = u - Q[:j + 1].T @ (Q[:j + 1] @ u)          # full reorthogonalisation, twice is enough
-        u = u - Q[:j + 1].T @ (Q[:j + 1] @ u)
+        u = u - Q[: j + 1].T @ (Q[: j + 1] @ u)  # full reorthogonalisation, twice is enough
+        u = u - Q[: j + 1].T @ (Q[: j + 1] @ u)
         if j == steps - 1:
             break
         b = np.linalg.norm(u)
-        if b < 1e-12 * max(abs(alpha[:j + 1]).max(), 1e-300):
-            return alpha[:j + 1], beta[:j]
+        if b < 1e-12 * max(abs(alpha[: j + 1]).max(), 1e-300):
+            return alpha[: j + 1], beta[:j]
         beta[j] = b
         q = u / b
     return alpha, beta
@@ -250,7 +272,11 @@ def slq_density(op, probes=10, steps=30, grid=None, sigma=None, seed=0):
     sigma = nonnegative("sigma", sigma)
     if sigma == 0:
         raise ValueError("sigma must be > 0")
-    grid = np.linspace(lo - 5 * sigma, hi + 5 * sigma, 1000) if grid is None else np.asarray(grid, float)
+    grid = (
+        np.linspace(lo - 5 * sigma, hi + 5 * sigma, 1000)
+        if grid is None
+        else np.asarray(grid, float)
+    )
     if grid.ndim != 1 or len(grid) < 2 or np.any(np.diff(grid) <= 0):
         raise ValueError("grid must be an increasing 1-D array of at least 2 points")
     t = grid[:, None]
@@ -263,6 +289,7 @@ def slq_density(op, probes=10, steps=30, grid=None, sigma=None, seed=0):
 
 
 # Hutchinson ----------------------------------------------------------------------------------
+
 
 @dataclass
 class HutchinsonEstimate:
@@ -290,13 +317,19 @@ def hutchinson(op, samples=100, seed=0, block=32):
     for s0 in range(0, samples, block):
         V = rng.choice([-1.0, 1.0], size=(P, min(block, samples - s0)))
         prods.append(V * op.matmat(V))
-    D = np.concatenate(prods, axis=1)            # (P, samples): v ⊙ Cv
+    D = np.concatenate(prods, axis=1)  # (P, samples): v ⊙ Cv
     tr = D.sum(0)
-    return HutchinsonEstimate(float(tr.mean()), float(tr.std(ddof=1) / np.sqrt(samples)),
-                              D.mean(1), D.std(1, ddof=1) / np.sqrt(samples), samples)
+    return HutchinsonEstimate(
+        float(tr.mean()),
+        float(tr.std(ddof=1) / np.sqrt(samples)),
+        D.mean(1),
+        D.std(1, ddof=1) / np.sqrt(samples),
+        samples,
+    )
 
 
 # Conjugate gradients ---------------------------------------------------------------------------
+
 
 @dataclass
 class CGResult:
@@ -306,7 +339,7 @@ class CGResult:
 
     x: np.ndarray
     iterations: int
-    iterates: list          # [(iteration, x)] kept at geometrically spaced iterations
+    iterates: list  # [(iteration, x)] kept at geometrically spaced iterations
     reason: str
 
 
@@ -334,7 +367,7 @@ def cg(matvec, b, x0=None, maxiter=250, tol=1e-10, martens=True, eps=5e-4, keep=
         x = x + a * p
         r = r - a * Ap
         rr_new = r @ r
-        phi = -0.5 * x @ (r + b)                      # φ(x) = ½xᵀAx − bᵀx = −½xᵀ(r + b)
+        phi = -0.5 * x @ (r + b)  # φ(x) = ½xᵀAx − bᵀx = −½xᵀ(r + b)
         phis.append(phi)
         if i >= next_keep:
             iterates.append((i, x.copy()))

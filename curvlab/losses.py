@@ -31,8 +31,10 @@ class Loss:
     def __new__(cls, *args, **kwargs):
         if cls is Loss:
             if not args and "fn" not in kwargs:
-                raise TypeError("cl.Loss(fn): fn(outputs (N, K), targets) -> per-sample losses (N,), "
-                                "autograd-differentiable in the outputs")
+                raise TypeError(
+                    "cl.Loss(fn): fn(outputs (N, K), targets) -> per-sample losses (N,), "
+                    "autograd-differentiable in the outputs"
+                )
             return super().__new__(CustomLoss)
         return super().__new__(cls)
 
@@ -98,7 +100,9 @@ class MSE(Loss):
         if y.ndim == 1 and K == 1:
             y = y[:, None]
         if y.shape != (N, K):
-            raise ValueError(f"mse targets must have shape ({N}, {K}) to match the outputs, got {y.shape}")
+            raise ValueError(
+                f"mse targets must have shape ({N}, {K}) to match the outputs, got {y.shape}"
+            )
         return y
 
     def value(self, z, y):
@@ -141,8 +145,10 @@ class CrossEntropy(Loss):
         if y.shape != (N,):
             raise ValueError(f"cross_entropy takes integer labels of shape ({N},), got {y.shape}")
         if y.dtype.kind not in "iufb":
-            raise ValueError(f"y must hold integer class labels 0..{K - 1}, got dtype {y.dtype}; "
-                             "map the classes to integers first (e.g. np.unique(y, return_inverse=True))")
+            raise ValueError(
+                f"y must hold integer class labels 0..{K - 1}, got dtype {y.dtype}; "
+                "map the classes to integers first (e.g. np.unique(y, return_inverse=True))"
+            )
         if not np.issubdtype(y.dtype, np.integer):
             yf = finite_array("y", y)
             if not np.all(yf == np.round(yf)):
@@ -152,8 +158,10 @@ class CrossEntropy(Loss):
         if K < 2:
             raise ValueError(f"cross_entropy needs at least 2 outputs (logits), the model has {K}")
         if y.min() < 0 or y.max() >= K:
-            raise ValueError(f"labels out of range: got {y.min()}..{y.max()}, the model has {K} "
-                             f"outputs so labels must lie in 0..{K - 1}")
+            raise ValueError(
+                f"labels out of range: got {y.min()}..{y.max()}, the model has {K} "
+                f"outputs so labels must lie in 0..{K - 1}"
+            )
         return y
 
     def value(self, z, y):
@@ -163,7 +171,7 @@ class CrossEntropy(Loss):
         return anp.log(anp.sum(anp.exp(z - m), axis=-1)) + m[:, 0] - z[np.arange(z.shape[0]), y]
 
     def mean_values(self, zt, y):
-        picked = zt[:, y, np.arange(zt.shape[2])]                       # z_y, (G, N)
+        picked = zt[:, y, np.arange(zt.shape[2])]  # z_y, (G, N)
         m = zt.max(axis=1)
         zt -= m[:, None]
         np.exp(zt, out=zt)
@@ -176,13 +184,13 @@ class CrossEntropy(Loss):
     def hessian(self, z, y=None):
         p = _softmax(z)
         B = -p[:, :, None] * p[:, None, :]
-        np.einsum("nkk->nk", B)[...] += p                                  # + diag p
+        np.einsum("nkk->nk", B)[...] += p  # + diag p
         return B
 
     def hessian_product(self, z, y, U):
         p = _softmax(z)
         pU = p * U
-        return pU - p * pU.sum(-1, keepdims=True)                          # p ⊙ u − p (pᵀu)
+        return pU - p * pU.sum(-1, keepdims=True)  # p ⊙ u − p (pᵀu)
 
     def sqrt_hessian(self, z, y=None):
         p = _softmax(z)
@@ -219,7 +227,9 @@ class BCE(Loss):
         if y.ndim == 1 and K == 1:
             y = y[:, None]
         if y.shape != (N, K):
-            raise ValueError(f"bce targets must have shape ({N}, {K}) to match the outputs, got {y.shape}")
+            raise ValueError(
+                f"bce targets must have shape ({N}, {K}) to match the outputs, got {y.shape}"
+            )
         if y.min() < 0 or y.max() > 1:
             raise ValueError(f"bce targets must lie in [0, 1], got {y.min()}..{y.max()}")
         return y
@@ -267,7 +277,10 @@ class CustomLoss(Loss):
         if not callable(fn):
             raise TypeError(f"cl.Loss(fn): fn must be a function, got {type(fn).__name__}")
         if sampler is not None and not callable(sampler):
-            raise TypeError(f"cl.Loss: sampler must be a function sampler(z, rng) -> y, got {type(sampler).__name__}")
+            raise TypeError(
+                "cl.Loss: sampler must be a function sampler(z, rng) -> y, got "
+                f"{type(sampler).__name__}"
+            )
         self.fn, self.sampler = fn, sampler
         self.name = name or getattr(fn, "__name__", "custom")
 
@@ -276,22 +289,27 @@ class CustomLoss(Loss):
         if y.dtype.kind not in "iufb":
             raise ValueError(f"targets of {self.name!r} must be numbers, got dtype {y.dtype}")
         if y.shape[:1] != (N,):
-            raise ValueError(f"targets of {self.name!r} must have N = {N} rows, got shape {y.shape}")
+            raise ValueError(
+                f"targets of {self.name!r} must have N = {N} rows, got shape {y.shape}"
+            )
         return finite_array("y", y) if y.dtype.kind == "f" else y
 
     def value(self, z, y):
         out = self.fn(z, y)
         if np.shape(out) != np.shape(z)[:1]:
-            raise ValueError(f"loss {self.name!r}: fn must return one loss per sample, shape "
-                             f"({np.shape(z)[0]},), got {np.shape(out)}")
+            raise ValueError(
+                f"loss {self.name!r}: fn must return one loss per sample, shape "
+                f"({np.shape(z)[0]},), got {np.shape(out)}"
+            )
         return out
 
     def _grad(self, z, y):
         from autograd import grad
+
         return grad(lambda zz: anp.sum(self.value(zz, y)))(z)
 
     def dz(self, z, y):
-        if z.ndim == 3:                                     # (1, N, K) with S sampled targets
+        if z.ndim == 3:  # (1, N, K) with S sampled targets
             return np.stack([self._grad(z[0], ys) for ys in y])
         return self._grad(z, y)
 
@@ -299,6 +317,7 @@ class CustomLoss(Loss):
         """B (N, K, K): column k of every Bₙ from one Hessian-vector product along e_k (the loss
         is a sum over samples, so the products do not mix them)."""
         from autograd import grad, make_jvp
+
         jvp = make_jvp(grad(lambda zz: anp.sum(self.value(zz, y))))(z)
         K = z.shape[1]
         cols = [jvp(np.broadcast_to(np.eye(K)[k], z.shape).copy())[1] for k in range(K)]
@@ -309,24 +328,30 @@ class CustomLoss(Loss):
         B = self.hessian(z, y)
         lam, U = np.linalg.eigh(B)
         if lam.min() < -1e-12 * max(np.abs(lam).max(), 1e-300):
-            raise ValueError(f"loss {self.name!r}: its output Hessian B is indefinite at some samples "
-                             f"(eigenvalue {lam.min():.3g}), so B = C Cᵀ has no real factor: kflr, "
-                             "diag_ggn and the conv-net GGN are unavailable (hessian, ggn on MLPs, "
-                             "kfra, hvp and ggnvp work)")
+            raise ValueError(
+                f"loss {self.name!r}: its output Hessian B is indefinite at some samples "
+                f"(eigenvalue {lam.min():.3g}), so B = C Cᵀ has no real factor: kflr, "
+                "diag_ggn and the conv-net GGN are unavailable (hessian, ggn on MLPs, "
+                "kfra, hvp and ggnvp work)"
+            )
         return U * np.sqrt(np.maximum(lam, 0.0))[:, None, :]
 
     def mean_hessian(self, z, y):
         return self.hessian(z, y).mean(0)
 
     def fisher_factor(self, z):
-        raise ValueError(f"loss {self.name!r}: the true Fisher needs the model's distribution in "
-                         "closed form; a custom loss offers the Monte-Carlo Fisher (kind='mc', with "
-                         "cl.Loss(fn, sampler=...)) and the empirical Fisher")
+        raise ValueError(
+            f"loss {self.name!r}: the true Fisher needs the model's distribution in "
+            "closed form; a custom loss offers the Monte-Carlo Fisher (kind='mc', with "
+            "cl.Loss(fn, sampler=...)) and the empirical Fisher"
+        )
 
     def sample(self, z, rng, samples=1):
         if self.sampler is None:
-            raise ValueError(f"loss {self.name!r} has no sampler: the Monte-Carlo Fisher and MC K-FAC "
-                             "draw targets y ~ p(y | z); pass cl.Loss(fn, sampler=lambda z, rng: y)")
+            raise ValueError(
+                f"loss {self.name!r} has no sampler: the Monte-Carlo Fisher and MC K-FAC "
+                "draw targets y ~ p(y | z); pass cl.Loss(fn, sampler=lambda z, rng: y)"
+            )
         return np.stack([np.asarray(self.sampler(z, rng)) for _ in range(samples)])
 
     def __repr__(self):

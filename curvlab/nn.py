@@ -18,9 +18,12 @@ import autograd.numpy as anp
 import numpy as np
 
 from ._checks import finite_array
-from .layers import (ACTIVATIONS, Activation, AvgPool2d, Conv2d, Dense, Flatten, Layer,  # noqa: F401
-                     MaxPool2d, activation)
+from .layers import ACTIVATIONS, AvgPool2d, Conv2d, Dense, Flatten, Layer, MaxPool2d
+from .layers import activation as _activation
 from .layers.base import describe
+
+__all__ = ["ACTIVATIONS", "MLP", "AvgPool2d", "Conv2d", "Dense", "Flatten", "MaxPool2d",
+           "Sequential"]
 
 
 def _input_shape(input_shape):
@@ -28,10 +31,14 @@ def _input_shape(input_shape):
     try:
         shape = tuple(int(s) for s in shape)
     except (TypeError, ValueError):
-        raise TypeError(f"input_shape must be (D,) or (C, H, W) of ints, got {input_shape!r}") from None
+        raise TypeError(
+            f"input_shape must be (D,) or (C, H, W) of ints, got {input_shape!r}"
+        ) from None
     if len(shape) not in (1, 3) or min(shape) < 1:
-        raise ValueError(f"input_shape must be (D,) for vectors or (C, H, W) for images, with "
-                         f"positive sizes; got {input_shape!r}")
+        raise ValueError(
+            f"input_shape must be (D,) for vectors or (C, H, W) for images, with "
+            f"positive sizes; got {input_shape!r}"
+        )
     return shape
 
 
@@ -45,20 +52,28 @@ class Sequential:
         modules = list(modules)
         for i, mod in enumerate(modules):
             if not isinstance(mod, Layer):
-                raise TypeError(f"layer {i} is {type(mod).__name__} {mod!r}, not a curvlab layer; "
-                                "use cl.Dense, cl.Conv2d, cl.MaxPool2d, cl.AvgPool2d or cl.Flatten")
+                raise TypeError(
+                    f"layer {i} is {type(mod).__name__} {mod!r}, not a curvlab layer; "
+                    "use cl.Dense, cl.Conv2d, cl.MaxPool2d, cl.AvgPool2d or cl.Flatten"
+                )
         self.input_shape = _input_shape(input_shape)
-        shape = self.input_shape if len(self.input_shape) == 1 else self.input_shape[1:] + self.input_shape[:1]
-        self.modules = [copy.copy(m) for m in modules]       # a layer is sized by the model it is in
+        shape = (
+            self.input_shape
+            if len(self.input_shape) == 1
+            else self.input_shape[1:] + self.input_shape[:1]
+        )
+        self.modules = [copy.copy(m) for m in modules]  # a layer is sized by the model it is in
         for i, mod in enumerate(self.modules):
             try:
                 shape = mod.build(shape)
             except ValueError as e:
                 raise ValueError(f"layer {i}: {e}") from None
         if len(shape) != 1:
-            raise ValueError(f"the model's output must be a vector, but the last layer gives a "
-                             f"feature map of shape {describe(shape)} (C, H, W); end with cl.Flatten() "
-                             "(and a Dense layer)")
+            raise ValueError(
+                f"the model's output must be a vector, but the last layer gives a "
+                f"feature map of shape {describe(shape)} (C, H, W); end with cl.Flatten() "
+                "(and a Dense layer)"
+            )
         self.layers = [m for m in self.modules if m.has_params]
         if not self.layers:
             raise ValueError("a model needs at least one layer with parameters (Dense or Conv2d)")
@@ -71,7 +86,7 @@ class Sequential:
         self.offsets = np.cumsum([0] + [l.size for l in self.layers])
         self.n_out = shape[0]
 
-    layered = True         # the engine walks its layers (see curvlab.problem.MODEL_PROTOCOL)
+    layered = True  # the engine walks its layers (see curvlab.problem.MODEL_PROTOCOL)
 
     @property
     def n_params(self):
@@ -94,8 +109,10 @@ class Sequential:
 
     def unflatten(self, w):
         """Per-layer W̄_l views of a flat vector (works on autograd boxes too)."""
-        return [w[o:e].reshape(l.shape) for l, o, e in zip(self.layers, self.offsets[:-1],
-                                                             self.offsets[1:])]
+        return [
+            w[o:e].reshape(l.shape)
+            for l, o, e in zip(self.layers, self.offsets[:-1], self.offsets[1:])
+        ]
 
     def flatten(self, Wbars):
         return np.concatenate([np.asarray(Wb, dtype=np.float64).ravel() for Wb in Wbars])
@@ -107,8 +124,10 @@ class Sequential:
     def check_params(self, w):
         w = finite_array("w", w, ndim=1)
         if w.shape[0] != self.n_params:
-            raise ValueError(f"w has {w.shape[0]} entries but {self!r} has {self.n_params} "
-                             "parameters; use model.init(seed) for a vector in the right layout")
+            raise ValueError(
+                f"w has {w.shape[0]} entries but {self!r} has {self.n_params} "
+                "parameters; use model.init(seed) for a vector in the right layout"
+            )
         return w
 
     def check_inputs(self, X):
@@ -118,8 +137,10 @@ class Sequential:
             X = X[:, None]
         if X.shape[1:] != self.input_shape or X.ndim < 2:
             layout = "(N, C, H, W), NCHW like torch" if len(self.input_shape) == 3 else "(N, D)"
-            raise ValueError(f"X must have shape (N, {', '.join(map(str, self.input_shape))}) for "
-                             f"{self!r}, layout {layout}; got {X.shape}")
+            raise ValueError(
+                f"X must have shape (N, {', '.join(map(str, self.input_shape))}) for "
+                f"{self!r}, layout {layout}; got {X.shape}"
+            )
         if X.shape[0] < 1:
             raise ValueError("X has no samples")
         return X
@@ -152,16 +173,23 @@ class MLP(Sequential):
         hidden = len(sizes) - 2
         if isinstance(activation, (list, tuple)):
             if len(activation) != hidden:
-                raise ValueError(f"MLP({sizes}) has {hidden} hidden layers but {len(activation)} "
-                                 f"activations were given: {list(activation)}")
-            acts = [globals()["activation"](a).name for a in activation]
+                raise ValueError(
+                    f"MLP({sizes}) has {hidden} hidden layers but {len(activation)} "
+                    f"activations were given: {list(activation)}"
+                )
+            acts = [_activation(a).name for a in activation]
             self.activation = acts
         else:
-            self.activation = globals()["activation"](activation).name
+            self.activation = _activation(activation).name
             acts = [self.activation] * hidden
         self.sizes = sizes
-        super().__init__([Dense(a, b, acts[i] if i < hidden else "identity")
-                          for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))], (sizes[0],))
+        super().__init__(
+            [
+                Dense(a, b, acts[i] if i < hidden else "identity")
+                for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))
+            ],
+            (sizes[0],),
+        )
 
     def __repr__(self):
         return f"MLP({self.sizes}, activation={self.activation!r})"

@@ -39,7 +39,9 @@ def _beale_residuals(w):
 
 
 rosenbrock = least_squares(_rosenbrock_residuals, 2, "rosenbrock", minimum=[1.0, 1.0])
-rosenbrock.__doc__ = "(1 − x)² + 100 (y − x²)²; minimum 0 at (1, 1), a curved, badly conditioned valley."
+rosenbrock.__doc__ = (
+    "(1 − x)² + 100 (y − x²)²; minimum 0 at (1, 1), a curved, badly conditioned valley."
+)
 beale = least_squares(_beale_residuals, 2, "beale", minimum=[3.0, 0.5])
 beale.__doc__ = "Beale's function; minimum 0 at (3, 0.5), flat plateaus and steep walls."
 

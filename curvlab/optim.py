@@ -366,7 +366,8 @@ def minimize(objective, w0, method="gd", steps=100, batch_size=None, seed=0, blo
         t = time.perf_counter() - t0
         L = float(obj.loss(w_new)) if np.all(np.isfinite(w_new)) else np.nan
         if not np.isfinite(L) or L > blowup * (abs(L0) + 1):
-            status, diverged = f"diverged at step {k + 1}: loss {L:.3g}; try a smaller lr or more damping", True
+            status = f"diverged at step {k + 1}: loss {L:.3g}; try a smaller lr or more damping"
+            diverged = True
             break
         g = obj.grad(w_new)
         record(w_new, L, float(np.linalg.norm(g)), float(np.linalg.norm(w_new - w)), info, t)
@@ -374,11 +375,18 @@ def minimize(objective, w0, method="gd", steps=100, batch_size=None, seed=0, blo
         extra["accepted"].append(info.get("accepted", True))
         w = w_new
     arrays = {key: np.array(val) for key, val in rec.items()}
-    return Trajectory(method, dict(hyper), status=status, diverged=diverged,
-                      extra={key: np.array(v) for key, v in extra.items()}, **arrays)
+    return Trajectory(
+        method,
+        dict(hyper),
+        status=status,
+        diverged=diverged,
+        extra={key: np.array(v) for key, v in extra.items()},
+        **arrays,
+    )
 
 
 # affine reparameterisation -------------------------------------------------------------------
+
 
 class Reparameterized(Objective):
     """f̃(w̃) = f(R w̃ + b) for an invertible R: its gradient is Rᵀ∇f, its Hessian RᵀHR + (0),
@@ -393,7 +401,9 @@ class Reparameterized(Objective):
             raise ValueError(f"R must be an invertible square matrix, got shape {R.shape}")
         b = np.zeros(P) if b is None else finite_array("b", b, ndim=1)
         self.base, self.R, self.b = base, R, b
-        fun = lambda wt: base.loss(R @ wt + b) if isinstance(base, Problem) else base.fun(R @ wt + b)
+        fun = lambda wt: (
+            base.loss(R @ wt + b) if isinstance(base, Problem) else base.fun(R @ wt + b)
+        )
         if isinstance(base, Problem):
             G = lambda wt: R.T @ ggn(base, R @ wt + b) @ R
         elif base.ggn is not None:

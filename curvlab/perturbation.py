@@ -91,9 +91,11 @@ def estimate(objective, w, samples, sigma, seed=0, v=None, fit="joint"):
     ones = np.ones((samples, 1))
     if fit == "joint":
         c, se = _lstsq(np.hstack([ones, a, b]), dE)
-        return PerturbationEstimate(c[1:P + 1], se[1:P + 1], c[P + 1:], se[P + 1:], samples, sigma, fit)
+        return PerturbationEstimate(
+            c[1 : P + 1], se[1 : P + 1], c[P + 1 :], se[P + 1 :], samples, sigma, fit
+        )
     g, z, g_se, z_se = (np.empty(P) for _ in range(4))
     for i in range(P):
-        c, se = _lstsq(np.hstack([ones, a[:, i:i + 1], b[:, i:i + 1]]), dE)
+        c, se = _lstsq(np.hstack([ones, a[:, i : i + 1], b[:, i : i + 1]]), dE)
         g[i], z[i], g_se[i], z_se[i] = c[1], c[2], se[1], se[2]
     return PerturbationEstimate(g, g_se, z, z_se, samples, sigma, fit)

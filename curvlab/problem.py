@@ -126,7 +126,8 @@ class Objective:
 
     def __init__(self, fun, n_params=None, name=None, ggn=None, minimum=None, batch=None):
         if not callable(fun):
-            raise TypeError(f"an objective must be a Problem or a callable, got {type(fun).__name__}")
+            raise TypeError(
+                f"an objective must be a Problem or a callable, got {type(fun).__name__}")
         self.fun = fun
         self.n_params = n_params
         self.name = name or getattr(fun, "__name__", "objective")
@@ -145,7 +146,9 @@ class Objective:
     def check(self, w):
         w = finite_array("w", w, ndim=1)
         if self.n_params is not None and w.shape[0] != self.n_params:
-            raise ValueError(f"{self.name} takes a vector of {self.n_params} entries, got {w.shape[0]}")
+            raise ValueError(
+                f"{self.name} takes a vector of {self.n_params} entries, got {w.shape[0]}"
+            )
         return w
 
     def __call__(self, w):
@@ -164,6 +167,8 @@ def as_objective(obj):
 
 def require_problem(obj, what):
     if not isinstance(obj, Problem):
-        raise TypeError(f"{what} needs a Problem (model + loss + data); a generic objective has "
-                        f"no outputs or loss structure. Use cl.hessian / cl.hvp for it instead.")
+        raise TypeError(
+            f"{what} needs a Problem (model + loss + data); a generic objective has "
+            f"no outputs or loss structure. Use cl.hessian / cl.hvp for it instead."
+        )
     return obj

@@ -6,7 +6,8 @@ torch is imported here only, when one of these functions is called (`pip install
 
     torch                                   curvlab
     Linear(n_in, n_out)                     Dense(n_in, n_out)          W̄ = [weight | bias]
-    Conv2d(c_in, c_out, k, stride, padding) Conv2d(...)                 W̄ = [weight.reshape(c_out, -1) | bias]
+    Conv2d(c_in, c_out, k, stride, padding) Conv2d(...)                 W̄ = [weight₂ | bias]
+                                                     (weight₂: weight.reshape(c_out, -1))
     ReLU / Tanh / Sigmoid / Softplus        the activation of the Linear or Conv2d before it
     Identity                                nothing
     MaxPool2d(k), AvgPool2d(k)              the same (stride = kernel, no padding)
@@ -27,8 +28,10 @@ import numpy as np
 from . import losses
 from .nn import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Sequential
 
-SUPPORTED = ("Linear, Conv2d, ReLU, Tanh, Sigmoid, Softplus, Identity, MaxPool2d, AvgPool2d, Flatten "
-             "(inside nn.Sequential, nesting allowed)")
+SUPPORTED = (
+    "Linear, Conv2d, ReLU, Tanh, Sigmoid, Softplus, Identity, MaxPool2d, AvgPool2d, Flatten "
+    "(inside nn.Sequential, nesting allowed)"
+)
 _ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Softplus": "softplus"}
 
 
@@ -36,8 +39,10 @@ def _torch():
     try:
         import torch
     except ImportError:
-        raise ImportError("this needs PyTorch: pip install 'curvlab[torch]' (the CPU build of "
-                          "torch 2.13.0; an unpinned torch pulls several GB of CUDA)") from None
+        raise ImportError(
+            "this needs PyTorch: pip install 'curvlab[torch]' (the CPU build of "
+            "torch 2.13.0; an unpinned torch pulls several GB of CUDA)"
+        ) from None
     return torch
 
 
@@ -51,8 +56,10 @@ def _modules(module):
 
 
 def _unsupported(i, mod, what):
-    return ValueError(f"from_torch: layer {i} ({mod!r}) has {what}, which curvlab does not model; "
-                      "change it or build the model with cl.Sequential")
+    return ValueError(
+        f"from_torch: layer {i} ({mod!r}) has {what}, which curvlab does not model; "
+        "change it or build the model with cl.Sequential"
+    )
 
 
 def _two(x):
@@ -98,20 +105,37 @@ def from_torch(module, input_shape):
                 if mod.padding_mode != "zeros":
                     raise _unsupported(i, mod, f"padding_mode={mod.padding_mode!r}")
                 if isinstance(mod.padding, str) and mod.padding != "valid":
-                    raise _unsupported(i, mod, f"padding={mod.padding!r}; give the padding as numbers")
+                    raise _unsupported(
+                        i, mod, f"padding={mod.padding!r}; give the padding as numbers"
+                    )
                 padding = 0 if isinstance(mod.padding, str) else mod.padding
-                layers.append(Conv2d(mod.in_channels, mod.out_channels, mod.kernel_size, mod.stride, padding))
-            W = mod.weight.detach().to("cpu", torch.float64).numpy().reshape(mod.weight.shape[0], -1)
-            Wbars.append(np.hstack([W, mod.bias.detach().to("cpu", torch.float64).numpy()[:, None]]))
+                layers.append(
+                    Conv2d(mod.in_channels, mod.out_channels, mod.kernel_size, mod.stride, padding)
+                )
+            W = (
+                mod.weight.detach()
+                .to("cpu", torch.float64)
+                .numpy()
+                .reshape(mod.weight.shape[0], -1)
+            )
+            Wbars.append(
+                np.hstack([W, mod.bias.detach().to("cpu", torch.float64).numpy()[:, None]])
+            )
         elif kind in _ACTIVATIONS:
             if kind == "Softplus" and (mod.beta != 1 or mod.threshold != 20):
-                raise _unsupported(i, mod, f"beta={mod.beta}, threshold={mod.threshold} (curvlab's softplus "
-                                           "is log(1 + eˣ): beta 1; torch's threshold 20 differs from it by < 3e-9)")
-            at = -2 if layers and isinstance(layers[-1], MaxPool2d) else -1   # f(max x) = max f(x)
+                raise _unsupported(
+                    i,
+                    mod,
+                    f"beta={mod.beta}, threshold={mod.threshold} (curvlab's softplus "
+                    "is log(1 + eˣ): beta 1; torch's threshold 20 differs from it by < 3e-9)",
+                )
+            at = -2 if layers and isinstance(layers[-1], MaxPool2d) else -1  # f(max x) = max f(x)
             target = layers[at] if len(layers) >= -at else None
             if not isinstance(target, (Dense, Conv2d)) or target.act.name != "identity":
-                raise ValueError(f"from_torch: layer {i} ({mod!r}) must follow a Linear or Conv2d layer "
-                                 "(or a MaxPool2d after one) that has no activation yet")
+                raise ValueError(
+                    f"from_torch: layer {i} ({mod!r}) must follow a Linear or Conv2d layer "
+                    "(or a MaxPool2d after one) that has no activation yet"
+                )
             target._set_activation(_ACTIVATIONS[kind], None)
         elif isinstance(mod, torch.nn.Identity):
             continue
@@ -121,11 +145,15 @@ def from_torch(module, input_shape):
             layers.append(AvgPool2d(_pool_check(i, mod)))
         elif isinstance(mod, torch.nn.Flatten):
             if mod.start_dim != 1 or mod.end_dim != -1:
-                raise _unsupported(i, mod, f"start_dim={mod.start_dim}, end_dim={mod.end_dim} (only 1, -1)")
+                raise _unsupported(
+                    i, mod, f"start_dim={mod.start_dim}, end_dim={mod.end_dim} (only 1, -1)"
+                )
             layers.append(Flatten())
         else:
-            raise TypeError(f"from_torch: layer {i} is {kind} ({mod!r}), which curvlab does not "
-                            f"support; supported: {SUPPORTED}")
+            raise TypeError(
+                f"from_torch: layer {i} is {kind} ({mod!r}), which curvlab does not "
+                f"support; supported: {SUPPORTED}"
+            )
     model = Sequential(layers, input_shape)
     return model, model.flatten(Wbars)
 
@@ -134,15 +162,28 @@ def to_torch(model, w):
     """The torch.nn.Sequential (float64) of a curvlab model with parameters w (flat layout)."""
     torch = _torch()
     w = model.check_params(w)
-    acts = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid,
-            "softplus": torch.nn.Softplus}
+    acts = {
+        "relu": torch.nn.ReLU,
+        "tanh": torch.nn.Tanh,
+        "sigmoid": torch.nn.Sigmoid,
+        "softplus": torch.nn.Softplus,
+    }
     mods, Wbars = [], iter(model.unflatten(w))
     for layer in model.modules:
         if isinstance(layer, (Dense, Conv2d)):
             Wb = next(Wbars)
-            mod = (torch.nn.Linear(layer.n_in, layer.n_out, dtype=torch.float64) if isinstance(layer, Dense) else
-                   torch.nn.Conv2d(layer.c_in, layer.c_out, layer.kernel, stride=layer.stride,
-                                   padding=layer.padding, dtype=torch.float64))
+            mod = (
+                torch.nn.Linear(layer.n_in, layer.n_out, dtype=torch.float64)
+                if isinstance(layer, Dense)
+                else torch.nn.Conv2d(
+                    layer.c_in,
+                    layer.c_out,
+                    layer.kernel,
+                    stride=layer.stride,
+                    padding=layer.padding,
+                    dtype=torch.float64,
+                )
+            )
             with torch.no_grad():
                 mod.weight.copy_(torch.as_tensor(Wb[:, :-1].reshape(mod.weight.shape)))
                 mod.bias.copy_(torch.as_tensor(Wb[:, -1]))
@@ -178,15 +219,26 @@ def from_torch_loss(loss, n_outputs=None, n_samples=None):
     kind = type(loss).__name__
     table = {"CrossEntropyLoss": "cross_entropy", "MSELoss": "mse", "BCEWithLogitsLoss": "bce"}
     if kind not in table:
-        raise TypeError(f"from_torch_loss takes CrossEntropyLoss, MSELoss or BCEWithLogitsLoss, got {kind}; "
-                        "for another loss use cl.Loss(fn)")
+        raise TypeError(
+            f"from_torch_loss takes CrossEntropyLoss, MSELoss or BCEWithLogitsLoss, got {kind}; "
+            "for another loss use cl.Loss(fn)"
+        )
     if getattr(loss, "weight", None) is not None or getattr(loss, "pos_weight", None) is not None:
-        raise ValueError(f"{kind} with weight/pos_weight is not one of curvlab's losses; write it as cl.Loss(fn)")
+        raise ValueError(
+            f"{kind} with weight/pos_weight is not one of curvlab's losses; write it as cl.Loss(fn)"
+        )
     if getattr(loss, "label_smoothing", 0.0):
-        raise ValueError("CrossEntropyLoss with label_smoothing is not one of curvlab's losses; write it as cl.Loss(fn)")
+        raise ValueError(
+            "CrossEntropyLoss with label_smoothing is not one of curvlab's losses; write it as "
+            "cl.Loss(fn)"
+        )
     if loss.reduction not in ("mean", "sum"):
-        raise ValueError(f"{kind}(reduction={loss.reduction!r}) gives no scalar loss; use 'mean' or 'sum'")
-    per_sample = {"cross_entropy": 1.0, "mse": 2.0, "bce": 1.0}[table[kind]]   # torch / curvlab per sample
+        raise ValueError(
+            f"{kind}(reduction={loss.reduction!r}) gives no scalar loss; use 'mean' or 'sum'"
+        )
+    per_sample = {"cross_entropy": 1.0, "mse": 2.0, "bce": 1.0}[
+        table[kind]
+    ]  # torch / curvlab per sample
     if loss.reduction == "sum":
         if n_samples is None:
             raise ValueError(f"{kind}(reduction='sum') sums over the samples: pass n_samples=N")
@@ -195,8 +247,13 @@ def from_torch_loss(loss, n_outputs=None, n_samples=None):
         scale, how = 1.0, "both average over the samples"
     else:
         if n_outputs is None:
-            raise ValueError(f"{kind}(reduction='mean') averages over the outputs too: pass n_outputs=K")
-        scale, how = per_sample / n_outputs, f"torch averages over the N·K outputs (K = {n_outputs})"
+            raise ValueError(
+                f"{kind}(reduction='mean') averages over the outputs too: pass n_outputs=K"
+            )
+        scale, how = (
+            per_sample / n_outputs,
+            f"torch averages over the N·K outputs (K = {n_outputs})",
+        )
     extra = " and has no ½ in its MSE" if table[kind] == "mse" else ""
     out = LossConversion(losses.get_loss(table[kind]), float(scale))
     out.note = f"torch's {kind} = {scale:g} × curvlab's {table[kind]!r}: {how}{extra}"
@@ -207,14 +264,19 @@ def torch_order(model):
     """order[i] = the position in curvlab's flat vector of entry i of torch's parameter vector
     (each layer's weight.ravel() then its bias, layer by layer — what
     torch.nn.utils.parameters_to_vector gives for the module `to_torch` makes)."""
-    return np.concatenate([np.concatenate([I[:, :-1].ravel(), I[:, -1]])
-                           for I in model.unflatten(np.arange(model.n_params))])
+    return np.concatenate(
+        [
+            np.concatenate([I[:, :-1].ravel(), I[:, -1]])
+            for I in model.unflatten(np.arange(model.n_params))
+        ]
+    )
 
 
 def from_torch_layout(M, model):
     """A vector, a (P, P) matrix, a scipy LinearOperator or a callable v -> M v given in torch's
     parameter order, in curvlab's flat layout (the same kind of object back)."""
     from scipy.sparse.linalg import LinearOperator
+
     order = torch_order(model)
     P = len(order)
 
@@ -225,14 +287,23 @@ def from_torch_layout(M, model):
         out = np.empty_like(u)
         out[order] = u
         return out
+
     if isinstance(M, LinearOperator) or callable(M):
         apply = M.matvec if isinstance(M, LinearOperator) else M
-        f = lambda v: to_curvlab(np.asarray(apply(to_torch_order(np.asarray(v, dtype=np.float64))),
-                                            dtype=np.float64).reshape(-1))
-        return LinearOperator((P, P), matvec=f, rmatvec=f, dtype=np.float64) \
-            if isinstance(M, LinearOperator) else f
+        f = lambda v: to_curvlab(
+            np.asarray(
+                apply(to_torch_order(np.asarray(v, dtype=np.float64))), dtype=np.float64
+            ).reshape(-1)
+        )
+        return (
+            LinearOperator((P, P), matvec=f, rmatvec=f, dtype=np.float64)
+            if isinstance(M, LinearOperator)
+            else f
+        )
     M = np.asarray(M, dtype=np.float64)
     if M.shape[0] != P:
-        raise ValueError(f"from_torch_layout: got {M.shape[0]} entries per axis, the model has P = {P}")
+        raise ValueError(
+            f"from_torch_layout: got {M.shape[0]} entries per axis, the model has P = {P}"
+        )
     inv = np.argsort(order)
     return M[inv] if M.ndim == 1 else M[np.ix_(inv, inv)]

@@ -43,15 +43,19 @@ class UnitNetwork:
 
     layered = False        # its own gradient and products (see curvlab.problem.MODEL_PROTOCOL)
 
-    def __init__(self, n_units, edges, inputs, outputs, activation="tanh", tol=1e-12, max_iter=5000):
+    def __init__(
+        self, n_units, edges, inputs, outputs, activation="tanh", tol=1e-12, max_iter=5000
+    ):
         n = int(n_units)
         if n < 2:
             raise ValueError(f"a unit network needs at least 2 units, got {n_units}")
         self.n_units = n
         self.inputs, self.outputs = self._units("inputs", inputs), self._units("outputs", outputs)
         if set(self.inputs) & set(self.outputs):
-            raise ValueError(f"units {sorted(set(self.inputs) & set(self.outputs))} are both inputs and "
-                             "outputs; an output unit must be computed from others")
+            raise ValueError(
+                f"units {sorted(set(self.inputs) & set(self.outputs))} are both inputs and "
+                "outputs; an output unit must be computed from others"
+            )
         edges = [tuple(int(u) for u in e) for e in edges]
         seen = set()
         for k, (src, dst) in enumerate(edges):
@@ -59,7 +63,9 @@ class UnitNetwork:
                 if not 0 <= u < n:
                     raise ValueError(f"edge {k} ({src}, {dst}) names unit {u}, outside 0..{n - 1}")
             if dst in self.inputs:
-                raise ValueError(f"edge {k} ({src}, {dst}) goes into input unit {dst}; inputs hold the data")
+                raise ValueError(
+                    f"edge {k} ({src}, {dst}) goes into input unit {dst}; inputs hold the data"
+                )
             if (src, dst) in seen:
                 raise ValueError(f"edge {k} ({src}, {dst}) is listed twice")
             seen.add((src, dst))
@@ -73,7 +79,7 @@ class UnitNetwork:
         # f' and f'' per unit: σ for hidden units, the identity for outputs (and inputs, unused)
         self.is_hidden = np.zeros(n, dtype=bool)
         self.is_hidden[self.hidden] = True
-        self.levels = self._levels()                   # None for a recurrent net
+        self.levels = self._levels()  # None for a recurrent net
         self.recurrent = self.levels is None
 
     def _units(self, name, units):
@@ -110,8 +116,11 @@ class UnitNetwork:
         if any(indeg[u] > 0 for u in self.computed):
             return None
         depth = max(level[u] for u in self.computed)
-        return [np.array(sorted(u for u in self.computed if level[u] == d), dtype=int)
-                for d in range(1, depth + 1) if any(level[u] == d for u in self.computed)]
+        return [
+            np.array(sorted(u for u in self.computed if level[u] == d), dtype=int)
+            for d in range(1, depth + 1)
+            if any(level[u] == d for u in self.computed)
+        ]
 
     # layout ---------------------------------------------------------------------------------
     @property
@@ -150,14 +159,17 @@ class UnitNetwork:
         """Weights N(0, 1/fan-in) (fan-in: the unit's incoming edges), zero biases."""
         rng = np.random.default_rng(seed)
         fan = np.bincount(self.dst, minlength=self.n_units)[self.dst]
-        return np.concatenate([rng.standard_normal(len(self.edges)) / np.sqrt(fan),
-                               np.zeros(len(self.computed))])
+        return np.concatenate(
+            [rng.standard_normal(len(self.edges)) / np.sqrt(fan), np.zeros(len(self.computed))]
+        )
 
     def check_params(self, w):
         w = finite_array("w", w, ndim=1)
         if w.shape[0] != self.n_params:
-            raise ValueError(f"w has {w.shape[0]} entries but {self!r} has {self.n_params} parameters "
-                             f"({len(self.edges)} edge weights, then {len(self.computed)} biases)")
+            raise ValueError(
+                f"w has {w.shape[0]} entries but {self!r} has {self.n_params} parameters "
+                f"({len(self.edges)} edge weights, then {len(self.computed)} biases)"
+            )
         return w
 
     def check_inputs(self, X):
@@ -165,8 +177,10 @@ class UnitNetwork:
         if X.ndim == 1 and self.n_in == 1:
             X = X[:, None]
         if X.ndim != 2 or X.shape[1] != self.n_in:
-            raise ValueError(f"X must have shape (N, {self.n_in}), one column per input unit {self.inputs}; "
-                             f"got {X.shape}")
+            raise ValueError(
+                f"X must have shape (N, {self.n_in}), one column per input unit {self.inputs}; "
+                f"got {X.shape}"
+            )
         return X
 
     def prepare(self, X):
@@ -188,10 +202,10 @@ class UnitNetwork:
             return y[:, self.outputs]
         sel = np.zeros((len(self.computed), self.n_units))
         sel[np.arange(len(self.computed)), self.computed] = 1.0
-        b_full = anp.dot(b, sel)                                                  # (n,)
-        onehot_src = np.eye(self.n_units)[self.src]                               # (E, n)
+        b_full = anp.dot(b, sel)  # (n,)
+        onehot_src = np.eye(self.n_units)[self.src]  # (E, n)
         onehot_dst = np.eye(self.n_units)[self.dst]
-        W = anp.dot(onehot_src.T * we, onehot_dst)                                # W[j, i] = w_ji
+        W = anp.dot(onehot_src.T * we, onehot_dst)  # W[j, i] = w_ji
         y = Xfull
         for level in self.levels:
             mask = np.zeros(self.n_units)
@@ -202,11 +216,14 @@ class UnitNetwork:
 
     def __repr__(self):
         kind = "recurrent" if self.recurrent else "feed-forward"
-        return (f"UnitNetwork({self.n_units} units, {len(self.edges)} edges, {kind}, "
-                f"inputs={self.inputs}, outputs={self.outputs}, activation={self.act.name!r})")
+        return (
+            f"UnitNetwork({self.n_units} units, {len(self.edges)} edges, {kind}, "
+            f"inputs={self.inputs}, outputs={self.outputs}, activation={self.act.name!r})"
+        )
 
 
 # -- the rules, numpy, vectorised over samples (and directions) ------------------------------------
+
 
 class UnitTrace:
     """x, y (N, n) at the forward pass or the fixed point; f', f'' per unit; the relaxation's
@@ -244,12 +261,16 @@ def relax_state(net, we, b, X):
 def _no_convergence(net, what, W, x):
     fp = np.where(net.is_hidden, net.act.df(x), 1.0)
     comp = net.computed
-    rho = max(np.max(np.abs(np.linalg.eigvals((W * fp[n][None, :])[np.ix_(comp, comp)])))
-              for n in range(len(x)))
-    return (f"the recurrent net's {what} relaxation did not converge in {net.max_iter} steps to tol "
-            f"{net.tol:g}: the spectral radius of its Jacobian diag(f'(x)) Wᵀ is {rho:.3g}"
-            f"{' (≥ 1: no relaxation converges)' if rho >= 1 else ''}; scale the recurrent weights "
-            "down, or raise max_iter")
+    rho = max(
+        np.max(np.abs(np.linalg.eigvals((W * fp[n][None, :])[np.ix_(comp, comp)])))
+        for n in range(len(x))
+    )
+    return (
+        f"the recurrent net's {what} relaxation did not converge in {net.max_iter} steps to tol "
+        f"{net.tol:g}: the spectral radius of its Jacobian diag(f'(x)) Wᵀ is {rho:.3g}"
+        f"{' (≥ 1: no relaxation converges)' if rho >= 1 else ''}; scale the recurrent weights "
+        "down, or raise max_iter"
+    )
 
 
 def trace(net, w, X):
@@ -280,7 +301,9 @@ def _sweep_back(net, tr, seed_y, extra_x=0.0, steps=None):
             gy[..., level] += z @ tr.W[level].T
             z[..., level] = tr.fp[..., level] * gy[..., level] + extra[..., level]
         return z, 0
-    return _relax_linear(net, lambda z: tr.fp * (seed_y + z @ tr.W.T) + extra, seed_y, "adjoint", tr, steps)
+    return _relax_linear(
+        net, lambda z: tr.fp * (seed_y + z @ tr.W.T) + extra, seed_y, "adjoint", tr, steps
+    )
 
 
 def _sweep_forward(net, tr, seed_x, steps=None):
@@ -293,7 +316,9 @@ def _sweep_forward(net, tr, seed_x, steps=None):
             Rx[..., level] = Ry @ tr.W[:, level] + seed_x[..., level]
             Ry[..., level] = tr.fp[..., level] * Rx[..., level]
         return Ry, Rx, 0
-    Ry, k = _relax_linear(net, lambda r: tr.fp * (r @ tr.W + seed_x), seed_x, "R-forward", tr, steps)
+    Ry, k = _relax_linear(
+        net, lambda r: tr.fp * (r @ tr.W + seed_x), seed_x, "R-forward", tr, steps
+    )
     return Ry, Ry @ tr.W + seed_x, k
 
 
@@ -322,7 +347,9 @@ def _output_seed(net, shape_like, out_values):
 
 def _param_grads(net, y, z):
     """Σₙ of ∂/∂w_{ji} = y_j z_i per edge and ∂/∂b_i = z_i per computed unit: (..., P)."""
-    return np.concatenate([(y[..., net.src] * z[..., net.dst]).sum(-2), z[..., net.computed].sum(-2)], axis=-1)
+    return np.concatenate(
+        [(y[..., net.src] * z[..., net.dst]).sum(-2), z[..., net.computed].sum(-2)], axis=-1
+    )
 
 
 def gradient(problem, w):
@@ -347,24 +374,25 @@ def make_hvp(problem, w, steps=None):
     zout = tr.y[:, net.outputs]
     e = _output_seed(net, tr.y.shape, problem.lossfn.dz(zout, problem.y))
     z, _ = _sweep_back(net, tr, e)
-    gy = e + z @ tr.W.T                                                    # ∂E/∂y per unit
+    gy = e + z @ tr.W.T  # ∂E/∂y per unit
     E = len(net.edges)
 
     def hv(V):
         Q = V.shape[1]
-        ve, vb = V[:E].T, V[E:].T                                          # (Q, E), (Q, n_comp)
+        ve, vb = V[:E].T, V[E:].T  # (Q, E), (Q, n_comp)
         Vmat = np.zeros((Q, net.n_units, net.n_units))
         np.add.at(Vmat, (slice(None), net.src, net.dst), ve)
         vbf = np.zeros((Q, net.n_units))
         vbf[:, net.computed] = vb
-        direct = np.einsum("nj,qji->qni", tr.y, Vmat) + vbf[:, None, :]   # Σⱼ vⱼᵢ yⱼ + v_bᵢ
+        direct = np.einsum("nj,qji->qni", tr.y, Vmat) + vbf[:, None, :]  # Σⱼ vⱼᵢ yⱼ + v_bᵢ
         Ry, Rx, _ = _sweep_forward(net, tr, direct, steps)
         Rout = problem.lossfn.hessian_product(zout, problem.y, Ry[..., net.outputs])
-        Re = _output_seed(net, Ry.shape, Rout) + np.einsum("ni,qji->qnj", z, Vmat)   # + Σᵢ vⱼᵢ zᵢ
-        Rz, _ = _sweep_back(net, tr, Re, tr.fpp * Rx * gy, steps)        # + σ''(x) R{x} ∂E/∂y
+        Re = _output_seed(net, Ry.shape, Rout) + np.einsum("ni,qji->qnj", z, Vmat)  # + Σᵢ vⱼᵢ zᵢ
+        Rz, _ = _sweep_back(net, tr, Re, tr.fpp * Rx * gy, steps)  # + σ''(x) R{x} ∂E/∂y
         edges = (tr.y[:, net.src] * Rz[..., net.dst] + Ry[..., net.src] * z[:, net.dst]).sum(1)
-        out = np.concatenate([edges, Rz[..., net.computed].sum(1)], axis=1)   # R{∂E/∂b} = Σ R{z}
+        out = np.concatenate([edges, Rz[..., net.computed].sum(1)], axis=1)  # R{∂E/∂b} = Σ R{z}
         return out.T / N + problem.l2 * V
+
     return hv
 
 
@@ -387,12 +415,14 @@ def make_ggnvp(problem, w):
         BJv = problem.lossfn.hessian_product(zout, problem.y, Ry[..., net.outputs])
         z, _ = _sweep_back(net, tr, _output_seed(net, Ry.shape, BJv))
         return _param_grads(net, tr.y, z).T / problem.N + problem.l2 * V
+
     return gv
 
 
 def dense(problem, w, product):
     """A dense matrix from a block product on the identity, exactly symmetrised."""
     from ._checks import check_dense
+
     check_dense("unit-network matrix", problem.n_params)
     M = product(problem, w)(np.eye(problem.n_params))
     return 0.5 * (M + M.T)
@@ -426,9 +456,11 @@ def batch_losses(problem, Ws):
             if done:
                 break
         else:
-            raise RelaxationError(f"the recurrent net's state relaxation did not converge in {net.max_iter} "
-                                  "steps for some of the weight sets; use smaller perturbations")
+            raise RelaxationError(
+                f"the recurrent net's state relaxation did not converge in {net.max_iter} "
+                "steps for some of the weight sets; use smaller perturbations"
+            )
     z = y[:, :, net.outputs].reshape(G * problem.N, -1)
     ys = np.tile(problem.y, (G,) + (1,) * (np.ndim(problem.y) - 1))
     losses = problem.lossfn.value(z, ys).reshape(G, problem.N).mean(1)
-    return losses + 0.5 * problem.l2 * np.sum(Ws ** 2, axis=1) if problem.l2 else losses
+    return losses + 0.5 * problem.l2 * np.sum(Ws**2, axis=1) if problem.l2 else losses

@@ -28,9 +28,9 @@ from .products import (fd_hvp, fishervp, ggnvp, hvp, jvp, make_fishervp, make_gg
 for _module in pkgutil.iter_modules(__path__):           # kinds in modules added later
     importlib.import_module(f"{__name__}.{_module.name}")
 
-from .kinds import as_matrix, matrix  # noqa: E402
+from .kinds import as_matrix, matrix
 # last: the function `kinds` over the module of that name (importing it bound the module here)
-from .registry import KINDS, kind_table, kinds, register, unregister  # noqa: E402
+from .registry import KINDS, kind_table, kinds, register, unregister
 
 __all__ = ["BlockDiagonal", "Curvature", "Dense", "Diagonal", "EigenCorrected", "KINDS",
            "KroneckerFactored", "Operator", "UnitBlocks", "as_matrix", "batch_stats",

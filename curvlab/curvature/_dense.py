@@ -26,11 +26,11 @@ def gram_of_seeds(name, pt, seeds):
     P, N = pt.problem.n_params, pt.N
     Q = seeds.shape[0]
     per_seed = 8 * N * (P + 2 * sum(pt.problem.model.widths))
-    step = chunk_size(per_seed, Q, cap=8 * P * P)       # peak: the matrix and at most its size again
+    step = chunk_size(per_seed, Q, cap=8 * P * P)  # peak: the matrix and at most its size again
     check_dense(name, P, extra_bytes=step * per_seed)
     out = None
     for q0 in range(0, Q, step):
-        rows = engine.jacobian_rows(pt.tr, pt.backward(seeds[q0:q0 + step]))
+        rows = engine.jacobian_rows(pt.tr, pt.backward(seeds[q0 : q0 + step]))
         M = rows.reshape(-1, P)
         if out is None:
             out = M.T @ M

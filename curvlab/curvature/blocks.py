@@ -152,7 +152,8 @@ def _per_sample_bytes(model, routes=None, R=0):
     D = model.widths
     first = min((m for m, r in enumerate(routes) if r == "block"), default=len(D))
     Dh = D[first:]
-    total = sum(d * d for d in Dh) + 3 * max((a * b for a in Dh for b in D[max(first - 1, 0):]), default=0)
+    below = D[max(first - 1, 0):]
+    total = sum(d * d for d in Dh) + 3 * max((a * b for a in Dh for b in below), default=0)
     if "gram" in routes:
         total += R * (model.n_params + 2 * sum(D))
     return 8 * max(total, 1)
@@ -162,7 +163,9 @@ def _blocks(problem, w, exact, name):
     pt = require_problem(problem, name).point(w)
     model = pt.problem.model
     for layer in model.layers:
-        check_dense(f"{name} block", layer.size, alternative="cl.kflr(problem, w) (Kronecker factors)")
+        check_dense(
+            f"{name} block", layer.size, alternative="cl.kflr(problem, w) (Kronecker factors)"
+        )
     blocks = [0.0] * len(model.layers)
     for c in sample_chunks(pt, _per_sample_bytes(model)):
         for l, (H, ab) in enumerate(zip(pre_activation_hessians(c, exact), c.tr.abar)):
@@ -231,7 +234,7 @@ def dense_from_layers(name, pt, exact, progress=None, top=None):
     P, L = model.n_params, len(model.layers)
     factor = (lambda c: c.problem.lossfn.sqrt_hessian(c.tr.z, c.problem.y)) if top is None else top
     sl = model.layer_slices()
-    R = model.n_out                                # columns of B's factor (K for every loss here)
+    R = model.n_out  # columns of B's factor (K for every loss here)
     routes = column_routes(model, exact, R)
     lowest = min((m for m, r in enumerate(routes) if r == "block"), default=L)
     per_sample = _per_sample_bytes(model, routes, R)
@@ -243,16 +246,20 @@ def dense_from_layers(name, pt, exact, progress=None, top=None):
     out = np.zeros((P, P)) if len(chunks) > 1 else np.empty((P, P))
     sink = _Sink(out, sl, len(chunks) > 1)
     pairs = [(l, m) for m in range(L) for l in range(m, L)]
-    show = progress if progress is not None else pt.N * P * P * max(l.T for l in model.layers) > 1e11
+    show = (
+        progress if progress is not None else pt.N * P * P * max(l.T for l in model.layers) > 1e11
+    )
     bar = tqdm(total=len(pairs) * len(chunks), desc=name, disable=not show, leave=False)
     for c in chunks:
         F = factor(c) if top is not None or "gram" in routes else None
         Hs, rows = None, None
         if lowest < L:
-            Hs = pre_activation_hessians(c, exact, None if top is None else F @ F.transpose(0, 2, 1), lowest)
+            Hs = pre_activation_hessians(
+                c, exact, None if top is None else F @ F.transpose(0, 2, 1), lowest
+            )
             for H in Hs[lowest:]:
-                H /= pt.N                                     # fresh arrays: scaled in place
-        if "gram" in routes:                                  # Jacobian rows Jₙᵀ Cₙ, scaled by 1/√N
+                H /= pt.N  # fresh arrays: scaled in place
+        if "gram" in routes:  # Jacobian rows Jₙᵀ Cₙ, scaled by 1/√N
             rows = engine.jacobian_rows(c.tr, c.backward(F.transpose(2, 0, 1) / np.sqrt(pt.N)))
             rows = rows.reshape(-1, P)
         for m in range(L):
@@ -274,10 +281,10 @@ def _dense_column(sink, pt, Hs, m, exact, cap, N_total):
     """Blocks (l, m), l ≥ m, for a Dense layer m: every later layer is Dense too, so per sample
     T_{l←m} = W_l diag(f'_{l-1}) T_{l-1←m} is a small matrix product (T_{m←m} = I)."""
     model, tr = pt.problem.model, pt.tr
-    ab = [a[:, 0] for a in tr.abar]                   # one location: (N, m + 1)
+    ab = [a[:, 0] for a in tr.abar]  # one location: (N, m + 1)
     fp = [f[:, 0] for f in tr.fp]
     deltas = [d[:, 0] / N_total for d in pt.deltas] if exact else None
-    T = None                                          # ∂s_l/∂s_m per sample; None while l = m
+    T = None  # ∂s_l/∂s_m per sample; None while l = m
     for l in range(m, len(model.layers)):
         layer = model.layers[l]
         block = sink.get(l, m, layer.shape + model.layers[m].shape)
@@ -285,7 +292,7 @@ def _dense_column(sink, pt, Hs, m, exact, cap, N_total):
             khatri_rao_into(block, Hs[m], ab[m], ab[m], cap, sink.add)
             continue
         W = pt.Wbars[l][:, :-1]
-        D = None if T is None else fp[l - 1][:, :, None] * T        # ∂a_{l-1}/∂s_m
+        D = None if T is None else fp[l - 1][:, :, None] * T  # ∂a_{l-1}/∂s_m
         T = W * fp[m][:, None, :] if D is None else W @ D
         khatri_rao_into(block, Hs[l] @ T, ab[l], ab[m], cap, sink.add)
         if exact and D is None:
@@ -303,31 +310,35 @@ def _shared_column(sink, pt, Hs, m, exact, N_total, rows=None):
     sl, L = model.layer_slices(), len(model.layers)
     layer_m = model.layers[m]
     Pm, N = layer_m.size, pt.N
-    if Hs is None:                                     # the whole column's main term at once
-        gram = rows[:, sl[m].start:].T @ rows[:, sl[m]]
-        values = [gram[sl[l].start - sl[m].start:sl[l].stop - sl[m].start].reshape(
-            model.layers[l].n_out, model.layers[l].n_in + 1, Pm) for l in range(m, L)]
+    if Hs is None:  # the whole column's main term at once
+        gram = rows[:, sl[m].start :].T @ rows[:, sl[m]]
+        values = [
+            gram[sl[l].start - sl[m].start : sl[l].stop - sl[m].start].reshape(
+                model.layers[l].n_out, model.layers[l].n_in + 1, Pm
+            )
+            for l in range(m, L)
+        ]
     else:
         values = [patches_times(tr.abar[m], times_patches(Hs[m], tr.abar[m]), layer_m.n_out)]
-        values += [np.zeros((l.n_out, l.n_in + 1, Pm)) for l in model.layers[m + 1:]]
+        values += [np.zeros((l.n_out, l.n_in + 1, Pm)) for l in model.layers[m + 1 :]]
     if m < L - 1 and (Hs is not None or exact):
-        later = max(l.T * l.n_in + 2 * l.width for l in model.layers[m + 1:])
+        later = max(l.T * l.n_in + 2 * l.width for l in model.layers[m + 1 :])
         step = chunk_size(8 * N * (3 * layer_m.width + later + max(model.widths)), Pm)
         eye = np.eye(Pm).reshape((Pm,) + layer_m.shape)
         for p0 in range(0, Pm, step):
             cols = slice(p0, min(p0 + step, Pm))
-            Rs = engine.times_abar(tr.abar[m], eye[cols])                     # ∂s_m/∂W̄_m[cols]
+            Rs = engine.times_abar(tr.abar[m], eye[cols])  # ∂s_m/∂W̄_m[cols]
             for l in range(m + 1, L):
                 layer = model.layers[l]
-                Rp = engine.up(model, tr, l, tr.fp[l - 1] * Rs)               # ∂ā_l/∂W̄_m
-                Rs = Rp @ pt.Wbars[l][:, :-1].T                                # ∂s_l/∂W̄_m
+                Rp = engine.up(model, tr, l, tr.fp[l - 1] * Rs)  # ∂ā_l/∂W̄_m
+                Rs = Rp @ pt.Wbars[l][:, :-1].T  # ∂s_l/∂W̄_m
                 q = len(Rs)
                 value = values[l - m][:, :, cols]
-                if Hs is not None:                                             # H_l ∂s_l/∂W̄_m
+                if Hs is not None:  # H_l ∂s_l/∂W̄_m
                     HU = Hs[l] @ Rs.reshape(q, N, -1).transpose(1, 2, 0)
                     value += patches_times(tr.abar[l], HU, layer.n_out)
-                if exact:                    # Σ_t δ_{l,t} ⊗ ∂ā_{l,t}/∂W̄_m (not the bias column)
-                    d = (pt.deltas[l] / N_total).reshape(-1, layer.n_out)             # (N·T, n_l)
+                if exact:  # Σ_t δ_{l,t} ⊗ ∂ā_{l,t}/∂W̄_m (not the bias column)
+                    d = (pt.deltas[l] / N_total).reshape(-1, layer.n_out)  # (N·T, n_l)
                     value[:, :-1] += (d.T @ Rp.reshape(q, len(d), -1)).transpose(1, 2, 0)
     for l in range(m, L):
         sink.put(l, m, values[l - m])
@@ -337,21 +348,21 @@ def _add_input_term(block, delta, D, abar_m, cap):
     """block[i, j, i', j'] += Σₙ δₙ[i] Dₙ[j, i'] ā_{m,n}[j'] over the input units j (not the
     bias): one product ((j, i'), n) × (n, (i, j')) per chunk of j."""
     N, n_in, n_m = D.shape
-    KR = (delta[:, :, None] * abar_m[:, None, :]).reshape(N, -1)       # (n, (i, j'))
+    KR = (delta[:, :, None] * abar_m[:, None, :]).reshape(N, -1)  # (n, (i, j'))
     n_l, a_m = delta.shape[1], abar_m.shape[1]
     inputs = block[:, :-1]
     step = chunk_size(8 * n_m * n_l * a_m, n_in, cap)
     for j0 in range(0, n_in, step):
-        R = D[:, j0:j0 + step].reshape(N, -1).T @ KR                  # ((j, i'), (i, j'))
-        inputs[:, j0:j0 + step] += R.reshape(-1, n_m, n_l, a_m).transpose(2, 0, 1, 3)
+        R = D[:, j0 : j0 + step].reshape(N, -1).T @ KR  # ((j, i'), (i, j'))
+        inputs[:, j0 : j0 + step] += R.reshape(-1, n_m, n_l, a_m).transpose(2, 0, 1, 3)
 
 
 def _add_input_term_diagonal(block, delta, fp_m, abar_m):
     """The same for l = m + 1, where ∂a_m/∂s_m = diag(f'_m): only entries with j = i'."""
     N, n_m = fp_m.shape
-    C = ((fp_m[:, :, None] * delta[:, None, :]).reshape(N, -1).T @ abar_m)   # ((j, i), j')
-    C = C.reshape(n_m, delta.shape[1], -1).transpose(1, 0, 2)                  # (i, j, j')
-    diagonal = np.einsum("ijjk->ijk", block[:, :-1])      # a writeable view of block[i, j, j, j']
+    C = (fp_m[:, :, None] * delta[:, None, :]).reshape(N, -1).T @ abar_m  # ((j, i), j')
+    C = C.reshape(n_m, delta.shape[1], -1).transpose(1, 0, 2)  # (i, j, j')
+    diagonal = np.einsum("ijjk->ijk", block[:, :-1])  # a writeable view of block[i, j, j, j']
     diagonal += C
 
 
@@ -370,7 +381,7 @@ def _symmetrise_diagonal_blocks(out, slices, tile=256):
         B = out[s, s]
         for r in range(0, B.shape[0], tile):
             for c in range(r, B.shape[0], tile):
-                upper, lower = B[r:r + tile, c:c + tile], B[c:c + tile, r:r + tile]
+                upper, lower = B[r : r + tile, c : c + tile], B[c : c + tile, r : r + tile]
                 mean = 0.5 * (upper + lower.T)
                 upper[...] = mean
                 lower[...] = mean.T

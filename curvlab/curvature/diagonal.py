@@ -15,8 +15,8 @@ import numpy as np
 
 from .. import engine
 from .._checks import check_dense
-from .base import Curvature, check_singular
 from ..problem import require_problem
+from .base import Curvature, check_singular
 from .registry import REGISTRY, call, register
 
 

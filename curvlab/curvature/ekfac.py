@@ -16,8 +16,8 @@ KFLR. With repeated eigenvalues in A or S the basis — and EKFAC — is not uni
 import numpy as np
 
 from .. import engine
-from .diagonal import _squared_rows
 from .base import BlockDiagonal, check_singular
+from .diagonal import _squared_rows
 from .kfac import _kflr_from, _point
 from .registry import register
 

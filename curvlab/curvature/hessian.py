@@ -49,6 +49,18 @@ def _build(objective, w):
     return Dense(hessian(obj, w), "hessian", slices)
 
 
-register("hessian", _build, "Hessian ∇²L", "exact", product=make_hvp, needs_problem=False,
-         optimizer="newton", layer_blocks=hessian_blocks, references=("autograd.hessian on an independent forward",
-                                          "finite differences", "torch.func (composite ops)"))
+register(
+    "hessian",
+    _build,
+    "Hessian ∇²L",
+    "exact",
+    product=make_hvp,
+    needs_problem=False,
+    optimizer="newton",
+    layer_blocks=hessian_blocks,
+    references=(
+        "autograd.hessian on an independent forward",
+        "finite differences",
+        "torch.func (composite ops)",
+    ),
+)

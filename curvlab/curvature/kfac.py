@@ -35,8 +35,8 @@ import numpy as np
 
 from .._checks import choice, nonnegative
 from ..problem import require_problem
-from .fisher import mc_seeds
 from .base import BlockDiagonal, check_singular
+from .fisher import mc_seeds
 from .registry import register
 
 
@@ -220,18 +220,41 @@ def kfac(problem, w, samples=1, seed=0, kind="mc", flavor="expand"):
     choice("kfac kind", kind, {"mc", "empirical"})
     pt = _point(problem, w, "kfac", flavor)
     seeds = mc_seeds(pt, samples, seed) if kind == "mc" else pt.r[None]
-    return _build(pt, _output_factors(pt, pt.backward(seeds), flavor), "kfac" if kind == "mc" else "kfac (empirical)",
-                  flavor)
+    return _build(
+        pt,
+        _output_factors(pt, pt.backward(seeds), flavor),
+        "kfac" if kind == "mc" else "kfac (empirical)",
+        flavor,
+    )
 
 
-register("kfac", lambda problem, w, samples=1, seed=0, flavor="expand": kfac(
-    problem, w, samples=samples, seed=seed, flavor=flavor), "K-FAC: sampled S ⊗ A",
-    "Martens & Grosse 2015", structure="kronecker", sampled=True, optimizer="kfac",
-    references=("→ KFLR as samples grow", "curvlinops KFAC (mc)"))
-register("kflr", lambda problem, w, flavor="expand": kflr(problem, w, flavor=flavor),
-         "KFLR: exact S ⊗ A per layer", "Botev et al. 2017", structure="kronecker",
-         optimizer="kflr", references=("= GGN block for one sample", "curvlinops KFAC (type-2)",
-                                       "BackPACK KFLR (mapped)"))
-register("kfra", lambda problem, w, flavor="expand": kfra(problem, w, flavor=flavor),
-         "KFRA: recursive, batch-averaged S ⊗ A", "Botev et al. 2017", structure="kronecker",
-         optimizer="kfra", references=("= GGN block for one sample", "BackPACK KFRA"))
+register(
+    "kfac",
+    lambda problem, w, samples=1, seed=0, flavor="expand": kfac(
+        problem, w, samples=samples, seed=seed, flavor=flavor
+    ),
+    "K-FAC: sampled S ⊗ A",
+    "Martens & Grosse 2015",
+    structure="kronecker",
+    sampled=True,
+    optimizer="kfac",
+    references=("→ KFLR as samples grow", "curvlinops KFAC (mc)"),
+)
+register(
+    "kflr",
+    lambda problem, w, flavor="expand": kflr(problem, w, flavor=flavor),
+    "KFLR: exact S ⊗ A per layer",
+    "Botev et al. 2017",
+    structure="kronecker",
+    optimizer="kflr",
+    references=("= GGN block for one sample", "curvlinops KFAC (type-2)", "BackPACK KFLR (mapped)"),
+)
+register(
+    "kfra",
+    lambda problem, w, flavor="expand": kfra(problem, w, flavor=flavor),
+    "KFRA: recursive, batch-averaged S ⊗ A",
+    "Botev et al. 2017",
+    structure="kronecker",
+    optimizer="kfra",
+    references=("= GGN block for one sample", "BackPACK KFRA"),
+)

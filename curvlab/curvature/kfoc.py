@@ -48,7 +48,7 @@ def kfoc(problem, w):
     problem = require_problem(problem, "kfoc")
     factors = []
     for G, layer in zip(ggn_blocks(problem, w), problem.model.layers):
-        G = G - problem.l2 * np.eye(len(G))                         # the blocks carry λI; S ⊗ A does not
+        G = G - problem.l2 * np.eye(len(G))  # the blocks carry λI; S ⊗ A does not
         S, A, _ = nearest_kronecker(G, layer.n_out, layer.n_in + 1)
         factors.append((A, S))
     return KroneckerFactored(factors, problem.l2, "kfoc")
@@ -59,7 +59,7 @@ def tnt(problem, w):
     pt = require_problem(problem, "tnt").point(w)
     factors = []
     for G in gradient_matrices(pt, pt.sqrt_seeds):
-        flat = G.reshape(-1, *G.shape[2:])                              # (R·N, n, m+1)
+        flat = G.reshape(-1, *G.shape[2:])  # (R·N, n, m+1)
         t = np.einsum("qij,qij->", flat, flat) / pt.N
         S = np.einsum("qij,qkj->ik", flat, flat) / pt.N / np.sqrt(t)
         A = np.einsum("qij,qik->jk", flat, flat) / pt.N / np.sqrt(t)
@@ -67,9 +67,19 @@ def tnt(problem, w):
     return KroneckerFactored(factors, pt.l2, "tnt")
 
 
-register("kfoc", lambda problem, w: kfoc(problem, w), "KFOC: Frobenius-optimal S ⊗ A per layer",
-         "Van Loan & Pitsianis 1993; Koroko et al. 2022", structure="kronecker",
-         references=("exact for a Kronecker block", "optimal against perturbed factors"))
-register("tnt", lambda problem, w: tnt(problem, w), "TNT: trace-normalised E[GGᵀ] ⊗ E[GᵀG]",
-         "Ren & Goldfarb 2021 (type-2 gradients)", structure="kronecker",
-         references=("factors by their definition", "tr = tr of the GGN block"))
+register(
+    "kfoc",
+    lambda problem, w: kfoc(problem, w),
+    "KFOC: Frobenius-optimal S ⊗ A per layer",
+    "Van Loan & Pitsianis 1993; Koroko et al. 2022",
+    structure="kronecker",
+    references=("exact for a Kronecker block", "optimal against perturbed factors"),
+)
+register(
+    "tnt",
+    lambda problem, w: tnt(problem, w),
+    "TNT: trace-normalised E[GGᵀ] ⊗ E[GᵀG]",
+    "Ren & Goldfarb 2021 (type-2 gradients)",
+    structure="kronecker",
+    references=("factors by their definition", "tr = tr of the GGN block"),
+)

@@ -8,7 +8,8 @@ samples. Conventions (mean loss, no L2 term unless stated):
     per_sample_grads   ∇ℓₙ (N, P);  mean + λw = ∇L.  BackPACK's BatchGrad is ∇ℓₙ / N.
     batch_stats        ‖∇ℓₙ‖², Σₙ ∇ℓₙ², population variance;  BackPACK's BatchL2Grad,
                        SumGradSquared and Variance are these / N² (its gradients carry 1/N).
-    sqrt_ggn           V (P, N·R) with G = V Vᵀ (λ not included), column n·R + r = Jₙᵀ C_{n,:,r} / √N,
+    sqrt_ggn           V (P, N·R) with G = V Vᵀ (λ not included),
+                       column n·R + r = Jₙᵀ C_{n,:,r} / √N,
                        B = C Cᵀ; BackPACK's SqrtGGNExact is the same V with columns ordered (r, n).
     ntk                Θ = J Jᵀ (N·K, N·K), row n·K + k = ∂z_{n,k}/∂w; no 1/N (neural-tangents,
                        nngeometry). With MSE (B = I) the nonzero spectrum of Θ/N is the GGN's.
@@ -42,10 +43,10 @@ class BatchStats:
 
     __repr__ = short_repr
 
-    l2: np.ndarray             # (N,)  ‖gₙ‖²
-    sum_squares: np.ndarray    # (P,)  Σₙ gₙ²  (diag of the empirical Fisher is this / N)
-    variance: np.ndarray       # (P,)  (1/N) Σₙ (gₙ − ḡ)², the population variance
-    mean: np.ndarray           # (P,)  ḡ, the gradient without λw
+    l2: np.ndarray  # (N,)  ‖gₙ‖²
+    sum_squares: np.ndarray  # (P,)  Σₙ gₙ²  (diag of the empirical Fisher is this / N)
+    variance: np.ndarray  # (P,)  (1/N) Σₙ (gₙ − ḡ)², the population variance
+    mean: np.ndarray  # (P,)  ḡ, the gradient without λw
 
 
 def batch_stats(problem, w):
@@ -53,15 +54,19 @@ def batch_stats(problem, w):
     tr(EF) = Σ l2 / N + λP for the empirical Fisher EF."""
     G = per_sample_grads(problem, w)
     mean = G.mean(0)
-    return BatchStats(np.einsum("np,np->n", G, G), np.einsum("np,np->p", G, G),
-                      np.einsum("np,np->p", G, G) / len(G) - mean ** 2, mean)
+    return BatchStats(
+        np.einsum("np,np->n", G, G),
+        np.einsum("np,np->p", G, G),
+        np.einsum("np,np->p", G, G) / len(G) - mean**2,
+        mean,
+    )
 
 
 def sqrt_ggn(problem, w):
     """V (P, N·R) with V Vᵀ = G, the GGN without λI: column n·R + r is Jₙᵀ C_{n,:,r} / √N for
     the factor C of B = C Cᵀ (R = K for the built-in losses). Cost: R backward passes."""
     pt = require_problem(problem, "sqrt_ggn").point(w)
-    rows = _rows(pt, pt.sqrt_seeds) / np.sqrt(pt.N)                           # (R, N, P)
+    rows = _rows(pt, pt.sqrt_seeds) / np.sqrt(pt.N)  # (R, N, P)
     return rows.transpose(1, 0, 2).reshape(-1, problem.n_params).T
 
 
@@ -82,10 +87,10 @@ class ViViT:
 
     __repr__ = short_repr
 
-    eigenvalues: np.ndarray    # (k,) descending
-    eigenvectors: np.ndarray   # (P, k)
-    gammas: np.ndarray         # (N, k)
-    lambdas: np.ndarray        # (N, k)
+    eigenvalues: np.ndarray  # (k,) descending
+    eigenvectors: np.ndarray  # (P, k)
+    gammas: np.ndarray  # (N, k)
+    lambdas: np.ndarray  # (N, k)
     l2: float
 
     def newton_step(self, damping):
@@ -107,18 +112,25 @@ def vivit(problem, w, k=None, tol=1e-12):
     eigenvalue above tol × the largest). Cost: R backward passes, one (N·R)² Gram eigen-
     decomposition; no P × P matrix."""
     problem = require_problem(problem, "vivit")
-    V = sqrt_ggn(problem, w)                                                   # (P, N·R)
+    V = sqrt_ggn(problem, w)  # (P, N·R)
     lam, E = np.linalg.eigh(V.T @ V)
     lam, E = lam[::-1], E[:, ::-1]
     keep = lam > nonnegative("tol", tol) * max(lam[0], 1e-300)
     if k is not None:
         if not 1 <= int(k) <= keep.sum():
-            raise ValueError(f"k must be between 1 and the GGN's numerical rank {int(keep.sum())}, got {k}")
-        keep[int(k):] = False
+            raise ValueError(
+                f"k must be between 1 and the GGN's numerical rank {int(keep.sum())}, got {k}"
+            )
+        keep[int(k) :] = False
     lam, E = lam[keep], E[:, keep]
-    U = V @ E / np.sqrt(lam)                                                   # unit eigenvectors of G
+    U = V @ E / np.sqrt(lam)  # unit eigenvectors of G
     N = problem.N
     R = V.shape[1] // N
-    proj = (V.T @ U).reshape(N, R, -1)                                         # V_nᵀ eₖ, scaled 1/√N
-    return ViViT(lam, U, per_sample_grads(problem, w) @ U, N * np.einsum("nrk,nrk->nk", proj, proj),
-                 problem.l2)
+    proj = (V.T @ U).reshape(N, R, -1)  # V_nᵀ eₖ, scaled 1/√N
+    return ViViT(
+        lam,
+        U,
+        per_sample_grads(problem, w) @ U,
+        N * np.einsum("nrk,nrk->nk", proj, proj),
+        problem.l2,
+    )

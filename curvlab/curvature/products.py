@@ -110,7 +110,8 @@ def vjp(problem, w, u):
     u = np.asarray(u, dtype=np.float64)
     shape = (problem.N, problem.n_outputs)
     if u.shape[-2:] != shape or u.ndim not in (2, 3):
-        raise ValueError(f"u must have shape {shape} (or (Q, {shape[0]}, {shape[1]})), got {u.shape}")
+        raise ValueError(f"u must have shape {shape} (or (Q, {shape[0]}, {shape[1]})), "
+                         f"got {u.shape}")
     out = problem.point(w).jtu(u[None] if u.ndim == 2 else u)
     return out[:, 0] if u.ndim == 2 else out
 
@@ -140,9 +141,11 @@ def operator(objective, w, kind="hessian", method="rop"):
     or 'jacobian'). A kind without a product: `cl.matrix(problem, w, kind).as_linear_operator()`."""
     make = get(kind).product
     if make is None:
-        raise ValueError(f"kind {kind!r} has no matrix-free product; the kinds with one: "
-                         f"{[k for k, v in REGISTRY.items() if v.matrix_free]} — or use "
-                         f"cl.matrix(problem, w, {kind!r}).as_linear_operator()")
+        raise ValueError(
+            f"kind {kind!r} has no matrix-free product; the kinds with one: "
+            f"{[k for k, v in REGISTRY.items() if v.matrix_free]} — or use "
+            f"cl.matrix(problem, w, {kind!r}).as_linear_operator()"
+        )
     obj = as_objective(objective)
     fn = call(make, obj, w, method=method)
     P = obj.n_params if obj.n_params is not None else np.asarray(w).shape[0]

@@ -80,12 +80,26 @@ def register(name, build, summary, source="", *, structure="dense", product=None
         raise TypeError(f"build for kind {name!r} must be callable (problem, w, **options) -> "
                         f"curvature object, got {type(build).__name__}")
     if structure not in STRUCTURES:
-        raise ValueError(f"structure of kind {name!r} must be one of {STRUCTURES}, got {structure!r}")
+        raise ValueError(
+            f"structure of kind {name!r} must be one of {STRUCTURES}, got {structure!r}"
+        )
     if product is not None and not callable(product):
-        raise TypeError(f"product for kind {name!r} must be a builder make(objective, w) -> "
-                        "(V -> C V), or None")
-    kind = Kind(name, build, str(summary), str(source), structure, product, bool(needs_problem),
-                bool(sampled), optimizer, tuple(references), layer_blocks)
+        raise TypeError(
+            f"product for kind {name!r} must be a builder make(objective, w) -> (V -> C V), or None"
+        )
+    kind = Kind(
+        name,
+        build,
+        str(summary),
+        str(source),
+        structure,
+        product,
+        bool(needs_problem),
+        bool(sampled),
+        optimizer,
+        tuple(references),
+        layer_blocks,
+    )
     REGISTRY[name] = kind
     return kind
 
@@ -103,17 +117,20 @@ def kinds(**where):
     `kinds(matrix_free=True)`; `kinds()` is every name."""
     unknown = set(where) - set(COLUMNS) - {"product", "build", "layer_blocks"}
     if unknown:
-        raise TypeError(f"kinds() filters by capability {sorted(unknown)}, which a kind does not "
-                        f"have; capabilities: {list(COLUMNS[3:])}")
-    return [k.name for k in REGISTRY.values()
-            if all(getattr(k, f) == v for f, v in where.items())]
+        raise TypeError(
+            f"kinds() filters by capability {sorted(unknown)}, which a kind does not "
+            f"have; capabilities: {list(COLUMNS[3:])}"
+        )
+    return [k.name for k in REGISTRY.values() if all(getattr(k, f) == v for f, v in where.items())]
 
 
 def get(name):
     """The `Kind` registered as `name`, or a ValueError that lists the registered names."""
     if not isinstance(name, str) or name not in REGISTRY:
-        raise ValueError(f"unknown curvature kind {name!r}; choose one of {sorted(REGISTRY)} "
-                         "(cl.kind_table() lists them with what each can do)")
+        raise ValueError(
+            f"unknown curvature kind {name!r}; choose one of {sorted(REGISTRY)} "
+            "(cl.kind_table() lists them with what each can do)"
+        )
     return REGISTRY[name]
 
 
@@ -124,21 +141,31 @@ class KindTable(list):
 
     def __str__(self):
         head = ("kind", "structure", "matrix-free", "sampled", "optimiser", "summary", "source")
-        rows = [(r[0], r[3], "yes" if r[4] else "", "yes" if r[6] else "", r[7] or "", r[1],
-                 r[2]) for r in self]
+        rows = [
+            (r[0], r[3], "yes" if r[4] else "", "yes" if r[6] else "", r[7] or "", r[1], r[2])
+            for r in self
+        ]
         widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-        widths[-1] = 0                                   # the last column runs to the line's end
+        widths[-1] = 0  # the last column runs to the line's end
         line = lambda cells: "  ".join(f"{c!s:<{w}}" for c, w in zip(cells, widths)).rstrip()
-        return "\n".join([line(head), line(["-" * w for w in widths[:-1]] + ["------"])]
-                         + [line(r) for r in rows])
+        return "\n".join(
+            [line(head), line(["-" * w for w in widths[:-1]] + ["------"])]
+            + [line(r) for r in rows]
+        )
 
     __repr__ = __str__
 
     def _repr_html_(self):
         import html
+
         cells = lambda r, tag: "".join(f"<{tag}>{html.escape(str(c))}</{tag}>" for c in r)
-        return ("<table><tr>" + cells(self.columns, "th") + "</tr>"
-                + "".join("<tr>" + cells(r, "td") + "</tr>" for r in self) + "</table>")
+        return (
+            "<table><tr>"
+            + cells(self.columns, "th")
+            + "</tr>"
+            + "".join("<tr>" + cells(r, "td") + "</tr>" for r in self)
+            + "</table>"
+        )
 
 
 def call(fn, *args, **options):

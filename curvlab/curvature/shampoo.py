@@ -29,11 +29,14 @@ def shampoo(problem, w, power=0.25, eps=0.0):
     and two small eigendecompositions per layer."""
     power, eps = float(power), nonnegative("eps", eps)
     if not 0 < power <= 1:
-        raise ValueError(f"power must be in (0, 1] (1/4 as in the paper, 1/2 the Fisher-related one), got {power}")
+        raise ValueError(
+            f"power must be in (0, 1] (1/4 as in the paper, 1/2 the Fisher-related one), "
+            f"got {power}"
+        )
     pt = require_problem(problem, "shampoo").point(w)
     factors = []
     for G in gradient_matrices(pt, pt.r[None]):
-        G = G[0]                                                          # (N, n, m+1)
+        G = G[0]  # (N, n, m+1)
         L = np.einsum("nij,nkj->ik", G, G) / pt.N
         R = np.einsum("nij,nik->jk", G, G) / pt.N
         factors.append((_power(R, power, eps), _power(L, power, eps)))
@@ -42,6 +45,11 @@ def shampoo(problem, w, power=0.25, eps=0.0):
     return K
 
 
-register("shampoo", lambda problem, w, power=0.25, eps=0.0: shampoo(problem, w, power=power, eps=eps),
-         "Shampoo: L^p ⊗ R^p of per-sample gradients (p = 1/4)", "Gupta et al. 2018",
-         structure="kronecker", references=("L and R from per-sample gradients",))
+register(
+    "shampoo",
+    lambda problem, w, power=0.25, eps=0.0: shampoo(problem, w, power=power, eps=eps),
+    "Shampoo: L^p ⊗ R^p of per-sample gradients (p = 1/4)",
+    "Gupta et al. 2018",
+    structure="kronecker",
+    references=("L and R from per-sample gradients",),
+)

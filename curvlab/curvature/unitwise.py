@@ -10,8 +10,8 @@ block-diagonal matrix of n_l blocks of size m_l + 1 per layer.
 import numpy as np
 
 from ..problem import require_problem
-from .ekfac import gradient_matrices
 from .base import BlockDiagonal, check_singular
+from .ekfac import gradient_matrices
 from .registry import register
 
 

@@ -34,3 +34,6 @@ from .flatten import Flatten
 from .pool import AvgPool2d, MaxPool2d
 
 KINDS = (Dense, Conv2d, MaxPool2d, AvgPool2d, Flatten)
+
+__all__ = ["ACTIVATIONS", "PIECEWISE_LINEAR", "Activation", "Affine", "AvgPool2d", "Conv2d",
+           "Dense", "Flatten", "KINDS", "Layer", "MaxPool2d", "activation"]

@@ -8,7 +8,8 @@ import numpy as np
 
 from .._checks import choice
 
-# f, f', f'' and f applied in place to a float array (batched grids evaluate it without temporaries).
+# f, f', f'' and f applied in place to a float array (batched grids evaluate it without
+# temporaries).
 Activation = namedtuple("Activation", "name f df d2f f_inplace")
 
 
@@ -40,13 +41,24 @@ def _sigmoid_d2(x):
 
 
 ACTIVATIONS = {
-    "tanh": Activation("tanh", anp.tanh, lambda x: 1.0 - np.tanh(x) ** 2, _tanh_d2,
-                       lambda x: np.tanh(x, out=x)),
+    "tanh": Activation(
+        "tanh", anp.tanh, lambda x: 1.0 - np.tanh(x) ** 2, _tanh_d2, lambda x: np.tanh(x, out=x)
+    ),
     "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_d1, _sigmoid_d2, _sigmoid_inplace),
-    "relu": Activation("relu", lambda x: anp.maximum(x, 0.0), lambda x: (x > 0).astype(float),
-                       np.zeros_like, lambda x: np.maximum(x, 0.0, out=x)),
-    "softplus": Activation("softplus", lambda x: anp.logaddexp(0.0, x), _sigmoid, _sigmoid_d1,
-                           lambda x: np.logaddexp(0.0, x, out=x)),
+    "relu": Activation(
+        "relu",
+        lambda x: anp.maximum(x, 0.0),
+        lambda x: (x > 0).astype(float),
+        np.zeros_like,
+        lambda x: np.maximum(x, 0.0, out=x),
+    ),
+    "softplus": Activation(
+        "softplus",
+        lambda x: anp.logaddexp(0.0, x),
+        _sigmoid,
+        _sigmoid_d1,
+        lambda x: np.logaddexp(0.0, x, out=x),
+    ),
     "identity": Activation("identity", lambda x: x, np.ones_like, np.zeros_like, lambda x: x),
 }
 ACTIVATIONS["linear"] = ACTIVATIONS["identity"]
@@ -60,6 +72,8 @@ def activation(name):
     if isinstance(name, Activation):
         return name
     if not isinstance(name, str):
-        raise TypeError(f"activation must be a name such as 'tanh', got {type(name).__name__} "
-                        f"{name!r}; choose one of {sorted(ACTIVATIONS)}")
+        raise TypeError(
+            f"activation must be a name such as 'tanh', got {type(name).__name__} "
+            f"{name!r}; choose one of {sorted(ACTIVATIONS)}"
+        )
     return ACTIVATIONS[choice("activation", name, ACTIVATIONS)]

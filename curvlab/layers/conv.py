@@ -44,9 +44,11 @@ class Conv2d(Affine):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
         Hp, Wp = H + 2 * ph, W + 2 * pw
         if kh > Hp or kw > Wp:
-            raise ValueError(f"{self!r}: the kernel {kh}x{kw} is larger than the padded input "
-                             f"{Hp}x{Wp} (feature map {describe(in_shape)} plus padding {ph}, {pw}); "
-                             "use a smaller kernel_size or more padding")
+            raise ValueError(
+                f"{self!r}: the kernel {kh}x{kw} is larger than the padded input "
+                f"{Hp}x{Wp} (feature map {describe(in_shape)} plus padding {ph}, {pw}); "
+                "use a smaller kernel_size or more padding"
+            )
         Ho, Wo = (Hp - kh) // sh + 1, (Wp - kw) // sw + 1
         self.padded = (Hp, Wp, C)
         self.out_hw = (Ho, Wo)
@@ -79,9 +81,11 @@ class Conv2d(Affine):
         out = np.zeros(lead + (Hp, Wp, C))
         for i in range(kh):
             for j in range(kw):
-                out[..., i:i + sh * (Ho - 1) + 1:sh, j:j + sw * (Wo - 1) + 1:sw, :] += g[..., i, j]
+                out[..., i : i + sh * (Ho - 1) + 1 : sh, j : j + sw * (Wo - 1) + 1 : sw, :] += g[
+                    ..., i, j
+                ]
         H, W = Hp - 2 * ph, Wp - 2 * pw
-        return out[..., ph:ph + H, pw:pw + W, :]
+        return out[..., ph : ph + H, pw : pw + W, :]
 
     def fold(self, s):
         return s.reshape(s.shape[:-2] + self.out_shape)
@@ -91,5 +95,7 @@ class Conv2d(Affine):
 
     def __repr__(self):
         k, s, p = (v[0] if v[0] == v[1] else v for v in (self.kernel, self.stride, self.padding))
-        return (f"Conv2d({self.c_in}, {self.c_out}, {k}, stride={s}, padding={p}, "
-                f"activation={self.act.name!r})")
+        return (
+            f"Conv2d({self.c_in}, {self.c_out}, {k}, stride={s}, padding={p}, "
+            f"activation={self.act.name!r})"
+        )

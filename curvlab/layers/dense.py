@@ -41,7 +41,8 @@ class Dense(Affine):
         return a[..., None, :]
 
     def apply(self, Wbar, x):
-        """Pre-activations a Wᵀ + b of a batch of rows (the general fold/patches path, shortened)."""
+        """Pre-activations a Wᵀ + b of a batch of rows (the general fold/patches path,
+        shortened)."""
         return anp.dot(x, Wbar[:, :-1].T) + Wbar[:, -1]
 
     def __repr__(self):

@@ -7,7 +7,8 @@ from .pool import sandwich
 
 
 class Flatten(Layer):
-    """(..., H, W, C) internally -> (..., C·H·W) in torch's (C, H, W) order; a vector passes as is."""
+    """(..., H, W, C) internally -> (..., C·H·W) in torch's (C, H, W) order; a vector passes
+    as is."""
 
     def build(self, in_shape):
         self.in_shape = tuple(in_shape)

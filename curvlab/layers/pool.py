@@ -35,10 +35,12 @@ class _Pool(Layer):
         kh, kw = self.kernel
         if H % kh or W % kw:
             fit = (C, H - H % kh or kh, W - W % kw or kw)
-            raise ValueError(f"{self!r}: the {kh}x{kw} window does not tile the feature map "
-                             f"{describe(in_shape)} (C, H, W); use a feature map whose height is a "
-                             f"multiple of {kh} and width a multiple of {kw} (e.g. {fit}, by changing "
-                             "the padding or stride before it) or a kernel that divides both")
+            raise ValueError(
+                f"{self!r}: the {kh}x{kw} window does not tile the feature map "
+                f"{describe(in_shape)} (C, H, W); use a feature map whose height is a "
+                f"multiple of {kh} and width a multiple of {kw} (e.g. {fit}, by changing "
+                "the padding or stride before it) or a kernel that divides both"
+            )
         self.in_shape, self.out_shape = tuple(in_shape), (H // kh, W // kw, C)
         return self.out_shape
 
@@ -60,7 +62,9 @@ class _Pool(Layer):
         (Ho, Wo, C), (kh, kw) = self.out_shape, self.kernel
         lead = x.shape[:-4]
         n = len(lead)
-        x = x.reshape(lead + (Ho, Wo, C, kh, kw)).transpose(tuple(range(n)) + (n, n + 3, n + 1, n + 4, n + 2))
+        x = x.reshape(lead + (Ho, Wo, C, kh, kw)).transpose(
+            tuple(range(n)) + (n, n + 3, n + 1, n + 4, n + 2)
+        )
         return x.reshape(lead + self.in_shape)
 
     def __repr__(self):
@@ -76,7 +80,7 @@ class MaxPool2d(_Pool):
     def _selection(self, x):
         """Flat position in the (H, W, C) map of each output's chosen input: (..., Ho·Wo·C)."""
         win = self.windows(getval(x))
-        first = np.argmax(win, axis=-1)                                     # (..., Ho, Wo, C)
+        first = np.argmax(win, axis=-1)  # (..., Ho, Wo, C)
         (Ho, Wo, C), (kh, kw) = self.out_shape, self.kernel
         W = self.in_shape[1]
         h = np.arange(Ho)[:, None, None] * kh + first // kw
@@ -99,14 +103,18 @@ class MaxPool2d(_Pool):
     def push(self, sel, dx):
         """Gather each window's chosen input: dx (..., N, H, W, C) with sel (N, Ho·Wo·C)."""
         flat = dx.reshape(dx.shape[:-3] + (-1,))
-        out = np.take_along_axis(flat, np.broadcast_to(sel, flat.shape[:-1] + sel.shape[-1:]), axis=-1)
+        out = np.take_along_axis(
+            flat, np.broadcast_to(sel, flat.shape[:-1] + sel.shape[-1:]), axis=-1
+        )
         return out.reshape(dx.shape[:-3] + self.out_shape)
 
     def pull(self, sel, dy):
         """Scatter each output back to its chosen input (windows do not overlap: no sums)."""
         lead = dy.shape[:-3]
         out = np.zeros(lead + (int(np.prod(self.in_shape)),))
-        np.put_along_axis(out, np.broadcast_to(sel, lead + sel.shape[-1:]), dy.reshape(lead + (-1,)), axis=-1)
+        np.put_along_axis(
+            out, np.broadcast_to(sel, lead + sel.shape[-1:]), dy.reshape(lead + (-1,)), axis=-1
+        )
         return out.reshape(lead + self.in_shape)
 
     def mask(self, sel):
@@ -118,8 +126,9 @@ class MaxPool2d(_Pool):
     def expected_sandwich(self, sel, M):
         """(1/N) Σₙ P_nᵀ M P_n = (Uᵀ M U) ⊙ E[m mᵀ]: U copies each output to its whole window,
         m is the 0/1 map of the selected inputs."""
-        up = sandwich(lambda y: self.unwindows(np.repeat(y[..., None], self.window, -1)), M,
-                      self.out_shape)
+        up = sandwich(
+            lambda y: self.unwindows(np.repeat(y[..., None], self.window, -1)), M, self.out_shape
+        )
         m = self.mask(sel)
         return up * (m.T @ m / len(m))
 
@@ -143,7 +152,9 @@ class AvgPool2d(_Pool):
     def pull(self, state, dy):
         (Ho, Wo, C), (kh, kw) = self.out_shape, self.kernel
         lead = dy.shape[:-3]
-        g = np.broadcast_to((dy / self.window)[..., :, None, :, None, :], lead + (Ho, kh, Wo, kw, C))
+        g = np.broadcast_to(
+            (dy / self.window)[..., :, None, :, None, :], lead + (Ho, kh, Wo, kw, C)
+        )
         return g.reshape(lead + self.in_shape)
 
     def expected_sandwich(self, state, M):
