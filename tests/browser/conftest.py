@@ -13,11 +13,12 @@ import urllib.request
 
 import pytest
 
+from .drive import open_app
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "test-output" / "screenshots"
 CHROMIUM = os.environ.get("CURVLAB_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
 def _free_port():
@@ -35,8 +36,8 @@ def serve_voila(folder, log=subprocess.DEVNULL, args=(), **settings):
     from curvlab.dashboards.serve import command
     port = _free_port()
     argv, env = command(folder, port, extra=args, **settings)
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
-                            env={**os.environ, **env})
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            cwd=ROOT, env={**os.environ, **env})
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -45,7 +46,8 @@ def serve_voila(folder, log=subprocess.DEVNULL, args=(), **settings):
                 break
             except Exception:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"voila exited early; see {getattr(log, 'name', 'its output')}")
+                    where = getattr(log, "name", "its output")
+                    raise RuntimeError(f"voila exited early; see {where}")
                 time.sleep(0.2)
         else:
             raise RuntimeError("voila did not answer within 60 s")
@@ -63,7 +65,8 @@ def voila_url():
     (ROOT / "test-output").mkdir(exist_ok=True)
     with open(ROOT / "test-output" / "voila.log", "w") as log:
         try:
-            with serve_voila(ROOT / "apps", log, ["--show_tracebacks=True", "--VoilaExecutor.timeout=180"]) as url:
+            args = ["--show_tracebacks=True", "--VoilaExecutor.timeout=180"]
+            with serve_voila(ROOT / "apps", log, args) as url:
                 yield url
         except RuntimeError as e:
             pytest.fail(str(e))
@@ -89,14 +92,55 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+def new_page(browser):
+    p = browser.new_context(viewport={"width": 1400, "height": 1600}).new_page()
+    p.set_default_timeout(120_000)
+    return p
+
+
+def keep_failure(p, request):
+    """Save what the page showed when the test failed."""
+    out = ROOT / "test-output" / "failures"
+    out.mkdir(parents=True, exist_ok=True)
+    p.screenshot(path=str(out / f"{request.node.name}.png"), full_page=True)
+
+
 @pytest.fixture
 def page(browser, request):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1600})
-    p = ctx.new_page()
-    p.set_default_timeout(120_000)
+    p = new_page(browser)
     yield p
-    if getattr(request.node, "failed_call", False):      # keep what the page showed
-        out = ROOT / "test-output" / "failures"
-        out.mkdir(parents=True, exist_ok=True)
-        p.screenshot(path=str(out / f"{request.node.name}.png"), full_page=True)
-    ctx.close()
+    if getattr(request.node, "failed_call", False):
+        keep_failure(p, request)
+    p.context.close()
+
+
+@pytest.fixture(scope="module")
+def _shared(browser):
+    pages = {}
+    yield pages
+    for p in pages.values():
+        p.context.close()
+
+
+@pytest.fixture
+def app_page(_shared, browser, voila_url, request):
+    """`app_page(app)`: `app`'s page, opened once and shared by consecutive tests that each make
+    one move in it (an app opens once, as in a test that made all those moves in turn). Opening
+    another app closes it; a failed test's page is saved as a screenshot and closed, so the next
+    test gets a fresh one."""
+    used = []
+
+    def get(app):
+        for other in [a for a in _shared if a != app]:
+            _shared.pop(other).context.close()
+        used.append(app)
+        if app not in _shared:
+            _shared[app] = new_page(browser)
+            open_app(_shared[app], voila_url, app)
+        return _shared[app]
+    yield get
+    if getattr(request.node, "failed_call", False):
+        for app in used:
+            if app in _shared:
+                keep_failure(_shared[app], request)
+                _shared.pop(app).context.close()

@@ -1,191 +1,104 @@
-"""Every app in a real browser: it renders its plots, a control moved with the mouse or the
-keyboard changes the plotted data, no error output appears, and a screenshot is saved."""
+"""Every app in a real browser: it renders its plots; each control in the table below, moved
+with the mouse or the keyboard, picked from a menu or clicked, changes what it must on its plot;
+no error output appears; and a screenshot of each app is saved."""
 
 import json
+import re
+from typing import Callable, NamedTuple
 
 import numpy as np
+import pytest
 
-from .conftest import SHOTS
+from .drive import (
+    CLICK,
+    FIND,
+    RENDER_COUNTER,
+    SETTLED,
+    Drag,
+    Plot,
+    assert_no_errors,
+    choose,
+    expect_message,
+    open_app,
+    read,
+    set_and_wait,
+    set_control,
+    set_readout,
+    shot,
+)
 
-ERROR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
-
-
-# The plotly widget fires 'plotlywidget-after-render' when a view has finished its first draw.
-# An update that reaches a view before that is lost, and the view then stays deaf to later
-# updates (seen with plotly 7.1 in Voila, about one run in three when a control moved within a
-# second of the plots appearing), so the tests interact only once every figure has rendered.
-RENDER_COUNTER = ("window.__curvlabRenders = 0; document.addEventListener('plotlywidget-after-render',"
-                  " () => { window.__curvlabRenders += 1; window.__curvlabLast = performance.now(); });")
-SETTLED = """(n) => window.__curvlabRenders >= n && performance.now() - window.__curvlabLast > 300"""
-
-
-def open_app(page, url, name, plots):
-    """Open an app and wait until its `plots` FigureWidgets (hidden ones too) have rendered."""
-    page.add_init_script(RENDER_COUNTER)
-    page.goto(f"{url}/voila/render/{name}.ipynb")
-    page.wait_for_selector("#loading", state="detached", timeout=180_000)
-    page.wait_for_function(SETTLED, arg=plots, timeout=120_000, polling=100)
-
-
-# JS: the plot whose title contains `p`, and a JSON snapshot of one trace property.
-FIND = ("const el = Array.from(document.querySelectorAll('.js-plotly-plot'))"
-        ".find(e => e.layout && e.layout.title && (e.layout.title.text || '').includes(p));"
-        "const d = el && el.data[t] ? el.data[t][k] : undefined;"
-        "const snap = (d === undefined || d === null) ? null :"
-        " JSON.stringify(Array.from(d, r => r && r.length !== undefined ? Array.from(r) : r));")
+BENCH = FIND, RENDER_COUNTER, SETTLED, choose, set_readout   # bench/*.py import these from here
 
 
-def plot_data(page, plot, trace, key):
-    """Trace `trace`'s property `key` of the plot titled `plot`, as JSON."""
-    return page.evaluate(f"([p, t, k]) => {{ {FIND} return snap; }}", [plot, trace, key])
-
-
-def wait_changed(page, plot, trace, key, before):
-    page.wait_for_function(f"([p, t, k, b]) => {{ {FIND} return snap !== null && snap !== b; }}",
-                           arg=[plot, trace, key, before], timeout=60_000)
-
-
-def wait_nonempty(page, plot, trace, key):
-    page.wait_for_function(f"([p, t, k]) => {{ {FIND} return snap !== null && snap !== '[]'; }}",
-                           arg=[plot, trace, key], timeout=120_000)
-
-
-def assert_no_errors(page):
-    assert page.locator(ERROR_OUTPUT).count() == 0, page.locator(ERROR_OUTPUT).first.inner_text()
-    body = page.inner_text("body")
-    assert "Traceback" not in body
-    assert "⚠" not in body, body[body.index("⚠") - 200: body.index("⚠") + 300]
-
-
-def set_readout(page, label, value):
-    """Type into a slider's readout and press Enter (ipywidgets 8)."""
-    slider = page.locator(".widget-slider", has=page.locator(f"label:text-is('{label}')")).first
-    readout = slider.locator(".widget-readout")
-    readout.click()
-    page.keyboard.press("Control+A")
-    page.keyboard.type(str(value))
-    page.keyboard.press("Enter")
-
-
-def choose(page, label, option):
-    box = page.locator(".widget-dropdown", has=page.locator(f"label:text-is('{label}')")).first
-    box.locator("select").select_option(label=option)
-
-
-def drag_slider(page, label, dx):
-    slider = page.locator(".widget-slider", has=page.locator(f"label:text-is('{label}')")).first
-    handle = slider.locator(".noUi-handle")
-    box = handle.bounding_box()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] / 2 + dx, box["y"] + box["height"] / 2, steps=5)
-    page.mouse.up()
-
-
-def shot(page, name):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def test_landscape_app(page, voila_url):
-    open_app(page, voila_url, "landscape", 2)
-    assert_no_errors(page)
-    before = plot_data(page, "1-D slice", 0, "x")
-    drag_slider(page, "span", 60)                      # with the mouse
-    wait_changed(page, "1-D slice", 0, "x", before)
-    before_z = plot_data(page, "2-D slice", 0, "z")
-    choose(page, "d2", "gradient")                     # a new 2-D plane
-    wait_changed(page, "2-D slice", 0, "z", before_z)
-    assert_no_errors(page)
-    shot(page, "landscape")
-
-
-def test_landscape_app_shows_bad_combinations_as_messages(page, voila_url):
-    open_app(page, voila_url, "landscape", 2)
-    choose(page, "data", "regression1d")               # with cross-entropy: impossible
-    page.wait_for_selector("text=pick the mse loss", timeout=60_000)
-    assert page.locator(ERROR_OUTPUT).count() == 0 and "Traceback" not in page.inner_text("body")
-    before = plot_data(page, "1-D slice", 0, "y")
-    choose(page, "loss", "mse")                        # and the app keeps working
-    wait_changed(page, "1-D slice", 0, "y", before)
-    assert_no_errors(page)
-
-
-def test_spectra_app(page, voila_url):
-    open_app(page, voila_url, "spectra", 3)
-    assert_no_errors(page)
-    before = plot_data(page, "eigenvalues", 0, "y")
-    choose(page, "scope", "W1")
-    wait_changed(page, "eigenvalues", 0, "y", before)
-    before_h = plot_data(page, "heatmaps", 1, "z")
-    choose(page, "approx.", "diagonal")
-    wait_changed(page, "heatmaps", 1, "z", before_h)
-    # the heatmaps arrive as binary float32 rows: square, symmetric (a curvature block), not blank,
-    # and the diagonal approximation zero off its diagonal
-    exact = json.loads(plot_data(page, "heatmaps", 0, "z"))
-    diag = json.loads(plot_data(page, "heatmaps", 1, "z"))
-    Z, D = np.array(exact), np.array(diag)
+def heatmaps_are_curvature_blocks(page):
+    """The heatmaps arrive as binary float32 rows: square, symmetric (a curvature block), not
+    blank, and the diagonal approximation zero off its diagonal."""
+    Z = np.array(json.loads(read(page, Plot("heatmaps", 0, "z"))))
+    D = np.array(json.loads(read(page, Plot("heatmaps", 1, "z"))))
     assert Z.shape[0] == Z.shape[1] > 10 and np.abs(Z).max() > 0
     assert np.allclose(Z, Z.T, rtol=1e-6, atol=1e-7 * np.abs(Z).max())
     assert np.all(D[~np.eye(len(D), dtype=bool)] == 0) and np.abs(np.diag(D)).max() > 0
-    assert page.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot')).find(e => "
-                         "(e.layout.title.text || '').includes('heatmaps')).data[0].z[0] instanceof Float32Array")
-    assert_no_errors(page)
-    shot(page, "spectra")
+    assert page.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+                         ".find(e => (e.layout.title.text || '').includes('heatmaps'))"
+                         ".data[0].z[0] instanceof Float32Array")
 
 
-def test_damping_app(page, voila_url):
-    open_app(page, voila_url, "damping", 5)
-    assert_no_errors(page)
-    before = plot_data(page, "filter factor", 0, "y")
-    set_readout(page, "damping η", "1.0e+1")
-    wait_changed(page, "filter factor", 0, "y", before)
-    page.get_by_role("button", name="run Levenberg–Marquardt").click()
-    wait_nonempty(page, "Levenberg", 0, "y")
-    assert_no_errors(page)
-    shot(page, "damping")
-
-
-def test_trajectories_app(page, voila_url):
-    open_app(page, voila_url, "trajectories", 3)
-    assert_no_errors(page)
-    before = plot_data(page, "paths", 1, "x")          # gradient descent's path
-    page.locator(".widget-checkbox").get_by_text("reparameterise").click()
-    wait_changed(page, "paths", 1, "x", before)
-    marks = ("() => JSON.stringify(Array.from(document.querySelectorAll('.js-plotly-plot'))"
-             ".find(e => (e.layout.title.text || '').includes('paths')).layout.shapes.map(s => [s.xanchor, s.yanchor]))")
-    before_k = page.evaluate(marks)                     # the 'step k' marks (layout shapes)
-    set_readout(page, "show step", 5)
-    page.wait_for_function(f"(b) => ({marks})() !== b", arg=before_k, timeout=60_000)
+def one_mark_per_method(page):
     paths = page.locator(".js-plotly-plot", has=page.locator(".gtitle", has_text="paths"))
-    assert paths.locator(".shapelayer path").count() == 5          # one mark per method
-    assert_no_errors(page)
-    shot(page, "trajectories")
+    assert paths.locator(".shapelayer path").count() == 5
 
 
-def test_products_app(page, voila_url):
-    open_app(page, voila_url, "products", 3)
-    assert_no_errors(page)
-    before = plot_data(page, "against the step r", 2, "x")
-    set_readout(page, "step r", "1e-2")
-    wait_changed(page, "against the step r", 2, "x", before)
-    page.get_by_role("button", name="measure Lin's two products").click()
-    wait_nonempty(page, "against CG steps", 0, "y")
-    assert_no_errors(page)
-    shot(page, "products")
+class Step(NamedTuple):
+    app: str
+    control: str                  # its label (a button's or checkbox's: part of its text)
+    value: object                 # typed into a slider's readout; a menu's option; Drag; CLICK
+    must_change: Plot             # what the step must change
+    then: Callable | None = None  # what must hold afterwards, besides
 
 
-def test_beyond_app(page, voila_url):
-    open_app(page, voila_url, "beyond", 2)
+# Each app's controls in turn: the tests of one app share its page, opened once. A plot is found
+# by a part of its title; Plot(title, trace, key) is trace `trace`'s data `key`.
+STEPS = [
+    Step("landscape", "span", Drag(60), Plot("1-D slice", 0, "x")),          # with the mouse
+    Step("landscape", "d2", "gradient", Plot("2-D slice", 0, "z")),          # a new 2-D plane
+    Step("spectra", "scope", "W1", Plot("eigenvalues", 0, "y")),
+    Step("spectra", "approx.", "diagonal", Plot("heatmaps", 1, "z"), heatmaps_are_curvature_blocks),
+    Step("damping", "damping η", "1.0e+1", Plot("filter factor", 0, "y")),
+    Step("damping", "run Levenberg–Marquardt", CLICK, Plot("Levenberg", filled=True)),
+    Step("trajectories", "reparameterise", CLICK, Plot("paths", 1, "x")),    # gradient descent
+    Step("trajectories", "show step", 5, Plot("paths", key="marks"), one_mark_per_method),
+    Step("products", "step r", "1e-2", Plot("against the step r", 2, "x")),
+    Step("products", "measure Lin's two products", CLICK, Plot("against CG steps", filled=True)),
+    Step("beyond", "Boltzmann machine", CLICK, Plot("relaxation", retitled="central differences")),
+    Step("beyond", "σ", "1e-2", Plot("against samples", 2, "y")),
+]
+LAST = {s.app: s for s in STEPS}          # after an app's last step, its screenshot
+
+
+def step_id(s):
+    label = s.control.replace("η", "eta").replace("σ", "sigma").replace("'", "")
+    label = re.sub(r"[^\w.]+", "_", label, flags=re.ASCII).strip("_")
+    return f"{s.app}-{label}" + ("" if s.value == CLICK else f"={s.value}")
+
+
+@pytest.mark.parametrize("step", STEPS, ids=step_id)
+def test_a_control_changes_its_plot(app_page, step):
+    page = app_page(step.app)
     assert_no_errors(page)
-    before = plot_data(page, "relaxation", 0, "y")
-    page.get_by_role("button", name="Boltzmann machine").click()
-    wait_changed(page, "central differences", 0, "y", before)
-    before_err = plot_data(page, "against samples", 2, "y")
-    set_readout(page, "σ", "1e-2")
-    wait_changed(page, "against samples", 2, "y", before_err)
+    set_and_wait(page, step.control, step.value, step.must_change)
+    if step.then:
+        step.then(page)
     assert_no_errors(page)
-    shot(page, "beyond")
+    if step is LAST[step.app]:
+        shot(page, step.app)
+
+
+def test_landscape_app_shows_bad_combinations_as_messages(page, voila_url):
+    open_app(page, voila_url, "landscape")
+    set_control(page, "data", "regression1d")          # with cross-entropy: impossible
+    expect_message(page, "pick the mse loss")
+    set_and_wait(page, "loss", "mse", Plot("1-D slice", 0, "y"))   # and the app keeps working
+    assert_no_errors(page)
 
 
 def test_landing_page_lists_every_app_with_a_picture_and_a_working_link(page, voila_url):

@@ -15,17 +15,18 @@ import class_load  # noqa: E402
 
 def test_five_students_at_once_each_get_their_app_without_errors():
     r = class_load.run(students=5, app="landscape", quiet=True, fill_delay=60.0, browser=True)
-    assert len(r["times"]) == 4 and r["ok"] == 4, r                # every light client's page holds the app
-    assert r["errors"] == 0, r                                      # no error output, no timeout
-    assert all(n > 10 for _, n in r["widgets"]), r["widgets"]       # and its widgets' states arrived
-    assert r["first_plot"] is not None and len(r["latency"]) == 6  # the browser drew, and followed a control
+    assert len(r["times"]) == 4 and r["ok"] == 4, r   # every light client's page holds the app
+    assert r["errors"] == 0, r                         # no error output, no timeout
+    assert all(n > 10 for _, n in r["widgets"]), r["widgets"]      # its widgets' states arrived
+    # the browser drew, and followed a control
+    assert r["first_plot"] is not None and len(r["latency"]) == 6
     print(f"5 students: pages max {max(r['times']):.3f} s, widget states max "
           f"{max(t for t, _ in r['widgets']):.2f} s, first plot {r['first_plot']:.2f} s")
 
 
 def _notebook(path, source):
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"}})
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": kernel})
     nb.cells = [nbformat.v4.new_markdown_cell("# An app"), nbformat.v4.new_code_cell(source)]
     nbformat.write(nb, path)
 

@@ -5,11 +5,11 @@ import csv
 import io
 import struct
 
-from .test_apps import open_app
+from .drive import open_app
 
 
 def test_a_figure_saves_as_a_slide_sized_png(page, voila_url):
-    open_app(page, voila_url, "landscape", 2)
+    open_app(page, voila_url, "landscape")
     plot = page.locator(".js-plotly-plot").first
     plot.hover()
     with page.expect_download(timeout=60_000) as download:
@@ -22,7 +22,7 @@ def test_a_figure_saves_as_a_slide_sized_png(page, voila_url):
 
 
 def test_the_numbers_download_as_csv(page, voila_url):
-    open_app(page, voila_url, "damping", 5)
+    open_app(page, voila_url, "damping")
     page.get_by_role("button", name="numbers as CSV").click()
     link = page.locator("a[download$='.csv']")
     link.wait_for(timeout=30_000)
@@ -31,13 +31,15 @@ def test_the_numbers_download_as_csv(page, voila_url):
     rows = list(csv.reader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
     assert rows[0] == ["panel", "trace", "i", "x", "y", "z"] and len(rows) > 100
     panels = {r[0] for r in rows[1:]}
-    assert any(p.startswith("filter factor") for p in panels) and any(p.startswith("angle") for p in panels)
+    assert any(p.startswith("filter factor") for p in panels)
+    assert any(p.startswith("angle") for p in panels)
     assert all(float(r[4]) == float(r[4]) for r in rows[1:50])   # numbers, not NaN text
 
 
 def test_the_presentation_toggle_enlarges_the_figures_text(page, voila_url):
-    open_app(page, voila_url, "spectra", 3)
-    size = "() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(e => e._fullLayout.font.size)"
+    open_app(page, voila_url, "spectra")
+    size = ("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+            ".map(e => e._fullLayout.font.size)")
     assert set(page.evaluate(size)) == {12}
     page.get_by_role("button", name="presentation").click()
     page.wait_for_function(f"() => ({size})().every(s => s === 24)", timeout=30_000)

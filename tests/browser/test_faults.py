@@ -13,8 +13,19 @@ import time
 import jupyter_client
 
 from .conftest import ROOT
-from .test_apps import (ERROR_OUTPUT, assert_no_errors, open_app, plot_data, set_readout,
-                        wait_changed)
+from .drive import (
+    Plot,
+    assert_no_errors,
+    changes,
+    control,
+    expect_message,
+    open_app,
+    readout,
+    set_and_wait,
+    set_control,
+    wait_rendered,
+    x_max,
+)
 
 sys.path.insert(0, str(ROOT / "bench"))
 from class_load import find_process  # noqa: E402
@@ -27,7 +38,8 @@ def kernel_id(page):
 
 def kernel_process(kid):
     """(pid, connection file) of kernel `kid` (its command line names its connection file)."""
-    pid, args = find_process(lambda a: any(x.endswith(f"kernel-{kid}.json") for x in a), f"kernel {kid}")
+    pid, args = find_process(lambda a: any(x.endswith(f"kernel-{kid}.json") for x in a),
+                             f"kernel {kid}")
     return pid, next(x for x in args if x.endswith(f"kernel-{kid}.json"))
 
 
@@ -56,39 +68,24 @@ def run_in_kernel(kid, code, expression="None"):
         kc.stop_channels()
 
 
-FIND_APP = "import gc\napp = next(o for o in gc.get_objects() if type(o).__name__ == 'LandscapeDashboard')\n"
-
-
-def span_handle(page):
-    return page.locator(".widget-slider", has=page.locator("label:text-is('span')")).first.locator(".noUi-handle")
-
-
-def readout(page, label):
-    slider = page.locator(".widget-slider", has=page.locator(f"label:text-is('{label}')")).first
-    return float(slider.locator(".widget-readout").inner_text())
-
-
-def line_end(page):
-    """The largest a on the 1-D slice: the span the plot shows."""
-    x = plot_data(page, "1-D slice", 0, "x")
-    return max(float(v) for v in x.strip("[]").split(",")) if x and x != "[]" else None
+FIND_APP = ("import gc\n"
+            "app = next(o for o in gc.get_objects() if type(o).__name__ == 'LandscapeDashboard')\n")
+SLICE = Plot("1-D slice", 0, "x")          # the a's of the 1-D slice: the largest is the span
 
 
 def test_a_storm_of_500_slider_moves_keeps_memory_and_ends_at_the_last_value(page, voila_url):
-    open_app(page, voila_url, "landscape", 2)
+    open_app(page, voila_url, "landscape")
     kid = kernel_id(page)
     pid = kernel_pid(kid)
     # one move first, so lazily built state (caches' first entries, plotly's validators) exists
     lookups = "app.cache.hits + app.cache.misses"
     seen = int(run_in_kernel(kid, FIND_APP, lookups))
-    handle = span_handle(page)
-    handle.focus()
-    before = plot_data(page, "1-D slice", 0, "x")
-    page.keyboard.press("ArrowRight")
-    wait_changed(page, "1-D slice", 0, "x", before)
+    control(page, "span")[1].locator(".noUi-handle").focus()
+    with changes(page, SLICE):
+        page.keyboard.press("ArrowRight")
     page.wait_for_timeout(500)
     start = rss_mb(pid)
-    per_move = int(run_in_kernel(kid, FIND_APP, lookups)) - seen       # cache lookups one move makes
+    per_move = int(run_in_kernel(kid, FIND_APP, lookups)) - seen   # cache lookups one move makes
     seen += per_move
     # 500 moves as fast as the keyboard goes: up and down the slider's range, ending off-centre
     keys = (["ArrowRight"] * 60 + ["ArrowLeft"] * 60) * 4 + ["ArrowRight"] * 20
@@ -97,45 +94,44 @@ def test_a_storm_of_500_slider_moves_keeps_memory_and_ends_at_the_last_value(pag
     for key in keys:
         page.keyboard.press(key)
     typed = time.perf_counter() - t0
-    last = readout(page, "span")
-    assert abs(last - (1.05 + 20 * 0.05)) < 1e-9, last            # the slider is where the keys left it
+    last = float(readout(page, "span"))
+    assert abs(last - (1.05 + 20 * 0.05)) < 1e-9, last     # the slider is where the keys left it
     # the plot ends at the last value, after the kernel has worked through the queue
     page.wait_for_function(
-        "(s) => { const el = Array.from(document.querySelectorAll('.js-plotly-plot')).find(e =>"
-        " e.layout && e.layout.title && (e.layout.title.text || '').includes('1-D slice'));"
+        "(s) => { const el = Array.from(document.querySelectorAll('.js-plotly-plot'))"
+        ".find(e => e.layout && e.layout.title"
+        " && (e.layout.title.text || '').includes('1-D slice'));"
         " return el && el.data[0].x && Math.abs(Math.max(...el.data[0].x) - s) < 1e-9; }",
         arg=last, timeout=180_000, polling=200)
     page.wait_for_timeout(1000)
-    assert abs(line_end(page) - last) < 1e-9
+    assert abs(x_max(page, "1-D slice") - last) < 1e-9
     # the storm reached the kernel, but not as 500 computations: while the kernel is busy the
     # widget's front end holds back changes and sends only the latest (ipywidgets' throttling)
     moves = (int(run_in_kernel(kid, FIND_APP, lookups)) - seen) / per_move
     assert 5 <= moves <= 500, f"{moves:.0f} of 500 moves reached the kernel"
     end = rss_mb(pid)
-    print(f"storm: 500 moves typed in {typed:.1f} s, settled {time.perf_counter() - t0:.1f} s after the first; "
-          f"{moves:.0f} reached the kernel; kernel {start:.0f} MB -> {end:.0f} MB")
-    assert end <= 1.10 * start, f"kernel memory {start:.0f} MB -> {end:.0f} MB after 500 moves ({typed:.1f} s of typing)"
+    print(f"storm: 500 moves typed in {typed:.1f} s, settled {time.perf_counter() - t0:.1f} s "
+          f"after the first; {moves:.0f} reached the kernel; kernel {start:.0f} MB -> {end:.0f} MB")
+    assert end <= 1.10 * start, (f"kernel memory {start:.0f} MB -> {end:.0f} MB after 500 moves "
+                                 f"({typed:.1f} s of typing)")
     assert_no_errors(page)
 
 
 def test_a_killed_kernel_shows_a_message_and_a_reload_brings_a_working_app(page, voila_url):
-    open_app(page, voila_url, "landscape", 2)
+    open_app(page, voila_url, "landscape")
     kid = kernel_id(page)
     os.kill(kernel_pid(kid), signal.SIGKILL)
     page.wait_for_selector("text=/kernel .*(stopped|died|dead)/i", timeout=60_000)
     assert "Reload" in page.inner_text("body")
     page.reload()
-    page.wait_for_selector("#loading", state="detached", timeout=180_000)
-    page.wait_for_function("(n) => window.__curvlabRenders >= n", arg=2, timeout=120_000, polling=100)
+    wait_rendered(page, "landscape")
     assert kernel_id(page) != kid
     assert_no_errors(page)
-    before = plot_data(page, "1-D slice", 0, "x")
-    set_readout(page, "span", "2.5")
-    wait_changed(page, "1-D slice", 0, "x", before)
+    set_and_wait(page, "span", "2.5", SLICE)
 
 
 def test_a_computation_that_raises_shows_its_message_and_the_next_change_works(page, voila_url):
-    open_app(page, voila_url, "landscape", 2)
+    open_app(page, voila_url, "landscape")
     kid = kernel_id(page)
     # a fault inside the math, injected into the live kernel: the next slice computation raises
     run_in_kernel(kid, "import curvlab.landscape as L\n"
@@ -144,11 +140,8 @@ def test_a_computation_that_raises_shows_its_message_and_the_next_change_works(p
                        "    L.grid = _grid\n"
                        "    raise FloatingPointError('injected fault: the grid overflowed')\n"
                        "L.grid = _broken\n")
-    set_readout(page, "span", "3.3")
-    page.wait_for_selector("text=injected fault: the grid overflowed", timeout=60_000)
-    assert page.locator(ERROR_OUTPUT).count() == 0 and "Traceback" not in page.inner_text("body")
-    before = plot_data(page, "1-D slice", 0, "x")
-    set_readout(page, "span", "3.7")                   # the fault was one-off: this one works
-    wait_changed(page, "1-D slice", 0, "x", before)
-    assert abs(line_end(page) - 3.7) < 1e-9
+    set_control(page, "span", "3.3")
+    expect_message(page, "injected fault: the grid overflowed")
+    set_and_wait(page, "span", "3.7", SLICE)           # the fault was one-off: this one works
+    assert abs(x_max(page, "1-D slice") - 3.7) < 1e-9
     assert "injected fault" not in page.inner_text("body")

@@ -3,9 +3,7 @@ the console shows no error (no icon font, script or formula renderer is fetched 
 
 import pytest
 
-from .test_apps import RENDER_COUNTER, SETTLED, assert_no_errors
-
-PLOTS = {"landscape": 2, "spectra": 3, "damping": 5, "trajectories": 3, "products": 3, "beyond": 2}
+from .drive import PLOTS, assert_no_errors, open_app
 
 
 @pytest.mark.parametrize("app", ["index", *PLOTS])
@@ -24,13 +22,11 @@ def test_every_page_works_with_no_network_beyond_loopback(browser, voila_url, ap
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
-        page.add_init_script(RENDER_COUNTER)
-        page.goto(f"{voila_url}/voila/render/{app}.ipynb")
         if app == "index":
+            page.goto(f"{voila_url}/voila/render/index.ipynb")
             page.wait_for_selector("a[href*='landscape.ipynb']", timeout=60_000)
         else:
-            page.wait_for_selector("#loading", state="detached", timeout=180_000)
-            page.wait_for_function(SETTLED, arg=PLOTS[app], timeout=120_000, polling=100)
+            open_app(page, voila_url, app)
             assert_no_errors(page)
         page.wait_for_timeout(500)
         assert outside == [], outside
