@@ -3,7 +3,7 @@
     .venv/bin/python bench/figurewidget_freeze.py [loads]
 
 Serves two one-cell notebooks — five FigureWidgets and a slider — once with plain
-`go.FigureWidget` and once with `curvlab.dashboards._common.FigureWidget`, moves the slider in
+`go.FigureWidget` and once with `curvlab.dashboards.figure.FigureWidget`, moves the slider in
 headless Chromium after every figure has rendered, and counts, per page load, the figures whose
 data followed the kernel.
 """
@@ -34,7 +34,7 @@ s.observe(upd, names="value")
 W.VBox([s] + figs)
 """
 VARIANTS = {"plain": "from plotly.graph_objects import FigureWidget",
-            "curvlab": "from curvlab.dashboards._common import FigureWidget"}
+            "curvlab": "from curvlab.dashboards.figure import FigureWidget"}
 
 
 def main(loads=5):
@@ -43,7 +43,8 @@ def main(loads=5):
     for name, line in VARIANTS.items():
         nb = nbformat.v4.new_notebook()
         nb.cells = [nbformat.v4.new_code_cell(CELL.format(import_line=line))]
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
         nbformat.write(nb, folder / f"{name}.ipynb")
     with serve_voila(folder) as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -59,7 +60,8 @@ def main(loads=5):
                 time.sleep(3)
                 ys = page.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
                                    ".map(e => Array.from(e.data[0].y)[0])")
-                print(f"{name:8s} load {t}: {sum(y == 7 for y in ys)} of 5 figures updated", flush=True)
+                print(f"{name:8s} load {t}: {sum(y == 7 for y in ys)} of 5 figures updated",
+                      flush=True)
                 page.close()
         browser.close()
 

@@ -24,6 +24,56 @@ def damped_direction(problem, w, kind="ggn", damping=1e-3, samples=1, seed=0, C=
 
 
 @dataclass
+class DampedStep:
+    """One damped step and how the quadratic model and the loss judge it (`damped_step`)."""
+
+    __repr__ = short_repr
+
+    eta: float              # the damping η
+    step: np.ndarray        # p = −(C + ηI)⁻¹g
+    norm: float             # ‖p‖
+    predicted: float        # −m(p) = −(gᵀp + ½ pᵀCp), the decrease the model promises
+    actual: float           # L(w) − L(w + p)
+    rho: float              # actual / predicted (nan when the model promises nothing)
+    cos_gradient: float     # cos ∠(p, −g)
+    cos_newton: float       # cos ∠(p, p₀), p₀ = −(C + η₀I)⁻¹g the Newton-like step
+
+
+def damped_step(problem, w, kind="ggn", damping=1e-3, C=None, newton_damping=1e-6, samples=1,
+                seed=0):
+    """The damped step at w for damping η and what it does.
+
+    With g = ∇L(w) and C the curvature of `kind` at w (or the curvature object `C`, e.g. one
+    already built: its cached factorisation is reused, no matrix is decomposed again):
+
+        p = −(C + ηI)⁻¹g                        (C.solve(g, η))
+        −m(p) = −(gᵀp + ½ pᵀCp)                 predicted decrease of the quadratic model
+        L(w) − L(w + p)                         actual decrease
+        ρ = (L(w) − L(w + p)) / (−m(p))         Levenberg–Marquardt's reduction ratio
+        cos ∠(p, −g),  cos ∠(p, p₀)             p₀ = −(C + η₀I)⁻¹g, η₀ = newton_damping: the
+                                                Newton-like step (Newton's own when η₀ = 0 and
+                                                C is nonsingular)
+
+    Returns a `DampedStep`; cosines are nan for a zero vector."""
+    obj = as_objective(problem)
+    w = obj.check(w)
+    eta = nonnegative("damping", damping)
+    C = matrix(obj, w, kind, samples=samples, seed=seed) if C is None else C
+    g = obj.grad(w)
+    p = -C.solve(g, eta)
+    newton = -C.solve(g, nonnegative("newton_damping", newton_damping))
+    pred = predicted_decrease(g, C, p)
+    actual = float(obj.loss(w)) - float(obj.loss(w + p))
+    return DampedStep(eta, p, float(np.linalg.norm(p)), pred, actual,
+                      actual / pred if pred != 0 else np.nan, _cos(p, -g), _cos(p, newton))
+
+
+def _cos(a, b):
+    n = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / n) if n > 0 else np.nan
+
+
+@dataclass
 class EigenFilter:
     """The damped step in C's eigenbasis: eigenvalues ν (ascending), gradient coordinates
     g_i = uᵢᵀg, and the filter factor ν/(ν + η) that multiplies Newton's coordinates."""

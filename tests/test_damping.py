@@ -67,3 +67,51 @@ def test_decrease_vs_damping(prob):
     assert out["cos_gradient"][-1] > 0.999 and out["cos_newton"][0] == pytest.approx(1)
     with pytest.raises(ValueError, match="etas"):
         dm.decrease_vs_damping(problem, w, etas=[-1.0])
+
+
+@pytest.mark.parametrize("kind", ["ggn", "hessian", "fisher", "kflr", "diagonal"])
+def test_damped_step_against_a_dense_solve(prob, kind):
+    problem, w = prob
+    eta, eta0 = 0.3, 1e-6
+    M = cl.matrix(problem, w, kind).to_dense()
+    g, I = problem.grad(w), np.eye(len(w))
+    p = -np.linalg.solve(M + eta * I, g)                       # independent of C.solve
+    p0 = -np.linalg.solve(M + eta0 * I, g)
+    pred = -(g @ p + 0.5 * p @ M @ p)
+    actual = float(problem.loss(w)) - float(problem.loss(w + p))
+    cos = lambda a, b: a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+    s = dm.damped_step(problem, w, kind, damping=eta, newton_damping=eta0)
+    assert s.eta == eta and oracles.rel(s.step, p) < 1e-9
+    assert s.norm == pytest.approx(np.linalg.norm(p), rel=1e-9)
+    assert s.predicted == pytest.approx(pred, rel=1e-9)
+    assert s.actual == pytest.approx(actual, rel=1e-9, abs=1e-14)
+    assert s.rho == pytest.approx(actual / pred, rel=1e-8)
+    assert s.cos_gradient == pytest.approx(cos(p, -g), abs=1e-10)
+    assert s.cos_newton == pytest.approx(cos(p, p0), abs=1e-7)
+    assert "DampedStep(eta=0.3" in repr(s)
+
+
+def test_damped_step_matches_the_sweep_and_reuses_the_factorisation(prob, monkeypatch):
+    problem, w = prob
+    C = cl.matrix(problem, w, "ggn")
+    etas = np.array([1e-6, 1e-2, 1.0])
+    sweep = dm.decrease_vs_damping(problem, w, etas=etas, C=C)      # C factorised here, once
+    monkeypatch.setattr(np.linalg, "eigh", lambda *a, **k: pytest.fail("a second eigh"))
+    for i, eta in enumerate(etas):
+        s = dm.damped_step(problem, w, damping=eta, C=C)
+        assert oracles.rel(s.step, sweep["steps"][:, i]) < 1e-12
+        assert s.predicted == pytest.approx(sweep["predicted"][i], rel=1e-10)
+        assert s.actual == pytest.approx(sweep["actual"][i], rel=1e-8, abs=1e-13)
+        assert s.cos_gradient == pytest.approx(sweep["cos_gradient"][i], abs=1e-10)
+        assert s.cos_newton == pytest.approx(sweep["cos_newton"][i], abs=1e-8)
+    with pytest.raises(ValueError, match="damping"):
+        dm.damped_step(problem, w, damping=-1.0, C=C)
+
+
+def test_damped_step_on_a_quadratic_model_is_exact_and_at_its_minimum_promises_nothing():
+    f, A, c = cl.objectives.make_quadratic(condition=30, center=(1.0, -2.0))
+    s = dm.damped_step(f, np.array([2.0, 0.5]), "hessian", damping=0.5)
+    assert s.rho == pytest.approx(1.0, rel=1e-12) and s.predicted > 0     # the model is the loss
+    assert s.cos_gradient > 0 and 0 < s.cos_newton < 1
+    still = dm.damped_step(f, c, "hessian", damping=0.5)                  # g = 0: no step
+    assert still.norm == 0 and np.isnan(still.rho) and np.isnan(still.cos_gradient)

@@ -7,8 +7,8 @@ then apply the view in the page's link (`app.apply_query(query_string())`, see `
 
 from .beyond import BeyondDashboard
 from .damping import DampingDashboard
-from .links import query_string  # noqa: F401 — the apps' second cell uses it
 from .landscape import LandscapeDashboard
+from .links import query_string  # noqa: F401 — the apps' second cell uses it
 from .products import ProductsDashboard
 from .spectra import SpectraDashboard
 from .trajectories import TrajectoriesDashboard

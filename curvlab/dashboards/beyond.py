@@ -9,14 +9,18 @@ import plotly.graph_objects as go
 import curvlab as cl
 from curvlab import units
 
-from ._common import STYLE, Dashboard, FigureWidget, guarded, mark_points, panels, set_marks, table_html
+from .base import Dashboard, guarded
+from .figure import FigureWidget
+from .marks import mark_points, set_marks
+from .widgets import STYLE, panels, table_html
 
 SYSTEMS = ["feed-forward units", "recurrent units", "Boltzmann machine"]
 YOURS = "your problem"
 NOW = "now"      # the marks at the chosen sample count
-MAX_P = 400      # weight perturbation's joint fit takes ≥ 2P + 1 samples and a (2P + 1)-column solve
+MAX_P = 400      # weight perturbation's joint fit: ≥ 2P + 1 samples and a (2P + 1)-column solve
 SAMPLES = [30, 100, 300, 1000, 3000]
-EDGES = [(0, 2), (1, 2), (0, 3), (2, 3), (1, 4), (3, 4), (2, 5), (4, 5), (0, 5), (3, 6), (1, 6), (4, 6)]
+EDGES = [(0, 2), (1, 2), (0, 3), (2, 3), (1, 4), (3, 4), (2, 5), (4, 5), (0, 5), (3, 6), (1, 6),
+         (4, 6)]
 FEEDBACK = [(5, 2), (6, 3), (4, 3)]
 
 
@@ -30,13 +34,15 @@ def build_system(name, seed=0):
         data = (rng.random((20, 3)) < 0.4).astype(float)
         w = bm.init(seed)
         v = rng.standard_normal(bm.n_params)
-        return bm.as_objective(data), w, bm.gradient(w, data), v, bm.hvp(w, data, v), dict(bm=bm)
+        return (bm.as_objective(data), w, bm.gradient(w, data), v, bm.hvp(w, data, v),
+                dict(bm=bm))
     edges = EDGES + (FEEDBACK if name == "recurrent units" else [])
     net = cl.UnitNetwork(7, edges, [0, 1], [5, 6], "tanh", tol=1e-13)
-    problem = cl.Problem(net, "mse", rng.standard_normal((20, 2)), rng.standard_normal((20, 2)))
+    problem = cl.Problem(net, "mse", rng.standard_normal((20, 2)),
+                         rng.standard_normal((20, 2)))
     w = net.init(seed) + 0.3 * rng.standard_normal(net.n_params)
     if name == "recurrent units":
-        w[len(EDGES):len(edges)] *= 0.2                      # a contraction, also under perturbation
+        w[len(EDGES):len(edges)] *= 0.2             # a contraction, also under perturbation
     v = rng.standard_normal(net.n_params)
     return problem, w, problem.grad(w), v, cl.hvp(problem, w, v), dict(problem=problem)
 
@@ -56,13 +62,16 @@ def relaxation_curve(name, steps=60, system=None):
     build_system's tuple (your_system for your own problem); default build_system(name)."""
     obj, w, g, v, Hv, extra = system or build_system(name)
     problem = extra.get("problem")
-    if problem is None or not isinstance(problem.model, cl.UnitNetwork):
+    if problem is None or problem.layered:          # relaxation: a network of units only
         eps = np.logspace(-8, 0, 33)
-        fd = [np.linalg.norm((obj.grad(w + e * v) - obj.grad(w - e * v)) / (2 * e) - Hv) for e in eps]
+        fd = [np.linalg.norm(cl.fd_hvp(obj, w, v, r=e, scheme="central") - Hv) for e in eps]
         return eps, np.maximum(np.array(fd) / np.linalg.norm(Hv), 1e-17), "fd"
-    ks = np.arange(1, steps + 1) if problem.model.recurrent else np.array([1])
-    errs = [np.linalg.norm(units.make_hvp(problem, w, steps=int(k))(v[:, None])[:, 0] - Hv) for k in ks]
-    return ks, np.maximum(np.array(errs) / np.linalg.norm(Hv), 1e-17), "relax" if problem.model.recurrent else "sweep"
+    recurrent = problem.model.recurrent
+    ks = np.arange(1, steps + 1) if recurrent else np.array([1])
+    errs = [np.linalg.norm(units.make_hvp(problem, w, steps=int(k))(v[:, None])[:, 0] - Hv)
+            for k in ks]
+    return (ks, np.maximum(np.array(errs) / np.linalg.norm(Hv), 1e-17),
+            "relax" if recurrent else "sweep")
 
 
 def estimate_curves(name, sigma, seed=0, system=None):
@@ -88,54 +97,60 @@ class BeyondDashboard(Dashboard):
     title = "Beyond layered nets: relaxations, Boltzmann machines, weight perturbation"
 
     CAPTIONS = {
-        "relax_fig": ("Hv against the exact product",
-                      "The relative error of the Hessian-vector product Hv against the exact one. Recurrent "
-                      "units: after k steps of the R-relaxation (Almeida–Pineda), falling at the rate of the "
-                      "relaxation's spectral radius; feed-forward units: exact in one sweep (k = 1); Boltzmann "
-                      "machine (or your own layered net): central differences of the exact gradient against the "
-                      "exact R{p} (Hv) product, as their step shrinks."),
-        "err_fig": "Weight perturbation: relative errors of the gradient estimate ĝ (plain, and joint with "
-                   "curvature) and of the Hv estimates ẑ from random perturbations of size σ, against the number "
-                   "of samples; the cross marks the current samples.",
+        "relax_fig": (
+            "Hv against the exact product",
+            "The relative error of the Hessian-vector product Hv against the exact one. Recurrent "
+            "units: after k steps of the R-relaxation (Almeida–Pineda), falling at the rate of the "
+            "relaxation's spectral radius; feed-forward units: exact in one sweep (k = 1); "
+            "Boltzmann machine (or your own layered net): central differences of the exact "
+            "gradient against the exact R{p} (Hv) product, as their step shrinks."),
+        "err_fig":
+            "Weight perturbation: relative errors of the gradient estimate ĝ (plain, and joint "
+            "with curvature) and of the Hv estimates ẑ from random perturbations of size σ, "
+            "against the number of samples; the cross marks the current samples.",
     }
     TRY_THIS = [
-        "Switch system between feed-forward units and recurrent units: a feed-forward net is exact in one "
-        "sweep, a recurrent one converges geometrically towards the exact Hv.",
+        "Switch system between feed-forward units and recurrent units: a feed-forward net is exact "
+        "in one sweep, a recurrent one converges geometrically towards the exact Hv.",
         "Raise the samples: the perturbation estimates' errors fall roughly as 1/√samples.",
-        "Change σ and watch the per-weight ẑ: its error levels off where σ's bias dominates the sampling "
-        "noise.",
-        "Pick Boltzmann machine: finite differences show the V shape of truncation against rounding, while "
-        "R{p} is exact.",
+        "Change σ and watch the per-weight ẑ: its error levels off where σ's bias dominates the "
+        "sampling noise.",
+        "Pick Boltzmann machine: finite differences show the V shape of truncation against "
+        "rounding, while R{p} is exact.",
     ]
 
     def __init__(self, **picker):
-        """Or on your own problem: `problem=` a `cl.Problem` (a layered net or a `cl.UnitNetwork`;
-        or `model=`, `X=`, `y=`, `loss=`) and `w=`, with at most MAX_P parameters."""
+        """Or on your own problem: `problem=` a `cl.Problem` (a layered net or a
+        `cl.UnitNetwork`; or `model=`, `X=`, `y=`, `loss=`) and `w=`, with at most MAX_P
+        parameters."""
         super().__init__(**picker)
-        if self.picker.own is not None and self.picker.own[0].n_params > MAX_P:
-            raise ValueError(f"your problem has P = {self.picker.own[0].n_params:,} parameters; weight perturbation's "
-                             f"joint fit takes 2P + 1 samples per estimate, so this dashboard takes P ≤ {MAX_P}: "
-                             "use cl.perturbation.estimate in a notebook for larger problems")
-        st = STYLE
         own = self.picker.own is not None
-        self.system = W.ToggleButtons(options=SYSTEMS + [YOURS] * own, value=YOURS if own else "recurrent units",
+        if own and self.picker.own[0].n_params > MAX_P:
+            raise ValueError(f"your problem has P = {self.picker.own[0].n_params:,} parameters; "
+                             "weight perturbation's joint fit takes 2P + 1 samples per estimate, "
+                             f"so this dashboard takes P ≤ {MAX_P}: use "
+                             "cl.perturbation.estimate in a notebook for larger problems")
+        st = STYLE
+        self.system = W.ToggleButtons(options=SYSTEMS + [YOURS] * own,
+                                      value=YOURS if own else "recurrent units",
                                       description="system", style=st)
-        self.samples = W.SelectionSlider(options=SAMPLES, value=1000, description="samples", style=st,
-                                         continuous_update=False)
-        self.sigma = W.FloatLogSlider(value=0.05, base=10, min=-3, max=0, step=0.25, description="σ",
-                                      style=st, continuous_update=False, readout_format=".0e")
+        self.samples = W.SelectionSlider(options=SAMPLES, value=1000, description="samples",
+                                         style=st, continuous_update=False)
+        self.sigma = W.FloatLogSlider(value=0.05, base=10, min=-3, max=0, step=0.25,
+                                      description="σ", style=st, continuous_update=False,
+                                      readout_format=".0e")
         self.table = W.HTML()
-        lay = dict(height=380, margin=dict(l=60, r=10, t=40, b=45))
-        self.relax_fig = FigureWidget(layout=go.Layout(title="exact Hv by relaxation", xaxis_title="step",
-                                                          yaxis=dict(title="relative error", type="log",
-                                                                     exponentformat="e"), **lay))
+        lay = dict(height=380, margin=dict(l=60, r=10, t=40, b=45),
+                   yaxis=dict(title="relative error", type="log", exponentformat="e"))
+        self.relax_fig = FigureWidget(layout=go.Layout(title="exact Hv by relaxation",
+                                                       xaxis_title="step", **lay))
         self.relax_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), mode="lines+markers", name="Hv")
-        self.err_fig = FigureWidget(layout=go.Layout(title="weight perturbation: error against samples",
-                                                        xaxis=dict(title="samples", type="log"),
-                                                        yaxis=dict(title="relative error", type="log",
-                                                                   exponentformat="e"), **lay))
+        self.err_fig = FigureWidget(layout=go.Layout(
+            title="weight perturbation: error against samples",
+            xaxis=dict(title="samples", type="log"), **lay))
         for name in ("plain ĝ", "joint ĝ", "joint ẑ ≈ Hv", "per-weight ẑ ≈ Hv"):
-            self.err_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), mode="lines+markers", name=name)
+            self.err_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), mode="lines+markers",
+                                     name=name)
         self.system.observe(self._on_system, names="value")
         self.sigma.observe(self._on_estimates, names="value")
         self.samples.observe(self._on_samples, names="value")
@@ -156,15 +171,19 @@ class BeyondDashboard(Dashboard):
     def _on_system(self, change=None):
         name = self.system.value
         with self.status.busy(f"{name}: exact products"):
-            x, err, what = self.cache.get(("relax", name), lambda: relaxation_curve(name, system=self._system()))
+            x, err, what = self.cache.get(("relax", name),
+                                          lambda: relaxation_curve(name, system=self._system()))
         fd = what == "fd"
         with self.relax_fig.batch_update():
             self.relax_fig.data[0].x, self.relax_fig.data[0].y = x, err
             self.relax_fig.layout.title.text = (
-                "R{p} vs central differences of ∇G (exact enumeration)" if name == "Boltzmann machine"
+                "R{p} vs central differences of ∇G (exact enumeration)"
+                if name == "Boltzmann machine"
                 else "exact Hv vs central differences of ∇L" if fd
-                else "Hv after k R-relaxation steps" if what == "relax" else "Hv by one R{backprop} sweep: exact")
-            self.relax_fig.layout.xaxis.title.text = "finite-difference step ε" if fd else "relaxation step"
+                else "Hv after k R-relaxation steps" if what == "relax"
+                else "Hv by one R{backprop} sweep: exact")
+            self.relax_fig.layout.xaxis.title.text = ("finite-difference step ε" if fd
+                                                      else "relaxation step")
             self.relax_fig.layout.xaxis.type = "log" if fd else "linear"
         self._on_estimates()
 
@@ -183,8 +202,8 @@ class BeyondDashboard(Dashboard):
             for tr in self.err_fig.data[:4]:
                 tr.x, tr.y = used, curves[tr.name]
         self._on_samples()
-        self.status.info(f"{name}: estimates at σ = {sigma:.0e}; the joint fit's errors fall as 1/√samples, "
-                         "the per-weight ẑ levels off (biased)")
+        self.status.info(f"{name}: estimates at σ = {sigma:.0e}; the joint fit's errors fall as "
+                         "1/√samples, the per-weight ẑ levels off (biased)")
 
     def crosses(self):
         """{estimate: (samples, error)} of the crosses on the error plot."""
@@ -196,9 +215,10 @@ class BeyondDashboard(Dashboard):
         i = SAMPLES.index(self.samples.value)
         # a cross on each curve at the chosen sample count (marks: the curves are not redrawn)
         shown = {k: c[i] for k, c in curves.items() if np.isfinite(c[i]) and c[i] > 0}
-        set_marks(self.err_fig, NOW, [dict(type="path", xref="x", yref="y", xsizemode="pixel", ysizemode="pixel",
-                                           xanchor=float(used[i]), yanchor=float(e), path="M-6,-6L6,6M-6,6L6,-6",
-                                           line=dict(color="black", width=3)) for e in shown.values()],
-                  labels=list(shown))
-        self.table.value = (f"<b>at {int(used[i]):,} samples</b>" +
-                            table_html(["estimate", "relative error"], [(k, c[i]) for k, c in curves.items()]))
+        cross = dict(type="path", xref="x", yref="y", xsizemode="pixel", ysizemode="pixel",
+                     path="M-6,-6L6,6M-6,6L6,-6", line=dict(color="black", width=3))
+        set_marks(self.err_fig, NOW, [dict(cross, xanchor=float(used[i]), yanchor=float(e))
+                                      for e in shown.values()], labels=list(shown))
+        self.table.value = (f"<b>at {int(used[i]):,} samples</b>"
+                            + table_html(["estimate", "relative error"],
+                                         [(k, c[i]) for k, c in curves.items()]))

@@ -7,75 +7,96 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import STYLE, Dashboard, FigureWidget, guarded, kind_color, kind_menu, panels, table_html
+from .base import Dashboard, guarded
+from .figure import FigureWidget
+from .menus import kind_color, kind_menu
+from .widgets import STYLE, panels, table_html
 
-MODELS = kind_menu(exclude=("mc_fisher", "empirical_fisher"))
 DIRECTIONS = ["random", "filter", "eigen", "ggn_eigen", "gradient", "layer"]
-COLORS = {m: kind_color(m) for m in MODELS}
 
 
 class LandscapeDashboard(Dashboard):
     title = "Loss landscape and quadratic models"
 
     CAPTIONS = {
-        "line_fig": "The loss L(w + a·d1) along the direction d1 (black), and each chosen matrix C's quadratic "
-                    "model L(w) + a·gᵀd1 + ½a²·d1ᵀC d1 (dashed). All models share the gradient term, so they "
-                    "agree at a = 0 to first order; where a dashed curve leaves the black one, that matrix "
-                    "stops describing the loss along d1. The table gives each model's RMS gap.",
-        "contour_fig": "The loss on the plane w + a·d1 + b·d2 (filled contours, 25 levels) and the quadratic model "
-                       "chosen under 'overlay' (dashed, at every other level of the loss). Matching contours mean "
-                       "the matrix captures the curvature in this plane.",
-        "surface_fig": "The same plane as two surfaces: the loss (colour) and the overlaid model (red, "
-                       "translucent). Drag to rotate.",
+        "line_fig":
+            "The loss L(w + a·d1) along the direction d1 (black), and each chosen matrix C's "
+            "quadratic model L(w) + a·gᵀd1 + ½a²·d1ᵀC d1 (dashed). All models share the gradient "
+            "term, so they agree at a = 0 to first order; where a dashed curve leaves the black "
+            "one, that matrix stops describing the loss along d1. The table gives each model's RMS "
+            "gap.",
+        "contour_fig":
+            "The loss on the plane w + a·d1 + b·d2 (filled contours, 25 levels) and the quadratic "
+            "model chosen under 'overlay' (dashed, at every other level of the loss). Matching "
+            "contours mean the matrix captures the curvature in this plane.",
+        "surface_fig":
+            "The same plane as two surfaces: the loss (colour) and the overlaid model (red, "
+            "translucent). Drag to rotate.",
     }
     TRY_THIS = [
-        "Set d1 = gradient and widen the span: the models agree near a = 0 and part ways further out; "
-        "the fit-error table says which stays closest.",
-        "Pick activation relu, d1 = layer and layer W2: the Hessian's and the GGN's curves coincide (for a "
-        "piecewise-linear net each layer's diagonal block of H equals the GGN's). With d1 = filter, across "
-        "layers, they differ.",
-        "Move state from initialisation to trained: as the residuals shrink near a minimum, the GGN's model "
-        "approaches the Hessian's.",
-        "Add kfac to the models: K-FAC's Monte-Carlo estimate is a random matrix, KFLR its exact (type-2) "
-        "counterpart — compare their fit errors.",
-        "Pick data digits and hidden conv: the same slices for a small convolutional net, where KFLR is "
-        "KFC (Grosse & Martens) — an approximation even for one sample.",
+        "Set d1 = gradient and widen the span: the models agree near a = 0 and part ways further "
+        "out; the fit-error table says which stays closest.",
+        "Pick activation relu, d1 = layer and layer W2: the Hessian's and the GGN's curves "
+        "coincide (for a piecewise-linear net each layer's diagonal block of H equals the GGN's). "
+        "With d1 = filter, across layers, they differ.",
+        "Move state from initialisation to trained: as the residuals shrink near a minimum, the "
+        "GGN's model approaches the Hessian's.",
+        "Add kfac to the models: K-FAC's Monte-Carlo estimate is a random matrix, KFLR its exact "
+        "(type-2) counterpart — compare their fit errors.",
+        "Pick data digits and hidden conv: the same slices for a small convolutional net, where "
+        "KFLR is KFC (Grosse & Martens) — an approximation even for one sample.",
     ]
 
     def __init__(self, **picker):
         super().__init__(**picker)
+        # every registered kind with a quadratic model to draw, read now (not at import)
+        self.kind_names = kind_menu()
         st = STYLE
-        self.d1 = W.Dropdown(options=DIRECTIONS, value="filter", description="d1", style=st, layout=W.Layout(width="170px"))
-        self.d2 = W.Dropdown(options=["none"] + DIRECTIONS, value="filter", description="d2", style=st, layout=W.Layout(width="170px"))
-        self.layer = W.Dropdown(options=[("all", -1)], value=-1, description="layer", style=st, layout=W.Layout(width="150px"))
-        self.seed = W.BoundedIntText(value=0, min=0, max=10_000, description="seed", style=st, layout=W.Layout(width="150px"))
+
+        def menu(options, value, description, width):
+            return W.Dropdown(options=options, value=value, description=description, style=st,
+                              layout=W.Layout(width=width))
+        self.d1 = menu(DIRECTIONS, "filter", "d1", "170px")
+        self.d2 = menu(["none"] + DIRECTIONS, "filter", "d2", "170px")
+        self.layer = menu([("all", -1)], -1, "layer", "150px")
+        self.seed = W.BoundedIntText(value=0, min=0, max=10_000, description="seed", style=st,
+                                     layout=W.Layout(width="150px"))
         self.span = W.FloatSlider(value=1.0, min=0.05, max=5.0, step=0.05, description="span",
                                   continuous_update=False, style=st)
-        self.n = W.IntSlider(value=31, min=5, max=61, step=2, description="points", continuous_update=False, style=st)
-        self.models = W.SelectMultiple(options=MODELS, value=("hessian", "ggn", "kflr"), description="models",
-                                       rows=7, style=st, layout=W.Layout(width="200px"))
-        self.view = W.ToggleButtons(options=["contour", "surface"], value="contour", description="view", style=st)
-        self.shown = W.Dropdown(options=MODELS, value="hessian", description="overlay", style=st, layout=W.Layout(width="200px"))
+        self.n = W.IntSlider(value=31, min=5, max=61, step=2, description="points",
+                             continuous_update=False, style=st)
+        self.models = W.SelectMultiple(options=self.kind_names, value=("hessian", "ggn", "kflr"),
+                                       description="models", rows=7, style=st,
+                                       layout=W.Layout(width="200px"))
+        self.view = W.ToggleButtons(options=["contour", "surface"], value="contour",
+                                    description="view", style=st)
+        self.shown = menu(self.kind_names, "hessian", "overlay", "200px")
         self.fit = W.HTML()
 
+        lay = dict(height=420, margin=dict(l=50, r=10, t=40, b=40))
         self.line_fig = FigureWidget(
-            data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), name="loss", line=dict(color="black", width=3))]
-            + [go.Scatter(x=np.zeros(0), y=np.zeros(0), name=m, line=dict(color=COLORS[m], dash="dash"), visible=False)
-               for m in MODELS],
-            layout=go.Layout(title="1-D slice along d1", xaxis_title="a (w + a d1)", yaxis_title="loss",
-                             height=360, margin=dict(l=50, r=10, t=40, b=40)))
+            data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), name="loss",
+                             line=dict(color="black", width=3))]
+            + [go.Scatter(x=np.zeros(0), y=np.zeros(0), name=m, visible=False,
+                          line=dict(color=kind_color(m), dash="dash"))
+               for m in self.kind_names],
+            layout=go.Layout(title="1-D slice along d1", xaxis_title="a (w + a d1)",
+                             yaxis_title="loss", **dict(lay, height=360)))
         self.contour_fig = FigureWidget(
             data=[go.Contour(z=np.zeros((2, 2)), name="loss", colorscale="Viridis", ncontours=25,
                              colorbar=dict(title="loss")),
                   go.Contour(z=np.zeros((2, 2)), name="model", showscale=False, ncontours=25,
                              contours=dict(coloring="lines"), line=dict(width=1.5, dash="dash"),
                              colorscale=[[0, "white"], [1, "white"]])],
-            layout=go.Layout(title="2-D slice: loss (filled) and model (dashed)", xaxis_title="a (d1)",
-                             yaxis_title="b (d2)", height=420, margin=dict(l=50, r=10, t=40, b=40)))
+            layout=go.Layout(title="2-D slice: loss (filled) and model (dashed)",
+                             xaxis_title="a (d1)", yaxis_title="b (d2)", **lay))
         self.surface_fig = FigureWidget(
-            data=[go.Surface(z=np.zeros((2, 2)), name="loss", colorscale="Viridis", showscale=False),
-                  go.Surface(z=np.zeros((2, 2)), name="model", colorscale="Reds", opacity=0.55, showscale=False)],
-            layout=go.Layout(title="2-D slice: surfaces", height=420, margin=dict(l=0, r=0, t=40, b=0),
+            data=[go.Surface(z=np.zeros((2, 2)), name="loss", colorscale="Viridis",
+                             showscale=False),
+                  go.Surface(z=np.zeros((2, 2)), name="model", colorscale="Reds", opacity=0.55,
+                             showscale=False)],
+            layout=go.Layout(title="2-D slice: surfaces", height=420,
+                             margin=dict(l=0, r=0, t=40, b=0),
                              scene=dict(xaxis_title="a", yaxis_title="b", zaxis_title="loss")))
 
         self.picker.observe(self._on_problem)
@@ -119,15 +140,18 @@ class LandscapeDashboard(Dashboard):
         k2, d2 = self._direction(2) if two_d else (None, None)
         span, n = self.span.value, self.n.value
         out = {"a": np.linspace(-span, span, n), "two_d": two_d}
-        out["Z1"] = self.cache.get(("grid1", k1, span, n), lambda: cl.landscape.grid(problem, w, d1, span=span, n=n))
-        out["Q1"] = {m: self.cache.get(("q1", k1, m, span, n),
-                                       lambda m=m: cl.landscape.quadratic(problem, w, d1, kind=m, span=span, n=n))
+        out["Z1"] = self.cache.get(("grid1", k1, span, n),
+                                   lambda: cl.landscape.grid(problem, w, d1, span=span, n=n))
+        out["Q1"] = {m: self.cache.get(("q1", k1, m, span, n), lambda m=m: cl.landscape.quadratic(
+                         problem, w, d1, kind=m, span=span, n=n))
                      for m in self.models.value}
         if two_d:
             out["Z2"] = self.cache.get(("grid2", k1, k2, span, n),
-                                       lambda: cl.landscape.grid(problem, w, d1, d2, span=span, n=n))
+                                       lambda: cl.landscape.grid(problem, w, d1, d2, span=span,
+                                                                 n=n))
             out["Q2"] = {m: self.cache.get(("q2", k1, k2, m, span, n),
-                                           lambda m=m: cl.landscape.quadratic(problem, w, d1, d2, kind=m, span=span, n=n))
+                                           lambda m=m: cl.landscape.quadratic(
+                                               problem, w, d1, d2, kind=m, span=span, n=n))
                          for m in self.models.value}
         return out
 
@@ -159,8 +183,9 @@ class LandscapeDashboard(Dashboard):
         a = g["a"]
         with self.line_fig.batch_update():
             self.line_fig.data[0].x, self.line_fig.data[0].y = a, g["Z1"]
-            for tr, m in zip(self.line_fig.data[1:], MODELS):
-                shown = m in g["Q1"]        # (inside batch_update, reading tr.visible gives the old value)
+            for tr, m in zip(self.line_fig.data[1:], self.kind_names):
+                # (inside batch_update, reading tr.visible gives the old value)
+                shown = m in g["Q1"]
                 tr.visible = shown
                 if shown:
                     tr.x, tr.y = a, g["Q1"][m]
@@ -168,7 +193,8 @@ class LandscapeDashboard(Dashboard):
         for m in g["Q1"]:
             Z, Q = (g["Z2"], g["Q2"][m]) if g["two_d"] else (g["Z1"], g["Q1"][m])
             rows.append((m, cl.landscape.fit_error(Z, Q)))
-        self.fit.value = "<b>fit error (RMS gap to the loss)</b>" + table_html(["model", "RMS"], rows)
+        self.fit.value = ("<b>fit error (RMS gap to the loss)</b>"
+                          + table_html(["model", "RMS"], rows))
         self.shown.options = list(g["Q1"]) or ["(none)"]
         if not g["two_d"]:
             self.plane_box.layout.display = "none"

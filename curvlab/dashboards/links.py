@@ -18,7 +18,7 @@ import urllib.parse
 
 import ipywidgets as W
 
-from ._common import slug
+from .widgets import slug
 
 # True while a preheated kernel waits for its visitor's request (a load test asks for this).
 waiting = False
@@ -46,7 +46,8 @@ def key(description):
     return slug(head) or slug("".join(GREEK.get(c, c) for c in head.lower()))
 
 
-GREEK = {"σ": "sigma", "η": "eta", "λ": "lambda", "ν": "nu", "ρ": "rho", "ε": "epsilon", "α": "alpha"}
+GREEK = {"σ": "sigma", "η": "eta", "λ": "lambda", "ν": "nu", "ρ": "rho", "ε": "epsilon",
+         "α": "alpha"}
 
 
 def _walk(widget):
@@ -55,11 +56,15 @@ def _walk(widget):
         yield from _walk(child)
 
 
+# widgets with a value that is not part of the view
+NOT_VIEW = (W.FileUpload, W.HTML, W.IntProgress, W.Button)
+
+
 def view_controls(dashboard):
     """{name: widget} for every control of the dashboard that defines its view, in page order."""
     out = {}
     for w in _walk(dashboard.widget):
-        if isinstance(w, W.ValueWidget) and not isinstance(w, (W.FileUpload, W.HTML, W.IntProgress, W.Button)) \
+        if isinstance(w, W.ValueWidget) and not isinstance(w, NOT_VIEW) \
                 and getattr(w, "description", "") and key(w.description):
             out.setdefault(key(w.description), w)
     return out
@@ -113,7 +118,8 @@ def apply_query(dashboard, qs):
     """Set the controls named in query string `qs` (picker controls first, then the rest in page
     order); a list of the problems, also shown in the status line."""
     controls = view_controls(dashboard)
-    asked = {k: v[-1] for k, v in urllib.parse.parse_qs((qs or "").lstrip("?"), keep_blank_values=True).items()}
+    parsed = urllib.parse.parse_qs((qs or "").lstrip("?"), keep_blank_values=True)
+    asked = {k: v[-1] for k, v in parsed.items()}
     problems = [f"unknown control {k!r}" for k in asked if k not in controls]
     picker = set(getattr(dashboard.picker, "controls", []))
     order = sorted((k for k in asked if k in controls), key=lambda k: controls[k] not in picker)
@@ -133,8 +139,8 @@ def apply_query(dashboard, qs):
         dashboard.sync_figures()
     if problems:
         dashboard.status.fail(ValueError(
-            "link: " + "; ".join(problems) + f" — kept the defaults for those (this app's controls: "
-            f"{', '.join(controls)})"))
+            "link: " + "; ".join(problems) + " — kept the defaults for those (this app's "
+            f"controls: {', '.join(controls)})"))
     return problems
 
 

@@ -11,8 +11,10 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import (LEGEND_BELOW, PLACEHOLDER, STYLE, Dashboard, FigureWidget, clear_overlay, guarded, overlay,
-                      panels)
+from .base import Dashboard, guarded
+from .figure import LEGEND_BELOW, FigureWidget
+from .marks import PLACEHOLDER, clear_overlay, overlay
+from .widgets import STYLE, panels
 
 R_GRID = np.logspace(-12, 0, 49)
 CG_STEPS = [1, 2, 5, 10, 20, 50, 100]
@@ -58,7 +60,8 @@ def output_costs(X, hidden=16, outputs=OUTPUTS, products=20, seed=0):
     out = {"outputs": np.array(outputs)}
     res = {"jacobian": ([], []), "rop": ([], [])}
     for K in outputs:
-        problem = cl.Problem(cl.MLP([X.shape[1], hidden, K], "tanh"), "mse", X, rng.standard_normal((len(X), K)))
+        problem = cl.Problem(cl.MLP([X.shape[1], hidden, K], "tanh"), "mse", X,
+                             rng.standard_normal((len(X), K)))
         w = problem.model.init(seed)
         v = rng.standard_normal(problem.n_params)
         for method in res:
@@ -78,8 +81,10 @@ def _cost_figure(title, xtitle, ytitle, lay):
     """Time (left axis) and peak memory (right axis, dotted) of both of Lin's products."""
     ways = ("stored Jacobians", "R-operator")
     return FigureWidget(
-        data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: time", mode="lines+markers") for m in ways]
-        + [go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: peak MB", mode="lines+markers", yaxis="y2",
+        data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: time", mode="lines+markers")
+              for m in ways]
+        + [go.Scatter(x=np.zeros(0), y=np.zeros(0), name=f"{m}: peak MB", mode="lines+markers",
+                      yaxis="y2",
                       line=dict(dash="dot")) for m in ways],
         # both axes span one to three decades, where plotly's log axis labels every digit (5 4 3 2
         # 0.01 9 8 …) once the figure is wide: ask for few ticks
@@ -87,7 +92,8 @@ def _cost_figure(title, xtitle, ytitle, lay):
                          yaxis=dict(title=ytitle, type="log", nticks=6),
                          # memory from zero on a plain axis with few ticks: a log axis over a
                          # narrow range printed a dozen overlapping labels (0.12738, 0.12621, …)
-                         yaxis2=dict(title="peak MB", overlaying="y", side="right", rangemode="tozero",
+                         yaxis2=dict(title="peak MB", overlaying="y", side="right",
+                                     rangemode="tozero",
                                      tickmode="auto", nticks=5, tickformat=".3~g", showgrid=False),
                          legend=LEGEND_BELOW, **lay))
 
@@ -96,23 +102,26 @@ class ProductsDashboard(Dashboard):
     title = "Curvature products: exact, finite-difference, and Lin's two Gauss-Newton products"
 
     CAPTIONS = {
-        "fd_fig": "The relative error of finite-difference Hessian-vector products, (∇L(w + rv) − ∇L(w − rv))/2r "
-                  "(central) and (∇L(w + rv) − ∇L(w))/r (forward), against Pearlmutter's exact Hv, as the step "
-                  "r varies: truncation error falls as r² (r) until rounding error, growing as ε/r, takes over — "
-                  "the V shape.",
-        "cg_fig": "Lin's two ways to multiply by the Gauss-Newton matrix G inside conjugate gradients: store the "
-                  "Jacobians once and reuse them, or recompute by the R-operator each time. Time (left, log) and "
-                  "peak memory (right) against the number of CG steps.",
-        "k_fig": "The same two ways against the number of network outputs K: stored Jacobians grow with K in "
-                 "memory, the R-operator does not.",
+        "fd_fig":
+            "The relative error of finite-difference Hessian-vector products, (∇L(w + rv) − ∇L(w − "
+            "rv))/2r (central) and (∇L(w + rv) − ∇L(w))/r (forward), against Pearlmutter's exact "
+            "Hv, as the step r varies: truncation error falls as r² (r) until rounding error, "
+            "growing as ε/r, takes over — the V shape.",
+        "cg_fig":
+            "Lin's two ways to multiply by the Gauss-Newton matrix G inside conjugate gradients: "
+            "store the Jacobians once and reuse them, or recompute by the R-operator each time. "
+            "Time (left, log) and peak memory (right) against the number of CG steps.",
+        "k_fig":
+            "The same two ways against the number of network outputs K: stored Jacobians grow with "
+            "K in memory, the R-operator does not.",
     }
     TRY_THIS = [
-        "Move 'step r' across the V: the best r sits where truncation and rounding errors meet, near ε^(1/3) "
-        "for central differences.",
-        "Compare central and forward differences at r = 1e-2: one order more of accuracy from the symmetric "
-        "formula.",
-        "Press 'measure Lin's two products': storing Jacobians pays off when many products share them (many "
-        "CG steps), at a memory cost that grows with K.",
+        "Move 'step r' across the V: the best r sits where truncation and rounding errors meet, "
+        "near ε^(1/3) for central differences.",
+        "Compare central and forward differences at r = 1e-2: one order more of accuracy from the "
+        "symmetric formula.",
+        "Press 'measure Lin's two products': storing Jacobians pays off when many products share "
+        "them (many CG steps), at a memory cost that grows with K.",
     ]
 
     def __init__(self, **picker):
@@ -120,20 +129,27 @@ class ProductsDashboard(Dashboard):
         st = STYLE
         self.seed = W.BoundedIntText(value=0, min=0, max=10_000, description="v seed", style=st,
                                      layout=W.Layout(width="150px"))
-        self.r = W.FloatLogSlider(value=1e-4, base=10, min=-12, max=0, step=0.25, description="step r",
+        self.r = W.FloatLogSlider(value=1e-4, base=10, min=-12, max=0, step=0.25,
+                                  description="step r",
                                   style=st, readout_format=".0e")
-        self.measure = W.Button(description="measure Lin's two products", layout=W.Layout(width="240px"))
+        self.measure = W.Button(description="measure Lin's two products",
+                                layout=W.Layout(width="240px"))
         self.readout = W.HTML()
         lay = dict(height=380, margin=dict(l=60, r=10, t=40, b=40))
         self.fd_fig = FigureWidget(
-            data=[go.Scatter(x=R_GRID, y=np.ones_like(R_GRID), name="central (O(r²))", mode="lines+markers"),
-                  go.Scatter(x=R_GRID, y=np.ones_like(R_GRID), name="forward (O(r))", mode="lines+markers"),
+            data=[go.Scatter(x=R_GRID, y=np.ones_like(R_GRID), name="central (O(r²))",
+                             mode="lines+markers"),
+                  go.Scatter(x=R_GRID, y=np.ones_like(R_GRID), name="forward (O(r))",
+                             mode="lines+markers"),
                   go.Scatter(x=np.zeros(1), y=np.ones(1), name="at r", mode="markers",
                              marker=dict(size=14, symbol="x", color="black"))],
             layout=go.Layout(title="‖Hv_fd − Hv_exact‖ / ‖Hv_exact‖ against the step r",
-                             xaxis=dict(title="r", type="log"), yaxis=dict(title="relative error", type="log"), **lay))
-        self.cg_fig = _cost_figure("G·v products: cost against CG steps", "CG steps (products)", "seconds", lay)
-        self.k_fig = _cost_figure("G·v products: cost against outputs K", "outputs K", "seconds per product", lay)
+                             xaxis=dict(title="r", type="log"),
+                             yaxis=dict(title="relative error", type="log"), **lay))
+        self.cg_fig = _cost_figure("G·v products: cost against CG steps", "CG steps (products)",
+                                   "seconds", lay)
+        self.k_fig = _cost_figure("G·v products: cost against outputs K", "outputs K",
+                                  "seconds per product", lay)
 
         self.measured_for = None
         for fig in (self.cg_fig, self.k_fig):
@@ -142,7 +158,8 @@ class ProductsDashboard(Dashboard):
         self.seed.observe(self._on_problem, names="value")
         self.r.observe(self._on_r, names="value")
         self.measure.on_click(lambda b: self._on_measure())
-        controls = W.VBox([self.picker.widget, W.HBox([self.seed, self.r, self.measure]), self.readout])
+        controls = W.VBox([self.picker.widget, W.HBox([self.seed, self.r, self.measure]),
+                           self.readout])
         self.widget = W.VBox([self.header(), controls, self.status.widget,
                               panels(self.fd_fig, self.cg_fig, self.k_fig)])
         self._on_problem()
@@ -154,7 +171,8 @@ class ProductsDashboard(Dashboard):
             v = np.random.default_rng(self.seed.value).standard_normal(problem.n_params)
             exact = cl.hvp(problem, w, v)
             scale = np.linalg.norm(exact)
-            err = {s: np.array([np.linalg.norm(cl.fd_hvp(problem, w, v, r, s) - exact) / scale for r in R_GRID])
+            err = {s: np.array([np.linalg.norm(cl.fd_hvp(problem, w, v, r, s) - exact) / scale
+                                for r in R_GRID])
                    for s in ("central", "forward")}
             return problem, w, v, exact, scale, err
         return self.cache.get(("fd", self.picker.value, self.seed.value), make)
@@ -163,7 +181,8 @@ class ProductsDashboard(Dashboard):
     def _on_problem(self, change=None):
         if self.measured_for is not None and self.measured_for != self.picker.value:
             for fig in (self.cg_fig, self.k_fig):
-                overlay(fig, "measured for another problem: press “measure Lin's two products”", PLACEHOLDER)
+                overlay(fig, "measured for another problem: press “measure Lin's two products”",
+                        PLACEHOLDER)
         with self.status.busy(f"exact Hv and {2 * len(R_GRID)} finite-difference Hv"):
             *_, err = self._fd()
         with self.fd_fig.batch_update():
@@ -180,7 +199,8 @@ class ProductsDashboard(Dashboard):
             self.fd_fig.data[2].x, self.fd_fig.data[2].y = np.array([r]), np.array([max(e, 1e-17)])
         best = R_GRID[np.argmin(self._fd()[-1]["central"])]
         self.readout.value = (f"central difference at r = {r:.0e}: relative error {e:.2e} "
-                              f"(best on the grid: r ≈ {best:.0e}, where O(r²) truncation meets O(ε/r) rounding)")
+                              f"(best on the grid: r ≈ {best:.0e}, where O(r²) truncation meets "
+                              "O(ε/r) rounding)")
 
     @guarded
     def _on_measure(self):

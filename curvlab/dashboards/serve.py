@@ -25,7 +25,7 @@ import os
 import pathlib
 import sys
 
-from ._common import write_static_bundle
+from .bundle import write_static_bundle
 
 TEMPLATES = pathlib.Path(__file__).resolve().parents[2] / "share" / "jupyter"
 
@@ -36,7 +36,8 @@ def parse_pools(text):
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, _, size = item.partition("=")
         if not name.strip() or not size.strip().isdigit():
-            raise ValueError(f"POOLS entry {item!r} is not app=size; write e.g. POOLS=landscape=30,spectra=2")
+            raise ValueError(f"POOLS entry {item!r} is not app=size; write e.g. "
+                             "POOLS=landscape=30,spectra=2")
         pools[name.strip().removesuffix(".ipynb")] = int(size)
     return pools
 
@@ -50,7 +51,8 @@ def settings(env=os.environ):
     return out
 
 
-def command(folder, port, host="127.0.0.1", pool=1, pools=None, fill_delay=5.0, cull=1800, extra=()):
+def command(folder, port, host="127.0.0.1", pool=1, pools=None, fill_delay=5.0, cull=1800,
+            extra=()):
     """(argv, environment additions) to run Voila on `folder` as described above; `pools` maps an
     app's name to its own pool size."""
     missing = sorted(set(pools or {}) - {p.stem for p in pathlib.Path(folder).glob("*.ipynb")})
@@ -59,9 +61,12 @@ def command(folder, port, host="127.0.0.1", pool=1, pools=None, fill_delay=5.0, 
     env = {}
     args = [sys.executable, "-m", "voila", str(folder), "--no-browser", f"--port={port}",
             f"--Voila.ip={host}", "--Voila.port_retries=0",
-            "--preheat_kernel=True", f"--pool_size={pool}", f"--VoilaKernelManager.fill_delay={fill_delay}",
-            '--VoilaKernelManager.preheat_denylist=["index.ipynb"]', "--KernelManager.transport=ipc",
-            f"--MappingKernelManager.cull_idle_timeout={cull}", "--MappingKernelManager.cull_interval=60",
+            "--preheat_kernel=True", f"--pool_size={pool}",
+            f"--VoilaKernelManager.fill_delay={fill_delay}",
+            '--VoilaKernelManager.preheat_denylist=["index.ipynb"]',
+            "--KernelManager.transport=ipc",
+            f"--MappingKernelManager.cull_idle_timeout={cull}",
+            "--MappingKernelManager.cull_interval=60",
             "--VoilaConfiguration.file_allowlist=.*[.](png|jpg|gif|svg)",
             "--VoilaConfiguration.extension_denylist=jupyterlab-plotly",
             # after a cell's reply, wait for its last outputs: with a whole class's pool filling
@@ -69,12 +74,15 @@ def command(folder, port, host="127.0.0.1", pool=1, pools=None, fill_delay=5.0, 
             "--VoilaExecutor.iopub_timeout=60"]
     if pools:
         # a pools config replaces Voila's default entry, which --pool_size would have set
-        config = {"default": {"pool_size": pool}, **{f"{name}.ipynb": {"pool_size": size} for name, size in pools.items()}}
+        config = {"default": {"pool_size": pool},
+                  **{f"{name}.ipynb": {"pool_size": size} for name, size in pools.items()}}
         args.append(f"--VoilaKernelManager.kernel_pools_config={json.dumps(config)}")
     if (TEMPLATES / "voila" / "templates" / "curvlab").is_dir() and write_static_bundle(folder):
         env["CURVLAB_STATIC_PLOTLY"] = "1"
-        env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(TEMPLATES), os.environ.get("JUPYTER_PATH")]))
-        args += ["--template=curvlab", "--VoilaConfiguration.file_allowlist=_static/plotly-widget[.]js"]
+        env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(TEMPLATES),
+                                                            os.environ.get("JUPYTER_PATH")]))
+        args += ["--template=curvlab",
+                 "--VoilaConfiguration.file_allowlist=_static/plotly-widget[.]js"]
     return args + list(extra), env
 
 

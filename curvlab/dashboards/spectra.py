@@ -9,12 +9,15 @@ from plotly.subplots import make_subplots
 
 import curvlab as cl
 
-from ._common import (STYLE, Dashboard, FigureWidget, guarded, kind_color, kind_menu, log_slider,
-                      panels, set_marks, table_html)
+from .base import Dashboard, guarded
+from .figure import FigureWidget
+from .marks import set_marks
+from .menus import kind_color, kind_menu
+from .widgets import STYLE, log_slider, panels, read_array, table_html
 
-KINDS = kind_menu() + ["yours"]
-APPROX = [k for k in KINDS[:-1] if k not in ("hessian",)]
-COLORS = {k: kind_color(k) for k in KINDS}
+YOURS = "yours"             # your own matrix (a file), beside the registered kinds
+# the table's rows: the classic approximations of the GGN and the empirical Fisher
+COMPARED = ("kfac", "kflr", "kfra", "diagonal", "empirical_fisher")
 # A file upload travels in one widget message, which Voila's websocket caps at 10 MB: a float64
 # P x P matrix fits up to P ≈ 1,100. Larger matrices go through the notebook API
 # (cl.compare(..., extra={"name": M}), cl.spectrum(M)).
@@ -25,38 +28,48 @@ class SpectraDashboard(Dashboard):
     title = "Spectra and approximations"
 
     CAPTIONS = {
-        "spec_fig": "The eigenvalues λ of each chosen matrix, sorted by size, as |λ| on a log axis; open markers "
-                    "are negative eigenvalues (only the Hessian has them: the GGN and the Fishers are positive "
-                    "semi-definite). 'scope' restricts every matrix to one layer's diagonal block.",
-        "slq_fig": "The spectral density estimated without forming the matrix, by stochastic Lanczos quadrature "
-                   "(Lanczos runs from random vectors, Gaussian-smoothed): the way to see a spectrum of a "
-                   "matrix too large to decompose.",
-        "heat_fig": "The exact matrix, the approximation and their difference as heatmaps on one colour scale, "
-                    "over the chosen scope: where the approximation's error sits.",
+        "spec_fig":
+            "The eigenvalues λ of each chosen matrix, sorted by size, as |λ| on a log axis; open "
+            "markers are negative eigenvalues (only the Hessian has them: the GGN and the Fishers "
+            "are positive semi-definite). 'scope' restricts every matrix to one layer's diagonal "
+            "block.",
+        "slq_fig":
+            "The spectral density estimated without forming the matrix, by stochastic Lanczos "
+            "quadrature (Lanczos runs from random vectors, Gaussian-smoothed): the way to see a "
+            "spectrum of a matrix too large to decompose.",
+        "heat_fig":
+            "The exact matrix, the approximation and their difference as heatmaps on one colour "
+            "scale, over the chosen scope: where the approximation's error sits.",
     }
     TRY_THIS = [
-        "Compare the Hessian with the GGN at state initialisation and at trained: the Hessian's negative "
-        "eigenvalues (open markers) shrink as the residuals do.",
-        "Set approx. = kflr, exact = ggn and scope = W1: the difference heatmap shows what the Kronecker "
-        "product misses of the exact layer block (it would be exact for a single sample).",
+        "Compare the Hessian with the GGN at state initialisation and at trained: the Hessian's "
+        "negative eigenvalues (open markers) shrink as the residuals do.",
+        "Set approx. = kflr, exact = ggn and scope = W1: the difference heatmap shows what the "
+        "Kronecker product misses of the exact layer block (it would be exact for a single "
+        "sample).",
         "Set approx. = kfac and then kflr: the Monte-Carlo K-FAC adds sampling noise on top of the "
         "factorisation's error.",
         "Tick SLQ density and compare its bumps with the exact eigenvalues above.",
-        "Load a matrix from your own tool under 'your matrix' (a .npy of shape (P, P) in curvlab's flat "
-        "layout) and compare it with the exact GGN.",
+        "Load a matrix from your own tool under 'your matrix' (a .npy of shape (P, P) in curvlab's "
+        "flat layout) and compare it with the exact GGN.",
     ]
 
     def __init__(self, **picker):
         super().__init__(**picker)
         st = STYLE
-        self.kinds = W.SelectMultiple(options=KINDS[:-1], value=("hessian", "ggn", "kflr", "kfra"), rows=10,
-                                      description="matrices", style=st, layout=W.Layout(width="230px"))
+        # the registered kinds, read now (not at import); the Hessian is a reference only
+        self.kind_names = kind_menu()
+        self.approx_names = [k for k in self.kind_names if k != "hessian"]
+        self.kinds = W.SelectMultiple(options=self.kind_names,
+                                      value=("hessian", "ggn", "kflr", "kfra"), rows=10,
+                                      description="matrices", style=st,
+                                      layout=W.Layout(width="230px"))
         self.scope = W.Dropdown(options=[("whole", -1)], value=-1, description="scope", style=st,
                                 layout=W.Layout(width="170px"))
-        self.approx = W.Dropdown(options=APPROX, value="kflr", description="approx.", style=st,
-                                 layout=W.Layout(width="200px"))
-        self.reference = W.Dropdown(options=["ggn", "hessian"], value="ggn", description="exact", style=st,
-                                    layout=W.Layout(width="170px"))
+        self.approx = W.Dropdown(options=self.approx_names, value="kflr", description="approx.",
+                                 style=st, layout=W.Layout(width="200px"))
+        self.reference = W.Dropdown(options=["ggn", "hessian"], value="ggn", description="exact",
+                                    style=st, layout=W.Layout(width="170px"))
         self.damping = log_slider("damping", 1e-3, -6, 2)
         self.slq = W.Checkbox(value=False, description="SLQ density (matrix-free)")
         self.upload = W.FileUpload(accept=".npy,.npz", multiple=False, description="your matrix",
@@ -64,31 +77,26 @@ class SpectraDashboard(Dashboard):
         self.uploaded = None                     # (file name, the matrix as a curvature object)
         self.table = W.HTML()
 
+        lay = dict(margin=dict(l=60, r=10, t=40, b=40))
         self.spec_fig = FigureWidget(layout=go.Layout(
             title="eigenvalues by rank (|λ|, log scale; open markers: negative λ)",
-            xaxis_title="rank", yaxis=dict(title="|λ|", type="log"), height=400,
-            margin=dict(l=60, r=10, t=40, b=40)))
-        for k in KINDS:
+            xaxis_title="rank", yaxis=dict(title="|λ|", type="log"), height=400, **lay))
+        for k in self.kind_names + [YOURS]:
+            c = kind_color(k)
             self.spec_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), mode="markers+lines", name=k,
-                                      legendgroup=k, line=dict(color=COLORS[k], width=1),
+                                      legendgroup=k, line=dict(color=c, width=1),
                                       marker=dict(size=4), visible=False)
-            self.spec_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), mode="markers", name=f"{k} (λ<0)",
-                                      legendgroup=k, showlegend=False,
-                                      marker=dict(color=COLORS[k], size=7, symbol="circle-open"), visible=False)
+            self.spec_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), mode="markers",
+                                      name=f"{k} (λ<0)", legendgroup=k, showlegend=False,
+                                      marker=dict(color=c, size=7, symbol="circle-open"),
+                                      visible=False)
         self.slq_fig = FigureWidget(layout=go.Layout(
             title="SLQ spectral density", xaxis_title="λ", yaxis=dict(title="density", type="log"),
-            height=300, margin=dict(l=60, r=10, t=40, b=40)))
+            height=300, **lay))
         for k in ("hessian", "ggn"):
-            self.slq_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), name=k, line=dict(color=COLORS[k]))
-        heat = make_subplots(rows=1, cols=3, subplot_titles=("exact", "approximation", "difference"),
-                             horizontal_spacing=0.04)
-        for c in range(3):
-            heat.add_heatmap(z=np.zeros((2, 2)), row=1, col=c + 1, colorscale="RdBu", zmid=0,
-                             showscale=(c == 2), reversescale=True)
-        heat.update_yaxes(autorange="reversed", scaleanchor=None)
-        heat.update_layout(height=360, margin=dict(l=30, r=10, t=70, b=20),
-                           title="heatmaps: exact vs approximation")
-        self.heat_fig = FigureWidget(heat)
+            self.slq_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), name=k,
+                                     line=dict(color=kind_color(k)))
+        self.heat_fig = FigureWidget(_heatmaps())
 
         self.picker.observe(self._on_problem)
         for c in (self.kinds, self.scope):
@@ -100,8 +108,9 @@ class SpectraDashboard(Dashboard):
         self.slq_box = W.Box([self.slq_fig], layout=W.Layout(display="none"))
 
         controls = W.VBox([self.picker.widget,
-                           W.HBox([self.kinds, W.VBox([self.scope, self.slq, self.approx, self.reference,
-                                                       self.damping, self.upload])])])
+                           W.HBox([self.kinds, W.VBox([self.scope, self.slq, self.approx,
+                                                       self.reference, self.damping,
+                                                       self.upload])])])
         self.widget = W.VBox([self.header(), controls, self.status.widget,
                               panels(self.spec_fig, W.VBox([self.table, self.slq_box])),
                               panels(self.heat_fig, wide=True)])
@@ -109,15 +118,16 @@ class SpectraDashboard(Dashboard):
         self.finish()
 
     def _matrix(self, kind):
-        if kind == "yours":
+        if kind == YOURS:
             return self.uploaded[1]
         problem, w = self.picker.get()
-        return self.cache.get(("matrix", self.picker.value, kind), lambda: cl.matrix(problem, w, kind))
+        return self.cache.get(("matrix", self.picker.value, kind),
+                              lambda: cl.matrix(problem, w, kind))
 
     def _dense(self, kind):
         """The matrix of `kind` as a dense array, kept for the current problem only (P² numbers
         each): scope and menu changes only pick from it."""
-        if kind == "yours":
+        if kind == YOURS:
             return self.uploaded[1].to_dense()
         if getattr(self, "_dense_for", None) != self.picker.value:
             self._dense_for, self._dense_kept = self.picker.value, {}
@@ -126,7 +136,7 @@ class SpectraDashboard(Dashboard):
         return self._dense_kept[kind]
 
     def _eigs(self, kind, layer):
-        if kind == "yours":
+        if kind == YOURS:
             M = self.uploaded[1]
             return M.eigvalsh() if layer < 0 else np.linalg.eigvalsh(M.blocks()[layer])
 
@@ -145,36 +155,28 @@ class SpectraDashboard(Dashboard):
     def load_matrix(self, name, content):
         """Take a .npy / .npz file's bytes as your own matrix for the current problem: its
         spectrum beside the others, a row in the table, the heatmaps' 'approximation'."""
-        import io
         problem, _ = self.picker.get()
-        try:
-            data = np.load(io.BytesIO(content), allow_pickle=False)
-        except Exception as e:
-            raise ValueError(f"{name}: not a .npy or .npz file numpy can read ({e})") from None
-        if isinstance(data, np.lib.npyio.NpzFile):
-            keys = list(data.keys())
-            if not keys:
-                raise ValueError(f"{name}: the .npz file holds no array")
-            data = data["M"] if "M" in keys else data[keys[0]]
+        data = read_array(name, content)
         if data.ndim == 2 and data.shape[0] > MAX_UPLOAD_P:
-            raise ValueError(f"{name}: {data.shape[0]} x {data.shape[0]} is larger than the app takes "
-                             f"(P ≤ {MAX_UPLOAD_P}); use cl.compare(..., extra={{'name': M}}) in a notebook")
-        M = cl.curvature.kinds.as_matrix(data, problem.n_params, name, problem.model.layer_slices())
+            raise ValueError(f"{name}: {data.shape[0]} x {data.shape[0]} is larger than the app "
+                             f"takes (P ≤ {MAX_UPLOAD_P}); use cl.compare(..., "
+                             "extra={'name': M}) in a notebook")
+        M = cl.as_matrix(data, problem.n_params, name, problem.model.layer_slices())
         self.uploaded = (name, M)
-        self.kinds.options = KINDS
-        self.approx.options = APPROX + ["yours"]
-        self.kinds.value = tuple(dict.fromkeys(self.kinds.value + ("yours",)))
-        self.approx.value = "yours"
+        self.kinds.options = self.kind_names + [YOURS]
+        self.approx.options = self.approx_names + [YOURS]
+        self.kinds.value = tuple(dict.fromkeys(self.kinds.value + (YOURS,)))
+        self.approx.value = YOURS
         self._on_compare()
 
     @guarded
     def _on_problem(self, change=None):
         with self.status.busy("building the problem"):
             problem, _ = self.picker.get()
-        if self.uploaded is not None:                # a matrix belongs to the problem it was made for
+        if self.uploaded is not None:        # a matrix belongs to the problem it was made for
             self.uploaded = None
-            self.kinds.value = tuple(k for k in self.kinds.value if k != "yours")
-            self.kinds.options, self.approx.options = KINDS[:-1], APPROX
+            self.kinds.value = tuple(k for k in self.kinds.value if k != YOURS)
+            self.kinds.options, self.approx.options = self.kind_names, self.approx_names
         opts = [("whole", -1)] + [(f"W{l + 1}", l) for l in range(len(problem.model.layers))]
         if list(self.scope.options) != opts:
             self.scope.options = opts
@@ -193,7 +195,7 @@ class SpectraDashboard(Dashboard):
                 vals[k] = self._eigs(k, layer)
                 b.step()
         with self.spec_fig.batch_update():
-            for i, k in enumerate(KINDS):
+            for i, k in enumerate(self.kind_names + [YOURS]):
                 pos, neg = self.spec_fig.data[2 * i], self.spec_fig.data[2 * i + 1]
                 pos.visible = neg.visible = k in vals
                 if k in vals:
@@ -210,30 +212,25 @@ class SpectraDashboard(Dashboard):
     def _on_compare(self, change=None):
         problem, w = self.picker.get()
         approx, ref, eta = self.approx.value, self.reference.value, self.damping.value
+        refs = ("ggn", "hessian")
         with self.status.busy("comparison table and heatmaps"):
             rows = self.cache.get(("compare", self.picker.value, eta), lambda: cl.compare(
-                problem, w, kinds=("kfac", "kflr", "kfra", "diagonal", "empirical_fisher"),
-                damping=eta, references=("ggn", "hessian")))
+                problem, w, kinds=COMPARED, damping=eta, references=refs))
             if self.uploaded is not None:
-                rows = rows + cl.compare(problem, w, kinds=(), damping=eta, references=("ggn", "hessian"),
+                rows = rows + cl.compare(problem, w, kinds=(), damping=eta, references=refs,
                                          extra={f"yours ({self.uploaded[0]})": self.uploaded[1]})
             R, C = self._dense(ref), self._dense(approx)
         R, C, bounds, note = self._heat_window(problem, R, C)
         self.table.value = "<b>approximation quality</b> (damping %.1e)" % eta + table_html(
-            ["kind", "vs", "rel. Frobenius", "cos(steps)", "top-5 overlap", "trace ratio", "log det ratio"],
-            [(r.kind, r.reference, r.rel_frobenius, r.cosine, r.subspace_overlap, r.trace_ratio, r.logdet_ratio)
-             for r in rows])
+            ["kind", "vs", "rel. Frobenius", "cos(steps)", "top-5 overlap", "trace ratio",
+             "log det ratio"],
+            [(r.kind, r.reference, r.rel_frobenius, r.cosine, r.subspace_overlap, r.trace_ratio,
+              r.logdet_ratio) for r in rows])
         lim = float(np.abs(R).max()) or 1.0
         with self.heat_fig.batch_update():
             for tr, Z in zip(self.heat_fig.data, (R, C, C - R)):
                 tr.z, tr.zmin, tr.zmax = Z, -lim, lim
-            set_marks(self.heat_fig, "layer boundary", [
-                dict(type="line", xref=f"x{c if c > 1 else ''}", yref=f"y{c if c > 1 else ''}",
-                     x0=b, x1=b, y0=-0.5, y1=len(R) - 0.5, line=dict(color="black", width=1))
-                for c in (1, 2, 3) for b in bounds] + [
-                dict(type="line", xref=f"x{c if c > 1 else ''}", yref=f"y{c if c > 1 else ''}",
-                     y0=b, y1=b, x0=-0.5, x1=len(R) - 0.5, line=dict(color="black", width=1))
-                for c in (1, 2, 3) for b in bounds])
+            set_marks(self.heat_fig, "layer boundary", _boundaries(bounds, len(R)))
             self.heat_fig.layout.annotations[0].text = f"exact {ref}{note}"
             self.heat_fig.layout.annotations[1].text = approx
             self.heat_fig.layout.annotations[2].text = f"{approx} − {ref}"
@@ -243,7 +240,7 @@ class SpectraDashboard(Dashboard):
     def _heat_window(self, problem, R, C):
         """The part of the matrices the heatmaps show: all of them when small, else the block of
         the chosen layer (the first when 'whole'), cropped to HEAT_MAX rows."""
-        sizes = [l.size for l in problem.model.layers]
+        sizes = [layer.size for layer in problem.model.layers]
         if len(R) <= self.HEAT_MAX and self.scope.value < 0:
             return R, C, np.cumsum(sizes)[:-1] - 0.5, ""
         layer = max(self.scope.value, 0)
@@ -263,7 +260,30 @@ class SpectraDashboard(Dashboard):
         with self.status.busy("stochastic Lanczos quadrature", total=2) as b:
             with self.slq_fig.batch_update():
                 for tr, kind in zip(self.slq_fig.data, ("hessian", "ggn")):
-                    t, dens = self.cache.get(("slq", self.picker.value, kind), lambda: cl.slq_density(
-                        cl.operator(problem, w, kind), probes=8, steps=min(problem.n_params, 40)))
+                    t, dens = self.cache.get(("slq", self.picker.value, kind), lambda: (
+                        cl.slq_density(cl.operator(problem, w, kind), probes=8,
+                                       steps=min(problem.n_params, 40))))
                     tr.x, tr.y = t, np.maximum(dens, 1e-12)
                     b.step()
+
+
+def _heatmaps():
+    """Exact, approximation and difference side by side, on one reversed RdBu scale."""
+    heat = make_subplots(rows=1, cols=3, subplot_titles=("exact", "approximation", "difference"),
+                         horizontal_spacing=0.04)
+    for c in range(3):
+        heat.add_heatmap(z=np.zeros((2, 2)), row=1, col=c + 1, colorscale="RdBu", zmid=0,
+                         showscale=(c == 2), reversescale=True)
+    heat.update_yaxes(autorange="reversed", scaleanchor=None)
+    heat.update_layout(height=360, margin=dict(l=30, r=10, t=70, b=20),
+                       title="heatmaps: exact vs approximation")
+    return heat
+
+
+def _boundaries(bounds, n):
+    """Black lines at the layer boundaries `bounds` of an n × n heatmap, on all three."""
+    line = [dict(type="line", xref=f"x{ax}", yref=f"y{ax}", line=dict(color="black", width=1))
+            for ax in ("", "2", "3") for _ in bounds]
+    across = [b for _ in range(3) for b in bounds]
+    return ([dict(s, x0=b, x1=b, y0=-0.5, y1=n - 0.5) for s, b in zip(line, across)]
+            + [dict(s, y0=b, y1=b, x0=-0.5, x1=n - 0.5) for s, b in zip(line, across)])

@@ -8,56 +8,71 @@ import plotly.graph_objects as go
 
 import curvlab as cl
 
-from ._common import (KIND_COLORS, STYLE, Dashboard, FigureWidget, disc, guarded, mark_points, panels, set_marks,
-                      table_html)
+from .base import Dashboard, guarded
+from .figure import FigureWidget
+from .marks import disc, mark_points, set_marks
+from .menus import FALLBACK_COLOR, optimizer_color
+from .widgets import STYLE, panels, table_html
 
 FUNCTIONS = {
-    "rosenbrock": (lambda: cl.objectives.rosenbrock, np.array([-1.2, 1.0]), (-2.0, 2.0, -1.0, 3.0)),
+    "rosenbrock": (lambda: cl.objectives.rosenbrock, np.array([-1.2, 1.0]),
+                   (-2.0, 2.0, -1.0, 3.0)),
     "beale": (lambda: cl.objectives.beale, np.array([1.0, 1.4]), (-0.5, 4.5, -1.5, 2.0)),
-    "quadratic": (lambda: cl.objectives.make_quadratic(condition=50.0)[0], np.array([-1.5, 1.0]), (-2.0, 2.0, -2.0, 2.0)),
-    "logistic": (lambda: cl.objectives.make_logistic_regression(n=100, seed=0)[0], np.array([-3.0, 3.0]),
-                 (-4.0, 6.0, -4.0, 4.0)),
+    "quadratic": (lambda: cl.objectives.make_quadratic(condition=50.0)[0], np.array([-1.5, 1.0]),
+                  (-2.0, 2.0, -2.0, 2.0)),
+    "logistic": (lambda: cl.objectives.make_logistic_regression(n=100, seed=0)[0],
+                 np.array([-3.0, 3.0]), (-4.0, 6.0, -4.0, 4.0)),
 }
-# default settings per method, for the 2-D functions and for networks
+# default settings per method, for the 2-D functions and for networks (a method that only the
+# registry knows, a new kind's own optimiser, gets DEFAULT_HYPER)
 FUNCTION_HYPER = {
     "gd": dict(lr=1e-3), "momentum": dict(lr=5e-4, beta=0.9), "nesterov": dict(lr=5e-4, beta=0.9),
     # undamped second-order steps, so the reparameterisation toggle shows their exact invariance
     "adam": dict(lr=0.05), "newton": dict(variant="plain"), "gauss_newton": dict(damping=0.0),
     "natural_gradient": dict(damping=0.0),
 }
-NETWORK_HYPER = dict(FUNCTION_HYPER, gd=dict(lr=0.5), momentum=dict(lr=0.2, beta=0.9), nesterov=dict(lr=0.2, beta=0.9),
-                     newton=dict(variant="abs", damping=0.1, lr=0.5), gauss_newton=dict(damping=0.1),
-                     natural_gradient=dict(damping=0.1), kfac=dict(damping=0.1), kflr=dict(damping=0.1),
-                     kfra=dict(damping=0.1), diagonal=dict(damping=0.1, lr=0.3), hessian_free=dict())
-NETWORK_ONLY = ("kfac", "kflr", "kfra", "diagonal", "hessian_free")
-# methods named after a curvature kind take its colour (KIND_COLORS), the others their own
-COLORS = {**dict(zip(NETWORK_HYPER, ["#7f7f7f", "#bcbd22", "#8c564b", "#e377c2", "#d62728", "#1f77b4",
-                                     "#17becf", "#ff7f0e", "#2ca02c", "#9467bd", "#aec7e8", "#000000"])),
-          "newton": KIND_COLORS["hessian"], "gauss_newton": KIND_COLORS["ggn"],
-          "natural_gradient": KIND_COLORS["fisher"], "kfac": KIND_COLORS["kfac"], "kflr": KIND_COLORS["kflr"],
-          "kfra": KIND_COLORS["kfra"], "diagonal": KIND_COLORS["diagonal"]}
+NETWORK_HYPER = dict(FUNCTION_HYPER, gd=dict(lr=0.5), momentum=dict(lr=0.2, beta=0.9),
+                     nesterov=dict(lr=0.2, beta=0.9),
+                     newton=dict(variant="abs", damping=0.1, lr=0.5),
+                     gauss_newton=dict(damping=0.1), natural_gradient=dict(damping=0.1),
+                     kfac=dict(damping=0.1), kflr=dict(damping=0.1), kfra=dict(damping=0.1),
+                     diagonal=dict(damping=0.1, lr=0.3), hessian_free=dict())
+DEFAULT_HYPER = {"2-D functions": {}, "network": dict(damping=0.1)}
+# methods named after a curvature kind take its colour (menus.optimizer_color), the others
+# their own
+PALETTE = dict(zip(NETWORK_HYPER, ["#7f7f7f", "#bcbd22", "#8c564b", "#e377c2", "#d62728",
+                                   "#1f77b4", "#17becf", "#ff7f0e", "#2ca02c", "#9467bd",
+                                   "#aec7e8", "#000000"]))
 # the reparameterisation w = R w̃ (2-D: a shear and an anisotropic scaling)
 R2 = np.array([[1.0, 0.0], [1.5, 0.2]])
+
+
+def method_color(method):
+    return optimizer_color(method) or PALETTE.get(method, FALLBACK_COLOR)
 
 
 class TrajectoriesDashboard(Dashboard):
     title = "Trajectories: Newton, gradient descent and the rest"
 
     CAPTIONS = {
-        "path_fig": "On the 2-D test functions: each method's iterates on the contours of f, from the same start; "
-                    "'show step' marks iterate k on every path.",
-        "iter_fig": "The loss against the iteration number, per method (log axis): second-order methods take "
-                    "fewer, costlier steps.",
-        "time_fig": "The same runs against wall-clock time, which charges each method for the cost of its steps.",
+        "path_fig":
+            "On the 2-D test functions: each method's iterates on the contours of f, from the same "
+            "start; 'show step' marks iterate k on every path.",
+        "iter_fig":
+            "The loss against the iteration number, per method (log axis): second-order methods "
+            "take fewer, costlier steps.",
+        "time_fig":
+            "The same runs against wall-clock time, which charges each method for the cost of its "
+            "steps.",
     }
     TRY_THIS = [
-        "On rosenbrock, compare gd with newton: gradient descent zig-zags along the curved valley, Newton "
-        "follows it in a few steps.",
-        "Tick 'reparameterise: w = R w̃': gradient descent's path changes with the coordinates, Newton's does "
-        "not (Newton's method is affine-invariant).",
+        "On rosenbrock, compare gd with newton: gradient descent zig-zags along the curved valley, "
+        "Newton follows it in a few steps.",
+        "Tick 'reparameterise: w = R w̃': gradient descent's path changes with the coordinates, "
+        "Newton's does not (Newton's method is affine-invariant).",
         "Raise 'lr ×' until gd diverges; the summary reports it instead of failing.",
-        "Switch to network and compare iterations with wall time: natural gradient and K-FAC win per "
-        "iteration; whether they win per second depends on the net.",
+        "Switch to network and compare iterations with wall time: natural gradient and K-FAC win "
+        "per iteration; whether they win per second depends on the net.",
     ]
 
     def __init__(self, mode=None, **picker):
@@ -65,34 +80,47 @@ class TrajectoriesDashboard(Dashboard):
         if mode is None:                    # your own problem is a network: start there
             mode = "network" if self.picker.own is not None else "2-D functions"
         st = STYLE
-        self.mode = W.ToggleButtons(options=["2-D functions", "network"], value=mode, description="on", style=st)
-        self.function = W.Dropdown(options=list(FUNCTIONS), value="rosenbrock", description="function",
-                                   style=st, layout=W.Layout(width="200px"))
-        self.methods = W.SelectMultiple(options=list(NETWORK_HYPER), value=("gd", "momentum", "adam", "newton", "gauss_newton"),
-                                        rows=12, description="methods", style=st, layout=W.Layout(width="220px"))
-        self.steps = W.IntSlider(value=60, min=5, max=300, step=5, description="steps", continuous_update=False, style=st)
-        self.lr_scale = W.FloatLogSlider(value=1.0, base=10, min=-1, max=1, step=0.1, description="lr × ",
-                                         continuous_update=False, style=st)
+        # every method minimize takes, read now (not at import): the registry's kinds add theirs
+        self.method_names = list(NETWORK_HYPER) + [m for m in cl.optim.method_names()
+                                                   if m not in NETWORK_HYPER]
+        self.colors = {m: method_color(m) for m in self.method_names}
+        self.mode = W.ToggleButtons(options=["2-D functions", "network"], value=mode,
+                                    description="on", style=st)
+        self.function = W.Dropdown(options=list(FUNCTIONS), value="rosenbrock",
+                                   description="function", style=st,
+                                   layout=W.Layout(width="200px"))
+        self.methods = W.SelectMultiple(options=self.method_names,
+                                        value=("gd", "momentum", "adam", "newton", "gauss_newton"),
+                                        rows=12, description="methods", style=st,
+                                        layout=W.Layout(width="220px"))
+        self.steps = W.IntSlider(value=60, min=5, max=300, step=5, description="steps",
+                                 continuous_update=False, style=st)
+        self.lr_scale = W.FloatLogSlider(value=1.0, base=10, min=-1, max=1, step=0.1,
+                                         description="lr × ", continuous_update=False, style=st)
         self.reparam = W.Checkbox(value=False, description="reparameterise: w = R w̃ (affine)",
                                   layout=W.Layout(width="auto"))     # (the default 300 px cut it)
         self.k = W.IntSlider(value=0, min=0, max=60, description="show step", style=st)
         self.summary = W.HTML()
 
         lay = dict(height=400, margin=dict(l=55, r=10, t=40, b=40))
-        self.path_fig = FigureWidget(layout=go.Layout(title="paths on the contours of f", xaxis_title="w₀",
-                                                         yaxis_title="w₁", **lay))
-        self.path_fig.add_contour(z=np.zeros((2, 2)), colorscale="Greys", showscale=False, ncontours=40,
-                                  contours=dict(coloring="lines"), name="f", hoverinfo="skip")
-        self.iter_fig = FigureWidget(layout=go.Layout(title="loss against iterations", xaxis_title="step",
-                                                         yaxis=dict(title="loss", type="log"), **lay))
-        self.time_fig = FigureWidget(layout=go.Layout(title="loss against wall time", xaxis_title="seconds",
-                                                         yaxis=dict(title="loss", type="log"), **lay))
-        for m in NETWORK_HYPER:
-            c = COLORS[m]
-            self.path_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), mode="lines+markers", name=m, visible=False,
-                                      line=dict(color=c), marker=dict(size=3))
-            self.iter_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), name=m, visible=False, line=dict(color=c))
-            self.time_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), name=m, visible=False, line=dict(color=c))
+        log_loss = dict(title="loss", type="log")
+        self.path_fig = FigureWidget(layout=go.Layout(title="paths on the contours of f",
+                                                      xaxis_title="w₀", yaxis_title="w₁", **lay))
+        self.path_fig.add_contour(z=np.zeros((2, 2)), colorscale="Greys", showscale=False,
+                                  ncontours=40, contours=dict(coloring="lines"), name="f",
+                                  hoverinfo="skip")
+        self.iter_fig = FigureWidget(layout=go.Layout(title="loss against iterations",
+                                                      xaxis_title="step", yaxis=log_loss, **lay))
+        self.time_fig = FigureWidget(layout=go.Layout(title="loss against wall time",
+                                                      xaxis_title="seconds", yaxis=log_loss,
+                                                      **lay))
+        none = dict(x=np.zeros(0), y=np.zeros(0), visible=False)
+        for m in self.method_names:
+            c = self.colors[m]
+            self.path_fig.add_scatter(**none, mode="lines+markers", name=m, line=dict(color=c),
+                                      marker=dict(size=3))
+            self.iter_fig.add_scatter(**none, name=m, line=dict(color=c))
+            self.time_fig.add_scatter(**none, name=m, line=dict(color=c))
 
         self.mode.observe(self._on_mode, names="value")
         self.picker.observe(self._on_run)
@@ -101,23 +129,26 @@ class TrajectoriesDashboard(Dashboard):
         self.k.observe(self._on_k, names="value")
         self.path_box = W.Box([self.path_fig])
         controls = W.VBox([W.HBox([self.mode, self.function]), self.picker.widget,
-                           W.HBox([self.methods, W.VBox([self.steps, self.lr_scale, self.reparam, self.k])])])
+                           W.HBox([self.methods, W.VBox([self.steps, self.lr_scale, self.reparam,
+                                                         self.k])])])
         self.widget = W.VBox([self.header(), controls, self.status.widget, self.summary,
                               panels(self.path_box, self.iter_fig, self.time_fig)])
         self._on_mode()
         self.finish()
 
-    # objective and runs ---------------------------------------------------------------------------
+    # objective and runs ------------------------------------------------------------------------
     def _objective(self):
         if self.mode.value == "2-D functions":
             make, w0, box = FUNCTIONS[self.function.value]
-            return ("fn", self.function.value), self.cache.get(("fn", self.function.value), make), w0, box
+            key = ("fn", self.function.value)
+            return key, self.cache.get(key, make), w0, box
         problem, w = self.picker.get()
         return ("net",) + self.picker.value, problem, w, None
 
     def _run(self, okey, obj, w0, method):
         net = self.mode.value == "network"
-        hyper = dict((NETWORK_HYPER if net else FUNCTION_HYPER)[method])
+        hyper = dict((NETWORK_HYPER if net else FUNCTION_HYPER).get(
+            method, DEFAULT_HYPER[self.mode.value]))
         if "lr" in hyper:
             hyper["lr"] *= self.lr_scale.value
         elif method != "hessian_free":
@@ -130,15 +161,18 @@ class TrajectoriesDashboard(Dashboard):
                 return cl.optim.minimize(obj, w0, method, steps=self.steps.value, **hyper), None
             R = R2 if not net else self._net_R(len(w0))
             rp = cl.optim.reparameterize(obj, R)
-            tr = cl.optim.minimize(rp, rp.from_original(w0), method, steps=self.steps.value, **hyper)
+            tr = cl.optim.minimize(rp, rp.from_original(w0), method, steps=self.steps.value,
+                                   **hyper)
             return tr, rp.to_original(tr.ws)
         return self.cache.get(key, make)
 
     def _net_R(self, P):
-        return self.cache.get(("R", P), lambda: np.eye(P) + 0.3 * np.random.default_rng(0).standard_normal((P, P)) / np.sqrt(P)
-                              @ np.diag(np.logspace(0, 1, P)))
+        def make():
+            noise = np.random.default_rng(0).standard_normal((P, P)) / np.sqrt(P)
+            return np.eye(P) + 0.3 * noise @ np.diag(np.logspace(0, 1, P))
+        return self.cache.get(("R", P), make)
 
-    # callbacks ---------------------------------------------------------------------------------------
+    # callbacks ---------------------------------------------------------------------------------
     @guarded
     def _on_mode(self, change=None):
         fn = self.mode.value == "2-D functions"
@@ -151,9 +185,11 @@ class TrajectoriesDashboard(Dashboard):
     def _on_run(self, change=None):
         okey, obj, w0, box = self._objective()
         net = self.mode.value == "network"
-        methods = [m for m in self.methods.value if net or m not in NETWORK_ONLY]
-        if net and self.reparam.value:
-            methods = [m for m in methods if m not in NETWORK_ONLY]
+        # a method that needs a Problem (a layered network) runs on a network in its own
+        # coordinates only: not on the 2-D functions, not reparameterised
+        problem_only = {m for m in self.method_names if cl.optim.needs_problem(m)}
+        methods = [m for m in self.methods.value
+                   if m not in problem_only or (net and not self.reparam.value)]
         skipped = sorted(set(self.methods.value) - set(methods))
         runs = {}
         with self.status.busy(f"running {len(methods)} optimisers", total=len(methods)) as b:
@@ -169,32 +205,36 @@ class TrajectoriesDashboard(Dashboard):
             with self.path_fig.batch_update():
                 c = self.path_fig.data[0]
                 c.x, c.y, c.z = xs, ys, np.log10(Z - Z.min() + 1e-3)
-                self.path_fig.layout.xaxis.range, self.path_fig.layout.yaxis.range = [x0, x1], [y0, y1]
-        names = list(NETWORK_HYPER)
+                self.path_fig.layout.xaxis.range = [x0, x1]
+                self.path_fig.layout.yaxis.range = [y0, y1]
+        floor = self._floor()
         for fig in (self.path_fig, self.iter_fig, self.time_fig):
             with fig.batch_update():
-                for i, m in enumerate(names):
+                for i, m in enumerate(self.method_names):
                     tr = fig.data[i + (1 if fig is self.path_fig else 0)]
                     tr.visible = m in runs
                     if m not in runs:
                         continue
                     traj, ws = runs[m]
                     ws = traj.ws if ws is None else ws
+                    above = np.maximum(traj.losses - floor, 1e-16)
                     if fig is self.path_fig:
                         tr.x, tr.y = ws[:, 0], ws[:, 1]
                     elif fig is self.iter_fig:
-                        tr.x, tr.y = np.arange(len(traj.losses)), np.maximum(traj.losses - self._floor(), 1e-16)
+                        tr.x, tr.y = np.arange(len(traj.losses)), above
                     else:
-                        tr.x, tr.y = traj.times, np.maximum(traj.losses - self._floor(), 1e-16)
-        self.iter_fig.layout.yaxis.title = "loss − min" if self.mode.value == "2-D functions" else "loss"
+                        tr.x, tr.y = traj.times, above
+        self.iter_fig.layout.yaxis.title = "loss" if net else "loss − min"
         self.time_fig.layout.yaxis.title = self.iter_fig.layout.yaxis.title
         self.k.max = self.steps.value
-        rows = [(m, t.losses[-1], len(t.losses) - 1, int(t.n_grads.sum()), int(t.n_products.sum()),
-                 float(t.times[-1]), t.status) for m, (t, _) in runs.items()]
-        note = f" (not run: {', '.join(skipped)} — they need a layered network" + \
-               (" in its own coordinates)" if net else ")") if skipped else ""
-        self.summary.value = table_html(["method", "final loss", "steps", "gradients", "curv. products",
-                                         "seconds", "status"], rows, fmt="{:.4g}") + note
+        rows = [(m, t.losses[-1], len(t.losses) - 1, int(t.n_grads.sum()),
+                 int(t.n_products.sum()), float(t.times[-1]), t.status)
+                for m, (t, _) in runs.items()]
+        note = (f" (not run: {', '.join(skipped)} — they need a layered network"
+                + (" in its own coordinates)" if net else ")")) if skipped else ""
+        self.summary.value = table_html(["method", "final loss", "steps", "gradients",
+                                         "curv. products", "seconds", "status"], rows,
+                                        fmt="{:.4g}") + note
         self._on_k()
 
     def _floor(self):
@@ -202,8 +242,8 @@ class TrajectoriesDashboard(Dashboard):
         if self.mode.value != "2-D functions":
             return 0.0
         okey, obj, w0, _ = self._objective()
-        return self.cache.get(("floor", okey), lambda: min(0.0, float(
-            cl.optim.minimize(obj, w0, "newton", steps=50, variant="damped", damping=1e-8).losses.min())))
+        return self.cache.get(("floor", okey), lambda: min(0.0, float(cl.optim.minimize(
+            obj, w0, "newton", steps=50, variant="damped", damping=1e-8).losses.min())))
 
     STEP_MARK = "step k"
 
@@ -217,7 +257,7 @@ class TrajectoriesDashboard(Dashboard):
             ws = t.ws if ws is None else ws
             x, y = ws[min(self.k.value, len(ws) - 1)]
             if np.isfinite(x) and np.isfinite(y):                # a diverged run has no mark
-                discs.append(disc(x, y, COLORS[m]))
+                discs.append(disc(x, y, self.colors[m]))
                 methods.append(m)
         set_marks(self.path_fig, self.STEP_MARK, discs, labels=methods)
 

@@ -6,14 +6,20 @@ import subprocess
 import sys
 
 import ipywidgets as W
-
-import curvlab as cl
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from curvlab.dashboards import (APPS, BeyondDashboard, DampingDashboard, LandscapeDashboard, ProductsDashboard,
-                                SpectraDashboard, TrajectoriesDashboard)
+import curvlab as cl
+from curvlab.dashboards import (
+    APPS,
+    BeyondDashboard,
+    DampingDashboard,
+    LandscapeDashboard,
+    ProductsDashboard,
+    SpectraDashboard,
+    TrajectoriesDashboard,
+)
 
 
 def arr(v):
@@ -41,30 +47,36 @@ def test_every_app_builds_without_error_and_draws():
         d = cls()
         assert d.status.error is None, (name, d.status.error)
         figs = [f for f in vars(d).values() if isinstance(f, go.FigureWidget)]
-        assert figs and any(len(arr(t.y if t.type != "contour" else t.z)) for f in figs for t in f.data), name
+        assert figs and any(len(arr(t.y if t.type != "contour" else t.z))
+                            for f in figs for t in f.data), name
         # the first draw reaches a view created later (plotly 6 sends updates as messages)
         assert any(len(arr(tr.get("y", tr.get("z")))) for f in figs for tr in f._widget_data), name
         # voila issue 1533: a FigureWidget inside a Tab does not render; we use none
         assert not any(isinstance(w, W.Tab) for w in walk(d.widget)), name
         # every figure fills a panel of a wrapping row (no fixed width), directly or in a box
-        in_panels = {id(f) for w in walk(d.widget) if "curvlab-panel" in w._dom_classes for f in walk(w)}
+        in_panels = {id(f) for w in walk(d.widget) if "curvlab-panel" in w._dom_classes
+                     for f in walk(w)}
         rows = [w for w in walk(d.widget) if "curvlab-panels" in w._dom_classes]
         shown = {id(w) for w in walk(d.widget)}         # (a view may swap a figure out of its box)
         assert rows and all(id(f) in in_panels for f in figs if id(f) in shown), name
         assert all(f.layout.width is None for f in figs), name
-        assert any(isinstance(w, W.HTML) and ".curvlab-panels" in w.value for w in walk(d.widget)), name
+        assert any(isinstance(w, W.HTML) and ".curvlab-panels" in w.value
+                   for w in walk(d.widget)), name
         for f in figs:      # numbers print plain or as exponents (1e-06), never SI-prefixed (1µ)
             tpl = f.layout.template
             assert tpl.layout.xaxis.exponentformat == tpl.layout.yaxis.exponentformat == "e", name
-            assert tpl.layout.scene.zaxis.exponentformat == tpl.data.contour[0].colorbar.exponentformat == "e"
-            axes = [v for k, v in f.layout.to_plotly_json().items() if k.startswith(("xaxis", "yaxis"))]
+            assert tpl.layout.scene.zaxis.exponentformat == "e"
+            assert tpl.data.contour[0].colorbar.exponentformat == "e"
+            axes = [v for k, v in f.layout.to_plotly_json().items()
+                    if k.startswith(("xaxis", "yaxis"))]
             assert not any(a.get("exponentformat") in ("B", "SI") for a in axes), name
-            assert sum("overlaying" in a for a in axes) <= 1, name       # at most one secondary axis
-            if any(a.get("side") == "right" for a in axes):             # its labels are not under the legend
+            assert sum("overlaying" in a for a in axes) <= 1, name    # at most one secondary axis
+            if any(a.get("side") == "right" for a in axes):     # its labels: not under the legend
                 assert f.layout.legend.orientation == "h" and f.layout.legend.y < 0, name
             # with its own few ticks (plotly otherwise syncs them to the main axis's: a dozen
             # overlapping labels when that one is logarithmic)
-            assert all(a.get("tickmode") == "auto" and a.get("nticks", 99) <= 6 for a in axes if "overlaying" in a), name
+            assert all(a.get("tickmode") == "auto" and a.get("nticks", 99) <= 6
+                       for a in axes if "overlaying" in a), name
 
 
 def test_landscape_span_and_models(landscape):
@@ -76,13 +88,8 @@ def test_landscape_span_and_models(landscape):
     d.models.value = ("hessian", "kfra")
     vis = {t.name: t.visible for t in d.line_fig.data[1:]}
     assert vis["kfra"] and vis["hessian"] and not vis["ggn"]
-    assert len(d.line_fig.data[MODELS_INDEX("kfra")].y) == d.n.value
+    assert len(d.line_fig.data[1 + d.kind_names.index("kfra")].y) == d.n.value
     assert "kfra" in d.fit.value
-
-
-def MODELS_INDEX(name):
-    from curvlab.dashboards.landscape import MODELS
-    return 1 + MODELS.index(name)
 
 
 def test_landscape_model_contours_are_every_other_loss_level(landscape):
@@ -164,7 +171,8 @@ def test_damping_slider_moves_only_the_view():
     import io
     rows = list(csv.DictReader(io.StringIO(d.numbers_csv())))
     step = [r for r in rows if r["trace"] == "step at η"]
-    assert [(float(r["x"]), float(r["y"])) for r in step] == [(0.0, 0.0), d.step_at_eta(), d.step_at_eta()]
+    assert [(float(r["x"]), float(r["y"])) for r in step] == [(0.0, 0.0), d.step_at_eta(),
+                                                               d.step_at_eta()]
     eta = [r for r in rows if r["trace"] == "η" and r["panel"].startswith("angle")]
     assert len(eta) == 1 and float(eta[0]["x"]) == 10.0 and eta[0]["y"] == ""
 
@@ -227,7 +235,7 @@ def test_products_fd_curve_and_measurement():
 
 def test_only_one_live_figure_carries_plotly_js():
     # each FigureWidget sending its own copy of plotly.js left later figures frozen in Voila
-    from curvlab.dashboards._common import FigureWidget
+    from curvlab.dashboards.figure import FigureWidget
     d = DampingDashboard()
     sizes = sorted(len(f._esm) for f in vars(d).values() if isinstance(f, FigureWidget))
     carrier = FigureWidget._carrier()
@@ -236,7 +244,7 @@ def test_only_one_live_figure_carries_plotly_js():
     assert sum(s > 1_000_000 for s in sizes) <= 1
 
 
-@pytest.mark.parametrize("name", sorted(set(APPS) - {"beyond"}))        # beyond has no problem picker
+@pytest.mark.parametrize("name", sorted(set(APPS) - {"beyond"}))     # beyond: no problem picker
 def test_every_app_offers_the_conv_net_on_digits(name):
     d = APPS[name]()
     if name == "trajectories":
@@ -271,20 +279,21 @@ def test_spectra_takes_your_matrix_as_a_file():
     buf = io.BytesIO()
     np.savez(buf, M=np.eye(problem.n_params + 1))
     import datetime
-    d.upload.value = ({"name": "wrong.npz", "type": "", "size": 1, "content": memoryview(buf.getvalue()),
+    d.upload.value = ({"name": "wrong.npz", "type": "", "size": 1,
+                       "content": memoryview(buf.getvalue()),
                        "last_modified": datetime.datetime.now()},)
     assert "but the problem has P" in d.status.error            # a message, not a traceback
-    d.picker.arch.value = "16"                                   # another problem: the matrix is dropped
+    d.picker.arch.value = "16"                          # another problem: the matrix is dropped
     assert d.uploaded is None and "yours" not in d.kinds.options and d.status.error is None
 
 
 def test_an_unadapted_plotly_bundle_falls_back_to_plotlys_own_widget(monkeypatch):
-    from curvlab.dashboards import _common
+    from curvlab.dashboards import bundle, figure
     with pytest.warns(RuntimeWarning, match="not the one curvlab adapts"):
-        assert _common._plotly_bundle("export{renamed as default};") is None
-    assert _common._FULL_ESM is not None and "__curvlabPlotlyWidget" in _common._FULL_ESM
-    monkeypatch.setattr(_common, "_FULL_ESM", None)
-    fig = _common.FigureWidget(data=[go.Scatter(x=[0, 1], y=[1, 0])])
+        assert bundle.patch("export{renamed as default};") is None
+    assert bundle.FULL_ESM is not None and "__curvlabPlotlyWidget" in bundle.FULL_ESM
+    monkeypatch.setattr(bundle, "FULL_ESM", None)
+    fig = figure.FigureWidget(data=[go.Scatter(x=[0, 1], y=[1, 0])])
     assert fig._esm == go.FigureWidget()._esm            # plotly's own module, and it still works
     fig.data[0].y = np.array([2.0, 3.0])
     assert list(fig.data[0].y) == [2.0, 3.0]
@@ -294,21 +303,22 @@ def test_beyond_systems_sigma_and_samples():
     d = BeyondDashboard()
     assert d.status.error is None, d.status.error
     relax = arr(d.relax_fig.data[0].y)
-    assert relax[-1] < 1e-10 < relax[0]                       # the R-relaxation converges to the exact Hv
+    assert relax[-1] < 1e-10 < relax[0]           # the R-relaxation converges to the exact Hv
     d.system.value = "Boltzmann machine"
     assert d.status.error is None and changed(relax, d.relax_fig.data[0].y)
     err = arr(d.err_fig.data[2].y)                            # the joint ẑ's error against samples
     d.sigma.value = 0.01
     assert changed(err, d.err_fig.data[2].y)
     misses = d.cache.misses
-    d.samples.value = 100                                     # view only: the marker moves, nothing recomputed
+    d.samples.value = 100                     # view only: the marker moves, nothing recomputed
     crosses = d.crosses()
     assert d.cache.misses == misses and [x for x, _ in crosses.values()] == [100.0] * 4
     i = 1                                                     # SAMPLES[1] == 100: on each curve
-    assert np.allclose([crosses[t.name][1] for t in d.err_fig.data[:4]], [arr(t.y)[i] for t in d.err_fig.data[:4]])
+    assert np.allclose([crosses[t.name][1] for t in d.err_fig.data[:4]],
+                       [arr(t.y)[i] for t in d.err_fig.data[:4]])
     P = len(d._system()[1])                                   # the curves sit at the samples used:
     assert list(arr(d.err_fig.data[0].x)) == [max(S, 2 * P + 1) for S in (30, 100, 300, 1000, 3000)]
-    d.system.value = "recurrent units"                        # (P = 20 here: the joint fit's 2P + 1 = 41)
+    d.system.value = "recurrent units"             # (P = 20 here: the joint fit's 2P + 1 = 41)
     assert arr(d.err_fig.data[0].x)[0] == 2 * len(d._system()[1]) + 1 > 30
     joint = arr(d.err_fig.data[2].y)
     assert joint[-1] < joint[0]                               # more samples, a better Hv estimate
@@ -325,27 +335,30 @@ def test_importing_the_dashboards_skips_jsonschemas_grammar_compiler():
     assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr
 
 
-@pytest.mark.parametrize("name", ["landscape", "spectra", "damping", "trajectories", "products", "beyond"])
+@pytest.mark.parametrize("name", ["landscape", "spectra", "damping", "trajectories", "products",
+                                  "beyond"])
 def test_every_dashboard_opens_on_your_own_problem(name):
     X, y = cl.datasets.moons(n=40, seed=3)
     model = cl.MLP([2, 5, 2], activation="sigmoid")
     p = cl.Problem(model, "cross_entropy", X, y)
     w = model.init(seed=7)
     cls = {d.__name__.lower().removesuffix("dashboard"): d for d in
-           (LandscapeDashboard, SpectraDashboard, DampingDashboard, TrajectoriesDashboard, ProductsDashboard,
-            BeyondDashboard)}[name]
+           (LandscapeDashboard, SpectraDashboard, DampingDashboard, TrajectoriesDashboard,
+            ProductsDashboard, BeyondDashboard)}[name]
     dash = cls(problem=p, w=w)
     assert dash.status.error is None, dash.last_traceback
     got_p, got_w = dash.picker.get()
     assert got_p is p and np.array_equal(got_w, w)
-    assert "your problem" in dash.picker.widget.value and f"P = {p.n_params}" in dash.picker.widget.value
+    shown = dash.picker.widget.value
+    assert "your problem" in shown and f"P = {p.n_params}" in shown
     if name == "spectra":                # the matrices it shows are this problem's
         np.testing.assert_allclose(dash._matrix("hessian").to_dense(), cl.hessian(p, w), rtol=1e-12)
     if name == "beyond":                 # this problem's exact Hv, against its finite differences
         _, w_, g, v, Hv, _ = dash._system()
         assert dash.system.value == "your problem" and np.array_equal(w_, w)
         np.testing.assert_allclose(Hv, cl.hessian(p, w) @ v, rtol=1e-10)
-        assert min(arr(dash.relax_fig.data[0].y)) < 1e-7 and "central differences" in dash.relax_fig.layout.title.text
+        assert min(arr(dash.relax_fig.data[0].y)) < 1e-7
+        assert "central differences" in dash.relax_fig.layout.title.text
     # the same from (model, X, y, loss), and bad input is refused by name
     assert cls(model=model, X=X, y=y, loss="cross_entropy").picker.get()[0].N == 40
     with pytest.raises(ValueError, match="parameters|shape"):
@@ -381,7 +394,8 @@ def test_the_numbers_csv_holds_what_is_plotted_and_figures_save_at_slide_width(l
     assert len(grid) == np.size(landscape.contour_fig.data[0].z)
     for f in (landscape.line_fig, landscape.contour_fig):
         opts = f._config["toImageButtonOptions"]
-        assert opts["format"] == "png" and opts["width"] >= 1600 and not f._config["showSendToCloud"]
+        assert opts["format"] == "png" and opts["width"] >= 1600
+        assert not f._config["showSendToCloud"]
 
 
 def _notes(fig, name):
@@ -389,7 +403,7 @@ def _notes(fig, name):
 
 
 def test_a_failed_computation_marks_every_plot_not_current_until_the_next_success(landscape):
-    from curvlab.dashboards._common import STALE
+    from curvlab.dashboards.marks import STALE
     d = landscape
     d.picker.dataset.value = "regression1d"                       # with cross-entropy: impossible
     assert "pick the mse loss" in d.status.error
@@ -400,26 +414,29 @@ def test_a_failed_computation_marks_every_plot_not_current_until_the_next_succes
 
 
 def test_panels_that_need_a_button_say_so_and_say_when_they_are_out_of_date():
-    from curvlab.dashboards._common import PLACEHOLDER
+    from curvlab.dashboards.marks import PLACEHOLDER
     p = ProductsDashboard()
     assert all("press “measure" in n for f in (p.cg_fig, p.k_fig) for n in _notes(f, PLACEHOLDER))
     p._on_measure()
     assert not _notes(p.cg_fig, PLACEHOLDER) and not _notes(p.k_fig, PLACEHOLDER)
     p.picker.dataset.value = "moons"
-    assert _notes(p.cg_fig, PLACEHOLDER) == ["measured for another problem: press “measure Lin's two products”"]
+    assert _notes(p.cg_fig, PLACEHOLDER) == [
+        "measured for another problem: press “measure Lin's two products”"]
     d = DampingDashboard()
     assert _notes(d.lm_fig, PLACEHOLDER) == ["press “run Levenberg–Marquardt” to fill this panel"]
     d._on_lm()
     assert not _notes(d.lm_fig, PLACEHOLDER)
     d.kind.value = "kflr"
-    assert _notes(d.lm_fig, PLACEHOLDER) == ["run for other settings: press “run Levenberg–Marquardt”"]
+    assert _notes(d.lm_fig, PLACEHOLDER) == [
+        "run for other settings: press “run Levenberg–Marquardt”"]
 
 
 def test_presentation_doubles_fonts_and_lines_and_goes_back():
     for name, cls in APPS.items():
         d = cls()
         figs = d.figures()
-        widths = [[t.line.width for t in f.data if getattr(t, "line", None) is not None] for f in figs]
+        widths = [[t.line.width for t in f.data if getattr(t, "line", None) is not None]
+                  for f in figs]
         d.presentation.value = True
         assert all(f.layout.font.size == 24 for f in figs), name
         for f, before in zip(figs, widths):
@@ -447,15 +464,15 @@ def test_presentation_draws_the_moving_marks_twice_as_large_now_and_after_a_move
 
 
 def test_two_d_plot_data_travels_as_binary_float32_rows():
-    from curvlab.dashboards._common import _py_to_js
+    from curvlab.dashboards.figure import _py_to_js
     Z = np.random.default_rng(0).standard_normal((4, 3))
     out = _py_to_js({"z": [Z], "x": np.arange(3.0), "name": "a"}, None)
     rows = out["z"][0]
     assert [r["dtype"] for r in rows] == ["float32"] * 4 and all(r["shape"] == (3,) for r in rows)
     back = np.array([np.frombuffer(r["buffer"], dtype=np.float32) for r in rows])
     assert np.allclose(back, Z, rtol=1e-7) and back.dtype == np.float32
-    assert out["x"]["dtype"] == "float64" and out["name"] == "a"        # 1-D data as plotly sends it
-    assert _py_to_js(np.eye(2, dtype=int), None) == [[1, 0], [0, 1]]       # non-float 2-D: plotly's lists
+    assert out["x"]["dtype"] == "float64" and out["name"] == "a"     # 1-D data as plotly sends it
+    assert _py_to_js(np.eye(2, dtype=int), None) == [[1, 0], [0, 1]]    # non-float 2-D: lists
     d = SpectraDashboard()                                               # a figure's state uses it
     state = d.heat_fig.get_state("_widget_data")["_widget_data"]
     assert isinstance(state[0]["z"][0]["buffer"], memoryview)
@@ -463,7 +480,8 @@ def test_two_d_plot_data_travels_as_binary_float32_rows():
 
 def test_beyond_opens_on_your_network_of_units_and_refuses_a_problem_too_large_for_perturbation():
     rng = np.random.default_rng(0)
-    net = cl.UnitNetwork(5, [(0, 2), (1, 2), (2, 3), (3, 4), (4, 2)], [0, 1], [4], "tanh", tol=1e-13)
+    net = cl.UnitNetwork(5, [(0, 2), (1, 2), (2, 3), (3, 4), (4, 2)], [0, 1], [4], "tanh",
+                         tol=1e-13)
     p = cl.Problem(net, "mse", rng.standard_normal((10, 2)), rng.standard_normal((10, 1)))
     d = BeyondDashboard(problem=p, w=0.5 * net.init(0))
     assert d.status.error is None, d.last_traceback
@@ -472,4 +490,5 @@ def test_beyond_opens_on_your_network_of_units_and_refuses_a_problem_too_large_f
     assert "UnitNetwork(5 units" in d.picker.widget.value
     big = cl.MLP([20, 30, 10])
     with pytest.raises(ValueError, match="P ≤ 400"):
-        BeyondDashboard(model=big, X=rng.standard_normal((4, 20)), y=np.arange(4), loss="cross_entropy")
+        BeyondDashboard(model=big, X=rng.standard_normal((4, 20)), y=np.arange(4),
+                        loss="cross_entropy")

@@ -8,9 +8,11 @@ from curvlab.dashboards import APPS, DampingDashboard, LandscapeDashboard, Traje
 from curvlab.dashboards.links import key, link_box, view_controls
 
 
-@pytest.mark.parametrize("description,name", [("data", "data"), ("damping η", "damping"), ("lr × ", "lr"),
-                                              ("step r", "step-r"), ("SLQ density (matrix-free)", "slq-density"),
-                                              ("reparameterise: w = R w̃ (affine)", "reparameterise"),
+@pytest.mark.parametrize("description,name", [("data", "data"), ("damping η", "damping"),
+                                              ("lr × ", "lr"), ("step r", "step-r"),
+                                              ("SLQ density (matrix-free)", "slq-density"),
+                                              ("reparameterise: w = R w̃ (affine)",
+                                               "reparameterise"),
                                               ("approx.", "approx"), ("σ", "sigma")])
 def test_control_names(description, name):
     assert key(description) == name
@@ -37,7 +39,8 @@ def test_the_default_view_links_to_no_change():
     for name, cls in APPS.items():
         d = cls()
         row = next(w for w in d.widget.children if isinstance(w, W.HBox) and any(
-            isinstance(c, W.HBox) and any(getattr(b, "description", "") == "link to this view" for b in c.children)
+            isinstance(c, W.HBox) and any(getattr(b, "description", "") == "link to this view"
+                                          for b in c.children)
             for c in w.children))
         box = next(c for c in row.children if isinstance(c, W.HBox) and any(
             getattr(b, "description", "") == "link to this view" for b in c.children))
@@ -51,7 +54,8 @@ def test_the_link_round_trips_and_carries_only_changes():
     d.eta.value, d.kind.value = 0.1, "hessian"
     box.children[0].click()
     href = box.children[1].value.split('href="')[1].split('"')[0]
-    assert href.startswith("?") and "damping=0.1" in href and "matrix=hessian" in href and "data=" not in href
+    assert href.startswith("?") and "damping=0.1" in href and "matrix=hessian" in href
+    assert "data=" not in href
     e = DampingDashboard()
     assert e.apply_query(href.replace("&amp;", "&")) == []
     assert (e.eta.value, e.kind.value) == (0.1, "hessian")
@@ -60,7 +64,8 @@ def test_the_link_round_trips_and_carries_only_changes():
     assert t.presentation.value and t.reparam.value
     u = TrajectoriesDashboard()
     u.apply_query(t.link())
-    assert {k: w.value for k, w in view_controls(u).items()} == {k: w.value for k, w in view_controls(t).items()}
+    assert ({k: w.value for k, w in view_controls(u).items()}
+            == {k: w.value for k, w in view_controls(t).items()})
 
 
 def test_bad_values_are_one_message_and_keep_the_defaults():
