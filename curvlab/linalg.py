@@ -266,6 +266,12 @@ def slq_density(op, probes=10, steps=30, grid=None, sigma=None, seed=0):
     (default 1% of that range). Returns (grid, density), the density normalised so that its
     trapezoid integral over the grid is 1."""
     nodes, weights = slq(op, probes, steps, seed)
+    return slq_smooth(nodes, weights, grid, sigma)
+
+
+def slq_smooth(nodes, weights, grid=None, sigma=None):
+    """(grid, φ): SLQ nodes and weights (probes, m) smoothed into a density, a Gaussian of width
+    σ at each node averaged over the probes (defaults and normalisation: `slq_density`)."""
     lo, hi = nodes.min(), nodes.max()
     if sigma is None:
         sigma = 0.01 * max(hi - lo, 1e-12 * max(abs(hi), 1.0))

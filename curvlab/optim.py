@@ -272,7 +272,7 @@ def hessian_free(damping=1.0, maxiter=100, decay=0.95, eps=5e-4):
 
 
 # name: (factory of (init, update), whether it needs a Problem); the curvature kinds' own
-# methods (kfac, kflr, kfra, ...) come from the registry, see `_factory`.
+# methods (kfac, kflr, kfra, ...) come from the registry, see `factory`.
 METHODS = {
     "gd": (gd, False), "momentum": (momentum, False), "nesterov": (nesterov, False),
     "adam": (adam, False), "newton": (newton, False), "gauss_newton": (gauss_newton, False),
@@ -300,7 +300,9 @@ def needs_problem(method):
     return REGISTRY[_kind_methods()[method]].needs_problem
 
 
-def _factory(method):
+def factory(method):
+    """The method's builder: `factory(method)(**hyper) -> (init, update)` (jax optimizers'
+    style; the module docstring lists the methods)."""
     choice("method", method, method_names())
     if method in METHODS:
         return METHODS[method][0]
@@ -320,11 +322,11 @@ def minimize(objective, w0, method="gd", steps=100, batch_size=None, seed=0, blo
     `status`, if the loss turns non-finite or exceeds `blowup` × (|L(w0)| + 1) (diverged), or if
     ‖∇L‖ ≤ gtol (converged). `hyper` are the method's own settings (lr, damping, beta, ...).
     """
-    factory = _factory(method)
+    build = factory(method)
     obj = as_objective(objective)
     w = obj.check(w0).copy()
     try:
-        init, update = factory(**hyper)
+        init, update = build(**hyper)
     except TypeError as e:
         raise TypeError(f"bad settings for method {method!r}: {e}") from None
     steps = int(steps)
