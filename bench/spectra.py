@@ -87,8 +87,8 @@ def main():
     lines = ["# Spectra of the structured kinds", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
              f"{platform.python_version()}. `cl.spectrum(problem, w, kind)` (all eigenvalues, the "
-             "build included), best of up to 15 runs; rerun with `.venv/bin/python bench/spectra.py "
-             "--against REV`.", "", "".join(head),
+             "build included), best of up to 15 runs; rerun with "
+             "`.venv/bin/python bench/spectra.py --against REV`.", "", "".join(head),
              "|---|---|---:|" + ("---:|---:|" if before else "")]
     for model, row in now.items():
         for kind, (sec, top) in row.items():
