@@ -72,6 +72,8 @@ from .curvature import (
     vivit,
     vjp,
 )
+from .influence import influence, influence_table, leave_one_out
+from .laplace import Laplace, laplace
 from .linalg import hutchinson, layer_spectra, slq, slq_density, spectrum
 from .losses import BCE, MSE, CrossEntropy, Loss
 from .nn import MLP, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Sequential
@@ -148,6 +150,11 @@ __all__ = [
     "operator",
     # linear algebra and analysis
     "spectrum",
+    "laplace",
+    "Laplace",
+    "influence",
+    "influence_table",
+    "leave_one_out",
     "layer_spectra",
     "slq",
     "slq_density",
