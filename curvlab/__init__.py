@@ -76,7 +76,19 @@ from .influence import influence, influence_table, leave_one_out
 from .laplace import Laplace, laplace
 from .linalg import hutchinson, layer_spectra, slq, slq_density, spectrum
 from .losses import BCE, MSE, CrossEntropy, Loss
-from .nn import MLP, AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Sequential
+from .nn import (
+    MLP,
+    AvgPool2d,
+    Conv1d,
+    Conv2d,
+    Dense,
+    Flatten,
+    Function,
+    MaxPool2d,
+    MeanPool,
+    Residual,
+    Sequential,
+)
 from .problem import Objective, Problem
 from .torch_bridge import from_torch, from_torch_loss, to_torch
 from .units import UnitNetwork
@@ -89,9 +101,13 @@ __all__ = [
     "Sequential",
     "Dense",
     "Conv2d",
+    "Conv1d",
     "MaxPool2d",
     "AvgPool2d",
+    "MeanPool",
     "Flatten",
+    "Residual",
+    "Function",
     "UnitNetwork",
     "BoltzmannMachine",
     "Loss",

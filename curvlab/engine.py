@@ -1,67 +1,272 @@
-"""The layer-wise passes every curvature quantity is built from, in one place, for any
-`Sequential` (Dense and Conv2d layers, pooling, Flatten).
+"""The one walk over a layered model, and every pass built from it.
 
-Notation (Botev et al. 2017; Lin's notes), for the layers with parameters l = 0..L-1 and a
-batch of N samples; layer l has T_l output locations (1 for Dense, H_out·W_out for Conv2d):
-    ā_l  (N, T_l, m_l + 1)  augmented patches [φ(x_l), 1] of the layer's input x_l
-    s_l  (N, T_l, n_l)       pre-activations s_l = ā_l W̄_lᵀ
-    a_l  = f(s_l),  f'_l = f'(s_l),  f''_l = f''(s_l)
-Between a_{l-1} and x_l (and after the last layer, up to the outputs z) sit parameter-free
-layers — pooling, Flatten — which are linear once the forward pass has run. `up(l, ·)` carries
-a tangent of a_{l-1} through them and the patch map φ of layer l; `down(l, ·)` is its adjoint
-(l = L: up to z and back). For an MLP both are reshapes.
+A model (`cl.Sequential`) is a program of steps: its layers in order, with a Residual's block
+between a FORK (remember x) and a JOIN (add it back); `model.steps` pairs each step with the
+index l of its parameters θ_l (None without). `walk` goes through that program forwards and
+`walk_back` backwards, and every pass below is one of the two asking each layer for one of its
+rules (`curvlab.layers`) — no pass knows a layer kind:
 
-Backward passes carry a leading axis of Q "seeds" (directions, output units or samples), so a
-whole family of backprops is a handful of large matrix products:
-    ∂ℓ/∂a_{L-1} = down(L, seed),   δ_l = f'_l ⊙ ∂ℓ/∂a_l,   ∂ℓ/∂a_{l-1} = down(l, δ_l W_l),
-    ∂/∂W̄_l = Σ_t δ_{l,t}ᵀ ā_{l,t}.
-The R-operator (Pearlmutter) pushes Q directions V = {V_l} forward,
-    R s_l = ā_l V_lᵀ + R ā_l W_lᵀ,  R ā_l = [up(l, f'_{l-1} ⊙ R s_{l-1}), 0],
-    R z = up(L, f' ⊙ R s),
-and back, with the two extra terms that make it the exact Hessian product:
-    R{∂ℓ/∂a_{l-1}} = down(l, R δ_l W_l + δ_l V_l),
-    R δ_l = f'_l ⊙ R{∂ℓ/∂a_l} + f''_l ⊙ ∂ℓ/∂a_l ⊙ R s_l,
-    R{∂/∂W̄_l} = Σ_t R δ_{l,t}ᵀ ā_{l,t} + δ_{l,t}ᵀ R ā_{l,t}.
+    run        the forward map, differentiable by autograd (Problem.loss, model.forward)
+    forward    the forward trace: each step's output and state (`Trace`)
+    backward   backprop of output seeds (Q, N, K): the program in reverse, a JOIN handing its
+               cotangent to both the block and the skip and the FORK adding them up; each layer
+               with parameters leaves a record (δ = ∂ℓ/∂s for Dense and conv layers)
+    rforward   Pearlmutter's R-forward for Q directions V: R y from R x and V, step by step
+    rbackward  the R-backward: R{∂ℓ/∂x} and R{∂ℓ/∂θ} with the second-order terms, the exact H V
+    run_batched  the forward map at G parameter vectors at once (the landscape's grids)
+
+Backward passes carry a leading axis of Q seeds (directions, output units or samples), so a
+whole family of backprops is a handful of large matrix products. Steps before the first layer
+with parameters do not depend on w: backward passes stop there and the R-forward starts there.
 Nothing here averages over samples; callers divide by N.
+
+For chains (`model.is_chain`: Dense and conv layers with pooling and Flatten between them) the
+classic notation of Botev et al. and Lin's notes holds: layer l's augmented patches ā_l
+(N, T_l, m_l + 1), pre-activations s_l = ā_l W̄_lᵀ, a_l = f(s_l), and the parameter-free
+layers between a_{l-1} and layer l's input in `links[l]`; `up(l, ·)` carries a tangent of
+a_{l-1} through them and the patch map φ of layer l, `down(l, ·)` is its adjoint (l = L: up to
+z and back). The chain algorithms (curvature.blocks, KFRA) use these.
 """
 
-from collections import namedtuple
+import copy
 
 import numpy as np
 
-from .layers import PIECEWISE_LINEAR
-
-# links[l]: (layer, state) of the parameter-free layers before layer l (l = L: after the last)
-Trace = namedtuple("Trace", "abar s fp fpp z links")
+from .layers import FORK, JOIN
 
 
-def _through(modules, x):
-    states = []
-    for mod in modules:
-        x, st = mod.forward(x)
-        states.append((mod, st))
-    return x, states
+def _add(a, b):
+    """a + b, None standing for zero (a tangent that does not depend on w)."""
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+def walk(model, x, visit, start=0, stop=None, stack=()):
+    """The one walk: x through the program's steps start..stop-1 — a FORK remembers x, a JOIN
+    adds the remembered x back, a layer step is x -> visit(i, step, l, x) (l: its parameters'
+    index, None without). x may be None (zero). Returns x, or (x, stack) when stopped early."""
+    stack = list(stack)
+    steps = model.steps
+    end = len(steps) if stop is None else stop
+    for i in range(start, end):
+        step, l = steps[i]
+        if step is FORK:
+            stack.append(x)
+        elif step is JOIN:
+            x = _add(x, stack.pop())
+        else:
+            x = visit(i, step, l, x)
+    return x if stop is None else (x, stack)
+
+
+def walk_back(model, g, visit):
+    """The walk backwards, from the outputs down to the first layer with parameters (below it
+    nothing depends on w): a JOIN hands its cotangent to both the block and the skip, the FORK
+    adds the two back; a layer step is g -> visit(i, step, l, g, need_input), need_input False
+    for the first layer with parameters."""
+    steps, first = model.steps, model.first_param_step
+    stack = []
+    for i in range(len(steps) - 1, first - 1, -1):
+        step, l = steps[i]
+        if step is JOIN:
+            stack.append(g)
+        elif step is FORK:
+            g = g + stack.pop()
+        else:
+            g = visit(i, step, l, g, i > first)
+    return g
+
+
+def run(model, Wbars, x):
+    """The forward map on internal-layout inputs x (N, ...): outputs (N, *out_shape).
+    Differentiable by autograd in the W̄ (and x)."""
+    return walk(model, x, lambda i, step, l, x: step.run(None if l is None else Wbars[l], x))
+
+
+class Trace:
+    """The forward trace of a model on N inputs: each step's state (`states`, in program
+    order), the outputs z (N, K) (flattened per sample), and per layer with parameters its
+    state (`layer_states`); for Dense and conv layers the lists `abar`, `s`, `fp`, `fpp`, and
+    for chains `links[l]`, the (layer, state) pairs of the steps before layer l."""
+
+    def __init__(self, model, Wbars, states, z):
+        self.model, self.Wbars, self.states, self.z = model, Wbars, states, z
+        self.layer_states = [states[i] for i, (_, l) in enumerate(model.steps) if l is not None]
+
+    def _affine(self, name):
+        return [getattr(st, name, None) for st in self.layer_states]
+
+    @property
+    def abar(self):
+        return self._affine("abar")
+
+    @property
+    def s(self):
+        return self._affine("s")
+
+    @property
+    def fp(self):
+        return self._affine("fp")
+
+    @property
+    def fpp(self):
+        return self._affine("fpp")
+
+    @property
+    def links(self):
+        out = [[]]
+        for (step, l), st in zip(self.model.steps, self.states):
+            if l is not None:
+                out.append([])
+            else:
+                out[-1].append((step, st))
+        return out
+
+    def _replace(self, **fields):
+        """A copy with some fields replaced; `abar=[...]` replaces the first layers' patches
+        (for per-layer Jacobian rows of a layer's own ā)."""
+        new = copy.copy(self)
+        abar = fields.pop("abar", None)
+        if abar is not None:
+            new.layer_states = list(self.layer_states)
+            for l, ab in enumerate(abar):
+                st = copy.copy(new.layer_states[l])
+                st.abar = ab
+                new.layer_states[l] = st
+        for k, v in fields.items():
+            setattr(new, k, v)
+        return new
 
 
 def forward(model, Wbars, X):
-    """Forward trace of the network on X: augmented patches, pre-activations, f', f'', outputs."""
-    abar, s, fp, fpp, links = [], [], [], [], []
-    x = model.prepare(X)
-    for l, (layer, Wb) in enumerate(zip(model.layers, Wbars)):
-        x, states = _through(model.links[l], x)
-        links.append(states)
-        p = layer.patches(x)
-        ab = np.concatenate([p, np.ones(p.shape[:-1] + (1,))], axis=-1)
-        si = ab @ Wb.T
-        abar.append(ab)
-        s.append(si)
-        fp.append(layer.act.df(si))
-        fpp.append(layer.act.d2f(si))
-        x = layer.fold(layer.act.f(si))
-    z, states = _through(model.links[-1], x)
-    links.append(states)
-    return Trace(abar, s, fp, fpp, z, links)
+    """Forward trace of the network on raw inputs X (N, *input_shape)."""
+    states = [None] * len(model.steps)
 
+    def visit(i, step, l, x):
+        x, states[i] = step.trace(None if l is None else Wbars[l], x)
+        return x
+
+    z = walk(model, model.prepare(X), visit)
+    return Trace(model, Wbars, states, z.reshape(z.shape[0], -1))
+
+
+def _seed_shape(model, seed):
+    return seed.reshape(seed.shape[:2] + model.out_shape)
+
+
+def backprop(model, Wbars, tr, seed, keep=False):
+    """Records per layer with parameters (each (Q, N, ...)) of output seeds (Q, N, K), and with
+    keep=True the cotangent reaching each step's output (by step index; None elsewhere)."""
+    recs = [None] * len(model.layers)
+    gouts = [None] * len(model.steps) if keep else None
+
+    def visit(i, step, l, g, need_input):
+        if keep:
+            gouts[i] = g
+        g, rec = step.backprop(None if l is None else Wbars[l], tr.states[i], g, need_input)
+        if l is not None:
+            recs[l] = rec
+        return g
+
+    walk_back(model, _seed_shape(model, seed), visit)
+    return recs, gouts
+
+
+def backward(model, Wbars, tr, seed, with_a=False):
+    """Records (δ_l (Q, N, T_l, n_l) for Dense and conv layers) for every layer from output
+    seeds (Q, N, K): ordinary (linear) backprop. with_a: also the cotangents ∂ℓ/∂a_l at each
+    layer's output, unfolded (for the Hessian's f'' terms)."""
+    recs, gouts = backprop(model, Wbars, tr, seed, keep=with_a)
+    if not with_a:
+        return recs
+    return recs, layer_cotangents(model, gouts)
+
+
+def layer_cotangents(model, gouts):
+    """The cotangents at each layer's output, (location, unit) shaped for Dense and conv
+    layers (their `unfold`)."""
+    out = []
+    for (step, l), g in zip(model.steps, gouts):
+        if l is not None:
+            unfold = getattr(step, "unfold", None)
+            out.append(g if unfold is None or g is None else unfold(g))
+    return out
+
+
+def weight_grads(tr, deltas):
+    """Σ_n ∂ℓ/∂θ of the seeds behind the records, per layer, in the flat layout: (P, Q)."""
+    parts = [layer.param_grads(Wb, st, d) for layer, Wb, st, d in
+             zip(tr.model.layers, tr.Wbars, tr.layer_states, deltas)]
+    return np.concatenate(parts, axis=1).T
+
+
+def jacobian_rows(tr, deltas):
+    """Per-sample rows Jₙᵀ s_{q,n} in the flat layout, (Q, N, P) (for a list of the first
+    layers' records, those layers' columns), each layer's written in place."""
+    Q, N = deltas[0].shape[:2]
+    layers = tr.model.layers
+    widths = [d.shape[-1] * ab.shape[-1] if ab is not None else layer.size
+              for layer, d, ab in zip(layers, deltas, tr.abar)]
+    out = np.empty((Q, N, sum(widths)))
+    o = 0
+    for layer, Wb, st, d, width in zip(layers, tr.Wbars, tr.layer_states, deltas, widths):
+        layer.param_rows(Wb, st, d, out=out[:, :, o : o + width])
+        o += width
+    return out
+
+
+def split_directions(model, V):
+    """Flat directions (P, Q) -> per layer V_l of shape (Q, *shape_l)."""
+    Q = V.shape[1]
+    return [V[sl].T.reshape((Q,) + layer.shape)
+            for sl, layer in zip(model.layer_slices(), model.layers)]
+
+
+def times_abar(ab, V):
+    """ā V_lᵀ for Q directions: (N, T, m+1) x (Q, n, m+1) -> (Q, N, T, n)."""
+    N, T, m1 = ab.shape
+    Q, n, _ = V.shape
+    return (ab.reshape(N * T, m1) @ V.transpose(0, 2, 1)).reshape(Q, N, T, n)
+
+
+def rforward(model, Wbars, tr, Vs):
+    """The R-forward pass for Q directions: each step's R-state (by step index) and R z = J v
+    (Q, N, K). Tangents start at the first layer with parameters (None, zero, before it)."""
+    rstates = [None] * len(model.steps)
+
+    def visit(i, step, l, Rx):
+        if l is None and Rx is None:
+            return None
+        Rx, rstates[i] = step.rforward(None if l is None else Wbars[l], tr.states[i], Rx,
+                                       None if l is None else Vs[l])
+        return Rx
+
+    Rz = walk(model, None, visit)
+    return rstates, Rz.reshape(Rz.shape[:2] + (-1,))
+
+
+def rbackward(model, Wbars, tr, recs, gouts, rstates, Vs, Rseed):
+    """Exact R{∂ℓ/∂θ} (summed over samples) for Q directions, flat (P, Q).
+
+    recs, gouts: the ordinary backprop of ∂ℓ/∂z (`backprop(..., keep=True)`, without the seed
+    axis); rstates from `rforward`; Rseed = R{∂ℓ/∂z} = B R z (Q, N, K).
+    """
+    out = [None] * len(model.layers)
+
+    def visit(i, step, l, Rg, need_input):
+        if l is None:
+            return step.rbackward(None, tr.states[i], rstates[i], None, gouts[i], Rg, None,
+                                  need_input)[0]
+        Rg, out[l] = step.rbackward(Wbars[l], tr.states[i], rstates[i], recs[l], gouts[i], Rg,
+                                    Vs[l], need_input)
+        return Rg
+
+    walk_back(model, _seed_shape(model, Rseed), visit)
+    return np.concatenate(out, axis=1).T
+
+
+# the chain view (model.is_chain) ---------------------------------------------------------------
 
 def up(model, tr, l, da):
     """Tangent of a_{l-1} (..., T, n) -> tangent of layer l's patches (..., T_l, m_l), or of the
@@ -80,117 +285,40 @@ def down(model, tr, l, g):
     return model.layers[l - 1].unfold(x)
 
 
-def backward(model, Wbars, tr, seed, with_a=False):
-    """δ_l (Q, N, T_l, n_l) for every layer from output seeds (Q, N, K): ordinary (linear)
-    backprop. with_a: also the cotangents ∂/∂a_l before f' (for the Hessian's f'' terms)."""
-    L = len(Wbars)
-    deltas, grads_a = [None] * L, [None] * L
-    g = down(model, tr, L, seed)
-    for l in reversed(range(L)):
-        grads_a[l] = g
-        deltas[l] = g * tr.fp[l]
-        if l:
-            g = down(model, tr, l, deltas[l] @ Wbars[l][:, :-1])
-    return (deltas, grads_a) if with_a else deltas
+# many parameter vectors at once ----------------------------------------------------------------
+
+def prefix(model, X):
+    """The walk up to the first layer with parameters, which does not depend on w: (x, stack)
+    there, from raw inputs X."""
+    return walk(model, model.prepare(X), lambda i, step, l, x: step.run(None, x),
+                stop=model.first_param_step)
 
 
-def _sum_locations(d, ab):
-    """Σ_{n,t} d_{q,n,t} ⊗ ā_{n,t} for d (Q, N, T, n), ā (N, T, m+1): (Q, n, m+1)."""
-    Q, N, T, n = d.shape
-    return d.reshape(Q, N * T, n).transpose(0, 2, 1) @ ab.reshape(N * T, -1)
+def run_batched(model, params, x, stack, first=None, workspace=None):
+    """The forward map at G parameter vectors at once, from the first layer with parameters on:
+    params(l) gives W̄_l of the G points (G, *shape_l); x, stack from `prefix` (no G axis);
+    first: the first layer's pre-activations (G, N, ...) when the caller computed them (the
+    landscape's affine trick, `layer.finish`); workspace(i, shape): a reusable buffer for
+    step i's output. Returns the outputs (G, N, K)."""
 
+    def visit(i, step, l, x):
+        if l is None:
+            return step.run(None, x)
+        theta = params(l)
+        if first is not None and i == model.first_param_step:
+            return step.finish(theta, first, biased=True)
+        shape = step.buffer_shape(theta.shape[0], x) if workspace is not None else None
+        return step.run(theta, x, out=None if shape is None else workspace(i, shape))
 
-def weight_grads(tr, deltas):
-    """Σ_n Σ_t δ_{l,n,t} ā_{l,n,t}ᵀ per layer, flattened into the flat layout: (P, Q)."""
-    Q = deltas[0].shape[0]
-    return np.concatenate(
-        [_sum_locations(d, ab).reshape(Q, -1) for d, ab in zip(deltas, tr.abar)], axis=1
-    ).T
-
-
-def jacobian_rows(tr, deltas):
-    """Per-sample rows Σ_t δ_{l,n,t} ⊗ ā_{l,n,t} in the flat layout: (Q, N, P), each layer's
-    written in place (no concatenated copy)."""
-    Q, N = deltas[0].shape[:2]
-    widths = [d.shape[-1] * ab.shape[-1] for d, ab in zip(deltas, tr.abar)]
-    out = np.empty((Q, N, sum(widths)))
-    o = 0
-    for d, ab, width in zip(deltas, tr.abar, widths):
-        view = out[:, :, o : o + width].reshape(Q, N, d.shape[-1], ab.shape[-1])
-        if d.shape[2] == 1:  # one location: an outer product
-            np.multiply(d[:, :, 0, :, None], ab[None, :, 0, None, :], out=view)
-        else:
-            np.matmul(d.transpose(0, 1, 3, 2), ab, out=view)
-        o += width
-    return out
-
-
-def split_directions(model, V):
-    """Flat directions (P, Q) -> per-layer V_l of shape (Q, n_l, m_l + 1)."""
-    Q = V.shape[1]
-    return [
-        V[sl].T.reshape((Q,) + layer.shape) for sl, layer in zip(model.layer_slices(), model.layers)
-    ]
-
-
-def times_abar(ab, V):
-    """ā V_lᵀ for Q directions: (N, T, m+1) x (Q, n, m+1) -> (Q, N, T, n)."""
-    N, T, m1 = ab.shape
-    Q, n, _ = V.shape
-    return (ab.reshape(N * T, m1) @ V.transpose(0, 2, 1)).reshape(Q, N, T, n)
-
-
-def rforward(model, Wbars, tr, Vs):
-    """The R-forward pass for Q directions: R s_l (Q, N, T_l, n_l), R ā_l without its constant
-    column (None for l = 0, whose patches do not depend on w), and R z = J v (Q, N, K)."""
-    Rs, Rp = [], []
-    for l, (Wb, V) in enumerate(zip(Wbars, Vs)):
-        r = times_abar(tr.abar[l], V)
-        p = None
-        if l:
-            p = up(model, tr, l, tr.fp[l - 1] * Rs[-1])
-            r += p @ Wb[:, :-1].T
-        Rs.append(r)
-        Rp.append(p)
-    L = len(Wbars)
-    return Rs, Rp, up(model, tr, L, tr.fp[L - 1] * Rs[-1])
-
-
-def _r_delta(model, tr, l, Rg, ga, Rs):
-    """R δ_l = f'_l ⊙ R{∂ℓ/∂a_l} + f''_l ⊙ ∂ℓ/∂a_l ⊙ R s_l (the last term vanishes for
-    piecewise-linear activations)."""
-    Rd = Rg * tr.fp[l]
-    if model.layers[l].act.name not in PIECEWISE_LINEAR:
-        Rd += ga[l] * tr.fpp[l] * Rs[l]
-    return Rd
-
-
-def rbackward(model, Wbars, tr, deltas, grads_a, Rs, Rp, Vs, Rseed):
-    """Exact R{∂ℓ/∂W̄_l} (summed over samples) for Q directions, flat (P, Q).
-
-    deltas, grads_a: the ordinary per-sample backprop δ_l and ∂ℓ/∂a_l of ∂ℓ/∂z (N, T_l, n_l);
-    Rs, Rp from `rforward`; Rseed = R{∂ℓ/∂z} = B R z (Q, N, K).
-    """
-    L = len(Wbars)
-    out = [None] * L
-    Rd = _r_delta(model, tr, L - 1, down(model, tr, L, Rseed), grads_a, Rs)
-    for l in reversed(range(L)):
-        G = _sum_locations(Rd, tr.abar[l])
-        if l:
-            d = deltas[l]
-            N, T, n = d.shape
-            G[:, :, :-1] += d.reshape(N * T, n).T @ Rp[l].reshape(Rp[l].shape[0], N * T, -1)
-            W = Wbars[l][:, :-1]
-            Rg = down(model, tr, l, Rd @ W + d @ Vs[l][:, None, :, :-1])
-            Rd = _r_delta(model, tr, l - 1, Rg, grads_a, Rs)
-        out[l] = G.reshape(G.shape[0], -1)
-    return np.concatenate(out, axis=1).T
+    z = walk(model, x, visit, start=model.first_param_step, stack=stack)
+    return z.reshape(z.shape[:2] + (-1,))
 
 
 class Point:
-    """Everything about a layered Problem at w that curvature builds and products reuse — W̄,
-    the forward trace, ∂ℓ/∂z, the backprops δ, B and its square-root seeds — each computed once,
-    on first use (`problem.point(w)` makes one). Products take blocks V (P, Q) and include λ."""
+    """Everything about a layered Problem at w that curvature builds and products reuse — the
+    layers' parameters, the forward trace, ∂ℓ/∂z, the backprop records, B and its square-root
+    seeds — each computed once, on first use (`problem.point(w)` makes one). Products take
+    blocks V (P, Q) and include λ."""
 
     def __init__(self, problem, w):
         self.problem, self.w = problem, problem.check(w)
@@ -204,6 +332,10 @@ class Point:
             self._cache[key] = make()
         return self._cache[key]
 
+    @property
+    def model(self):
+        return self.problem.model
+
     def grad(self):
         """∇L(w) (P,) by one backward pass."""
         g = weight_grads(self.tr, self.backward(self.r[None]))[:, 0]
@@ -215,13 +347,12 @@ class Point:
 
     @property
     def backprop(self):
-        """Per-sample backprop of ∂ℓ/∂z: (δ_l, ∂ℓ/∂a_l), each (N, T_l, n_l) per layer."""
+        """Per-sample backprop of ∂ℓ/∂z: (records per layer, cotangents at each step's output
+        by step index), without the seed axis."""
 
         def make():
-            deltas, grads_a = backward(
-                self.problem.model, self.Wbars, self.tr, self.r[None], with_a=True
-            )
-            return [d[0] for d in deltas], [g[0] for g in grads_a]
+            recs, gouts = backprop(self.model, self.Wbars, self.tr, self.r[None], keep=True)
+            return ([r[0] for r in recs], [None if g is None else g[0] for g in gouts])
 
         return self.lazy("backprop", make)
 
@@ -231,7 +362,8 @@ class Point:
 
     @property
     def grads_a(self):
-        return self.backprop[1]
+        """∂ℓ/∂a_l at each layer's output ((location, unit) shaped for Dense and conv)."""
+        return self.lazy("grads_a", lambda: layer_cotangents(self.model, self.backprop[1]))
 
     @property
     def sqrt_seeds(self):
@@ -248,8 +380,8 @@ class Point:
 
     @property
     def D(self):
-        """Lin's stored Jacobians ∂z/∂s_l for all samples and outputs: (K, N, T_l, n_l) per layer,
-        N·K·Σ_l T_l n_l numbers in all (Lin's memory count)."""
+        """Lin's stored Jacobians ∂z/∂s_l for all samples and outputs: (K, N, T_l, n_l) per layer
+        (for a Function layer ∂z/∂(its outputs)), N·K·Σ_l T_l n_l numbers in all."""
 
         def make():
             K = self.tr.z.shape[1]
@@ -259,20 +391,20 @@ class Point:
         return self.lazy("D", make)
 
     def backward(self, seed, with_a=False):
-        """Backprop of output seeds (Q, N, K): δ_l (Q, N, T_l, n_l) per layer."""
-        return backward(self.problem.model, self.Wbars, self.tr, seed, with_a)
+        """Backprop of output seeds (Q, N, K): the records per layer."""
+        return backward(self.model, self.Wbars, self.tr, seed, with_a)
 
     def Bu(self, U):
         """B U for output directions U (Q, N, K), per sample, without forming B."""
         return self.problem.lossfn.hessian_product(self.tr.z, self.problem.y, U)
 
     def split(self, V):
-        return split_directions(self.problem.model, V)
+        return split_directions(self.model, V)
 
     # products on blocks (P, Q) ---------------------------------------------------------------
     def jv(self, V):
         """J V: (Q, N, K) by one batched R-forward pass."""
-        return rforward(self.problem.model, self.Wbars, self.tr, self.split(V))[2]
+        return rforward(self.model, self.Wbars, self.tr, self.split(V))[1]
 
     def jtu(self, U):
         """Σ_n J_nᵀ U_n for Q output cotangents U (Q, N, K): (P, Q)."""
@@ -280,11 +412,10 @@ class Point:
 
     def hv(self, V):
         Vs = self.split(V)
-        model = self.problem.model
-        Rs, Rp, Rz = rforward(model, self.Wbars, self.tr, Vs)
-        HV = rbackward(
-            model, self.Wbars, self.tr, self.deltas, self.grads_a, Rs, Rp, Vs, self.Bu(Rz)
-        )
+        model = self.model
+        rstates, Rz = rforward(model, self.Wbars, self.tr, Vs)
+        recs, gouts = self.backprop
+        HV = rbackward(model, self.Wbars, self.tr, recs, gouts, rstates, Vs, self.Bu(Rz))
         return HV / self.N + self.l2 * V
 
     def gv_rop(self, V):
@@ -295,11 +426,16 @@ class Point:
     def gv_jacobian(self, V):
         """Lin (a): reuse the stored ∂z/∂s_l; memory ∝ samples × outputs × units."""
         Jv = 0.0
-        for D, ab, Vl in zip(self.D, self.tr.abar, self.split(V)):
-            Jv = Jv + np.einsum("knti,qnti->qnk", D, times_abar(ab, Vl))
+        model, tr = self.model, self.tr
+        K, N = self.tr.z.shape[1], self.N
+        for layer, Wb, st, D, Vl in zip(model.layers, self.Wbars, tr.layer_states, self.D,
+                                        self.split(V)):
+            U = layer.param_tangent(Wb, st, Vl)
+            Jv = Jv + np.einsum("knr,qnr->qnk", D.reshape(K, N, -1), U.reshape(len(U), N, -1))
         u = self.Bu(Jv)
-        deltas = [np.einsum("qnk,knti->qnti", u, D) for D in self.D]
-        return weight_grads(self.tr, deltas) / self.N + self.l2 * V
+        recs = [np.einsum("qnk,knr->qnr", u, D.reshape(K, N, -1)).reshape((len(u),) + D.shape[1:])
+                for D in self.D]
+        return weight_grads(tr, recs) / self.N + self.l2 * V
 
     def fv_true(self, V):
         F = self.lazy("F", lambda: self.problem.lossfn.fisher_factor(self.tr.z))

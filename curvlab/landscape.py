@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from . import engine
 from ._checks import choice, finite_array, flat_vector, nonnegative
 from .curvature.kinds import is_outside, matrix
 from .curvature.registry import call, get
@@ -41,11 +42,14 @@ def _layer_mask(problem, layer, P):
 
 def filter_normalize(problem, w, d):
     """Li et al. (2018): rescale each row of each layer's W̄ in d (a unit's incoming weights and
-    bias) to the norm of the same row of w. A generic objective is one row."""
+    bias) to the norm of the same row of w. A generic objective is one row, and so is a layer
+    whose parameters are a vector (a cl.Function's)."""
     d = np.array(d, dtype=np.float64)
     if not isinstance(problem, Problem) or not problem.layered:
         return d * np.linalg.norm(w) / np.linalg.norm(d)
     for Dl, Wl in zip(problem.model.unflatten(d), problem.model.unflatten(w)):
+        rows = Dl.shape[0] if Dl.ndim > 1 else 1
+        Dl, Wl = Dl.reshape(rows, -1), Wl.reshape(rows, -1)               # views of d and w
         dn = np.linalg.norm(Dl, axis=1, keepdims=True)
         Dl *= np.where(
             dn > 0, np.linalg.norm(Wl, axis=1, keepdims=True) / np.where(dn > 0, dn, 1), 0
@@ -127,48 +131,53 @@ def points(w, d1, d2, span, n):
 class _Points:
     """G parameter vectors, handed out layer by layer and chunk by chunk: either rows of an
     array Ws (G, P), or the affine set w + C Dᵀ (C (G, q) coefficients, D (P, q) directions).
-    The first layer's patches ā_0 do not depend on w, so they are computed once."""
+    The steps before the first layer with parameters do not depend on w, so they run once
+    (`engine.prefix`); for w + C Dᵀ a first layer whose pre-activations are linear in its
+    parameters (Dense, conv) gets them as a combination of q + 1 precomputed products."""
 
     def __init__(self, problem, Ws=None, w=None, D=None, C=None):
         self.problem = problem
         model = problem.model
-        x = model.prepare(problem.X)
-        for mod in model.links[0]:
-            x = mod.forward(x)[0]
-        p = model.layers[0].patches(x)
-        self.abar0 = np.concatenate([p, np.ones(p.shape[:-1] + (1,))], axis=-1)  # (N, T, m+1)
+        self.x0, self.stack0 = engine.prefix(model, problem.X)
+        self.S0 = None
         if Ws is not None:
             self.Ws, self.G = Ws, len(Ws)
             return
         self.Ws, self.G = None, len(C)
         self.basis = np.vstack([w, D.T])  # (q+1, P)
         self.coef = np.hstack([np.ones((self.G, 1)), C])  # (G, q+1)
-        Wb0 = self.basis[:, model.layer_slices()[0]].reshape((-1,) + model.layers[0].shape)
-        self.S0 = (self.abar0 @ Wb0.transpose(0, 2, 1)[:, None]).reshape(len(self.basis), -1)
+        first = model.layers[0]
+        if first.linear_in_params:
+            S0 = first.preact(self.layer(slice(None), 0, self.basis), self.x0)
+            self.S0 = S0.reshape(len(self.basis), -1)
 
-    def layer(self, g, l):
-        """W̄_l of the points in slice g: (G_g, n_l, m_l + 1)."""
+    def layer(self, g, l, rows=None):
+        """θ_l of the points in slice g: (G_g, *shape_l) (of the rows of `rows` if given)."""
         layer, sl = self.problem.model.layers[l], self.problem.model.layer_slices()[l]
-        Wl = self.Ws[g, sl] if self.Ws is not None else self.coef[g] @ self.basis[:, sl]
+        if rows is not None:
+            Wl = rows[g, sl]
+        else:
+            Wl = self.Ws[g, sl] if self.Ws is not None else self.coef[g] @ self.basis[:, sl]
         return Wl.reshape((-1,) + layer.shape)
 
     def first(self, g, out):
-        """s_0 = ā_0 W̄_0ᵀ of the points in slice g, written into out (G_g, N, T, n_1). For
-        w + C Dᵀ it is linear in the coefficients: a combination of q + 1 precomputed products."""
-        if self.Ws is None:
-            np.matmul(self.coef[g], self.S0, out=out.reshape(len(out), -1))
-        else:
-            N, T, m1 = self.abar0.shape
-            np.matmul(
-                self.abar0.reshape(N * T, m1),
-                self.layer(g, 0).transpose(0, 2, 1),
-                out=out.reshape(len(out), N * T, -1),
-            )
+        """The first layer's pre-activations at the points in slice g, written into out: for
+        w + C Dᵀ linear in the coefficients, a combination of q + 1 precomputed products."""
+        np.matmul(self.coef[g], self.S0, out=out.reshape(len(out), -1))
+        return out
 
     def sqnorm(self, g):
         if self.Ws is not None:
             return np.sum(self.Ws[g] ** 2, axis=1)
         return np.einsum("gi,ij,gj->g", self.coef[g], self.basis @ self.basis.T, self.coef[g])
+
+
+def _per_point(problem):
+    """Numbers per grid point of the largest activation (or patch) array of one step."""
+    model = problem.model
+    sizes = [int(np.prod(s.out_shape)) for s, _ in model.steps if hasattr(s, "out_shape")]
+    sizes += [layer.T * getattr(layer, "n_in", 0) for layer in model.layers]
+    return problem.N * max(sizes + model.widths)
 
 
 def _losses(pts, accuracy):
@@ -177,9 +186,7 @@ def _losses(pts, accuracy):
     independent, so they run on all cores, each with a single-threaded BLAS (numpy's
     elementwise work — the activations — is single-threaded, and a multi-threaded BLAS is
     slower than one thread on these small per-point products)."""
-    model = pts.problem.model
-    per_point = pts.problem.N * max(max(model.widths), max(l.T * l.n_in for l in model.layers))
-    step = max(1, _GRID_BYTES // (8 * per_point))
+    step = max(1, _GRID_BYTES // (8 * _per_point(pts.problem)))
     chunks = [slice(g0, min(g0 + step, pts.G)) for g0 in range(0, pts.G, step)]
     with threadpool_limits(1):
         parts = list(_pool().map(lambda g: _chunk_losses(pts, g, step, accuracy), chunks))
@@ -194,64 +201,39 @@ def _pool():
 _workspace = threading.local()
 
 
-def _buffers(shapes):
-    """This thread's reusable activation buffers: fresh multi-megabyte arrays per chunk cost
-    more in page faults than the arithmetic (glibc hands them out by mmap)."""
-    if getattr(_workspace, "shapes", None) != shapes:
-        _workspace.shapes, _workspace.arrays = shapes, [np.empty(s) for s in shapes]
-    return _workspace.arrays
+def _buffers(step):
+    """This thread's reusable buffers, workspace(i, shape) -> an array of `shape` for step i:
+    fresh multi-megabyte arrays per chunk cost more in page faults than the arithmetic (glibc
+    hands them out by mmap)."""
+    if getattr(_workspace, "step", None) != step or len(_workspace.arrays) > 64:
+        _workspace.step, _workspace.arrays = step, {}
+    arrays = _workspace.arrays
 
+    def get(i, shape):
+        key = (i,) + tuple(shape[1:])
+        if key not in arrays:
+            arrays[key] = np.empty((step,) + tuple(shape[1:]))
+        return arrays[key][: shape[0]]
 
-def _transposed_output(model):
-    """The outputs can be computed transposed, zt = W aᵀ, when the last layer is a linear
-    Dense layer with nothing after it (every MLP)."""
-    last = model.layers[-1]
-    return (
-        len(model.layers) > 1
-        and last.T == 1
-        and last.act.name == "identity"
-        and not model.links[-1]
-        and not model.links[-2]
-    )
+    return get
 
 
 def _chunk_losses(pts, g, step, accuracy):
-    """The forward pass of every layer kind at G_g points at once: x (G_g, N, *features)."""
+    """The forward pass of the model at G_g points at once (the engine's batched walk)."""
     problem = pts.problem
     model, lossfn, N = problem.model, problem.lossfn, problem.N
-    Gg, L = g.stop - g.start, len(model.layers)
-    transposed = _transposed_output(model)
-    hidden = model.layers[:-1] if transposed else model.layers
-    bufs = _buffers(
-        tuple((step, N, layer.T, layer.n_out) for layer in hidden) + ((step, model.n_out, N),)
-    )
-    x = None
-    for l, layer in enumerate(hidden):
-        s = bufs[l][:Gg]
-        if l == 0:
-            pts.first(g, out=s)
-        else:
-            for mod in model.links[l]:
-                x = mod.forward(x)[0]
-            W = pts.layer(g, l)
-            p = layer.patches(x).reshape(Gg, N * layer.T, layer.n_in)
-            np.matmul(p, W[:, :, :-1].transpose(0, 2, 1), out=s.reshape(Gg, N * layer.T, -1))
-            s += W[:, None, None, :, -1]
-        x = layer.fold(layer.act.f_inplace(s))
-    if transposed:
-        # The (linear) output layer transposed, zt (G_g, K, N): the loss reduces over K along rows.
-        W = pts.layer(g, L - 1)
-        zt = np.matmul(W[:, :, :-1], x.transpose(0, 2, 1), out=bufs[-1][:Gg])
-        zt += W[:, :, -1:]
-    else:
-        for mod in model.links[L]:
-            x = mod.forward(x)[0]
-        zt = x.transpose(0, 2, 1)
-    accs = np.full(Gg, np.nan)
-    if accuracy and lossfn.name == "cross_entropy":
-        accs = (zt.argmax(1) == problem.y[None]).mean(1)
-    elif accuracy and lossfn.name == "bce":
-        accs = ((zt > 0) == (problem.y.T[None] > 0.5)).mean((1, 2))
+    Gg = g.stop - g.start
+    work = _buffers(step)
+    first = None
+    if pts.S0 is not None:
+        first = pts.first(g, work(-1, (Gg, pts.S0.shape[1])))
+    z = engine.run_batched(model, lambda l: pts.layer(g, l), pts.x0, pts.stack0,
+                           first=None if first is None else first.reshape(
+                               (Gg,) + pts.x0.shape[:1] + (model.layers[0].T, -1)),
+                           workspace=work)
+    zt = work(-2, (Gg, z.shape[2], N))
+    np.copyto(zt, z.transpose(0, 2, 1))
+    accs = lossfn.accuracy(zt, problem.y) if accuracy else np.full(Gg, np.nan)
     losses = lossfn.mean_values(zt, problem.y)  # overwrites zt
     if problem.l2:
         losses += 0.5 * problem.l2 * pts.sqnorm(g)

@@ -55,6 +55,11 @@ class Loss:
         z = zt.transpose(0, 2, 1).reshape(G * N, K)
         return self.value(z, np.tile(y, (G,) + (1,) * (np.ndim(y) - 1))).reshape(G, N).mean(1)
 
+    def accuracy(self, zt, y):
+        """The accuracy at G sets of outputs laid out zt (G, K, N), shape (G,): nan for a loss
+        without classes (MSE, your own)."""
+        return np.full(zt.shape[0], np.nan)
+
     def dz(self, z, y):
         """∂ℓ/∂z, shape of z; y may carry a leading axis of S samples (result (S, N, K))."""
         raise NotImplementedError
@@ -177,6 +182,9 @@ class CrossEntropy(Loss):
         np.exp(zt, out=zt)
         return (np.log(zt.sum(axis=1)) + m - picked).mean(1)
 
+    def accuracy(self, zt, y):
+        return (zt.argmax(1) == y[None]).mean(1)
+
     def dz(self, z, y):
         y = np.asarray(y)
         return _softmax(z) - np.eye(z.shape[-1])[y]
@@ -241,6 +249,9 @@ class BCE(Loss):
         yz = np.einsum("gkn,kn->g", zt, y.T)
         np.logaddexp(0.0, zt, out=zt)
         return (zt.sum((1, 2)) - yz) / zt.shape[2]
+
+    def accuracy(self, zt, y):
+        return ((zt > 0) == (y.T[None] > 0.5)).mean((1, 2))
 
     def dz(self, z, y):
         return _sigmoid(z) - y
@@ -356,6 +367,106 @@ class CustomLoss(Loss):
 
     def __repr__(self):
         return f"Loss({self.name!r})"
+
+
+def _block_diagonal(C, T):
+    """Per-position blocks C (N·T, K, R) as one block-diagonal matrix per sample (N, T·K, T·R)."""
+    NT, K, R = C.shape
+    C = C.reshape(NT // T, T, K, R)
+    return np.einsum("ntkr,tu->ntkur", C, np.eye(T)).reshape(NT // T, T * K, T * R)
+
+
+class PerPosition(Loss):
+    """A loss at every position of sequence outputs (N, T, K): a sample's loss is the sum of the
+    built-in loss over its T positions (as MSE sums over outputs); the problem's loss is the
+    mean over the N samples. Targets: (N, T) labels for cross-entropy, (N, T, K) otherwise.
+    The engine hands it outputs flattened per sample, (..., N, T·K); `value` takes (N, T, K)
+    too. The output Hessian B of a sample is block-diagonal, one K × K block per position."""
+
+    def __init__(self, base, T, K):
+        self.base, self.T, self.K = base, int(T), int(K)
+        self.name = base.name
+
+    def _rows(self, z):
+        """(..., N, T·K) -> one row per position, (..., N·T, K)."""
+        return np.reshape(z, z.shape[:-2] + (-1, self.K))
+
+    def _labels(self, y):
+        """(..., N, T[, K]) -> (..., N·T[, K])."""
+        y = np.asarray(y)
+        tail = 1 if self.base.name == "cross_entropy" else 2
+        return y.reshape(y.shape[: y.ndim - tail - 1] + (-1,) + y.shape[y.ndim - tail + 1:])
+
+    def targets(self, y, N, K):
+        y = np.asarray(y)
+        want = (N, self.T) if self.base.name == "cross_entropy" else (N, self.T, self.K)
+        if y.shape != want:
+            raise ValueError(
+                f"{self.base.name} on sequence outputs (N, T, K) = (N, {self.T}, {self.K}) takes "
+                f"targets of shape {want}, one per position; got {y.shape}"
+            )
+        flat = self.base.targets(y.reshape((N * self.T,) + y.shape[2:]), N * self.T, self.K)
+        return flat.reshape((N, self.T) + flat.shape[1:])
+
+    def value(self, z, y):
+        N = z.shape[0]
+        per = self.base.value(anp.reshape(z, (-1, self.K)), self._labels(y))
+        return anp.sum(anp.reshape(per, (N, self.T)), axis=1)
+
+    def _positions(self, zt, y):
+        """zt (G, T·K, N) and y (N, T[, K]) as (G, K, T·N) and (T·N[, K]), (t, n) order."""
+        G, _, N = zt.shape
+        zp = zt.reshape(G, self.T, self.K, N).transpose(0, 2, 1, 3).reshape(G, self.K, -1)
+        return zp, np.swapaxes(y, 0, 1).reshape((self.T * N,) + y.shape[2:])
+
+    def mean_values(self, zt, y):
+        return self.T * self.base.mean_values(*self._positions(zt, y))
+
+    def accuracy(self, zt, y):
+        return self.base.accuracy(*self._positions(zt, y))
+
+    def dz(self, z, y):
+        out = self.base.dz(self._rows(z), self._labels(y))
+        return out.reshape(out.shape[:-2] + (-1, self.T * self.K))
+
+    def hessian(self, z, y):
+        return _block_diagonal(self.base.hessian(self._rows(z), self._labels(y)), self.T)
+
+    def hessian_product(self, z, y, U):
+        out = self.base.hessian_product(self._rows(z), self._labels(y), self._rows(U))
+        return np.reshape(out, U.shape)
+
+    def sqrt_hessian(self, z, y=None):
+        y = None if y is None else self._labels(y)
+        return _block_diagonal(self.base.sqrt_hessian(self._rows(z), y), self.T)
+
+    def mean_hessian(self, z, y):
+        return self.hessian(z, y).mean(0)
+
+    def fisher_factor(self, z):
+        return _block_diagonal(self.base.fisher_factor(self._rows(z)), self.T)
+
+    def sample(self, z, rng, samples=1):
+        out = self.base.sample(self._rows(z), rng, samples)
+        return out.reshape((samples, z.shape[0], self.T) + out.shape[2:])
+
+    def __repr__(self):
+        return f"PerPosition({self.base!r}, T={self.T}, K={self.K})"
+
+
+def for_outputs(loss, out_shape):
+    """The loss of a model with outputs of `out_shape`: as is for vectors (K,); for sequences
+    (T, K) a built-in loss at every position (`PerPosition`), your own loss given the outputs
+    as (N, T, K)."""
+    if len(out_shape) == 1:
+        return loss
+    T, K = out_shape
+    if isinstance(loss, CustomLoss):
+        fn = loss.fn
+        shaped = CustomLoss(lambda z, y: fn(anp.reshape(z, (z.shape[0], T, K)), y),
+                            loss.sampler, loss.name)
+        return shaped
+    return PerPosition(loss, T, K)
 
 
 LOSSES = {"mse": MSE, "cross_entropy": CrossEntropy, "bce": BCE}

@@ -1,29 +1,47 @@
-"""Layered models: `Sequential` (Dense, Conv2d, pooling, Flatten) and `MLP`, a Sequential of
-Dense layers. The layer kinds and their rules live in `curvlab.layers`.
+"""Layered models: `Sequential` — a program of layers, with `Residual` blocks for skips — and
+`MLP`, a Sequential of Dense layers. The layer kinds and their rules live in `curvlab.layers`;
+the one walk over a model (forward, backprop, R-passes, batched grids) in `curvlab.engine`.
 
-The flat parameter vector (the layout every matrix in curvlab uses) is the concatenation
-over the layers with parameters, l = 1..L, of W̄_l = [W_l | b_l], shape (n_l, m_l + 1),
-flattened row-major: for each output unit (a Dense unit, a conv filter) its incoming weights
-and then its bias. A Conv2d's W has its columns in torch's (c_in, kh, kw) order. With this
-layout the K-FAC block of layer l is exactly ``np.kron(S_l, A_l)`` (A over ā = [a; 1]).
+The flat parameter vector (the layout every matrix in curvlab uses) is the concatenation over
+the layers with parameters, in order of appearance (a Residual's layers in place), of each
+layer's parameters flattened row-major: W̄_l = [W_l | b_l], shape (n_l, m_l + 1), for Dense and
+conv layers — for each output unit (a Dense unit, a conv filter) its incoming weights and then
+its bias; W_l alone with bias=False; a `cl.Function`'s array of its own shape. A conv layer's W
+has its columns in torch's (c_in, k...) order. With this layout the K-FAC block of layer l is
+exactly ``np.kron(S_l, A_l)`` (A over ā = [a; 1]).
 
-Inputs are (N, D) for vector models and (N, C, H, W) for image models, like torch; inside,
-feature maps are channels-last (see `curvlab.layers`), and Flatten orders features (C, H, W)
-like torch.
+Inputs are (N, D) for vector models, (N, T, D) for sequences, (N, C, L) for 1-D conv models
+and (N, C, H, W) for image models, like torch; inside, feature maps are channels-last (see
+`curvlab.layers`), and Flatten orders features channels first like torch. Outputs are vectors
+(N, K) or sequences (N, T, K) — a loss at every position (`curvlab.losses.PerPosition`).
 """
-
-import copy
 
 import autograd.numpy as anp
 import numpy as np
 
+from . import engine
 from ._checks import finite_array
-from .layers import ACTIVATIONS, AvgPool2d, Conv2d, Dense, Flatten, Layer, MaxPool2d
+from .layers import (
+    ACTIVATIONS,
+    FORK,
+    JOIN,
+    AvgPool2d,
+    Conv1d,
+    Conv2d,
+    Dense,
+    Flatten,
+    Function,
+    Layer,
+    Map,
+    MaxPool2d,
+    MeanPool,
+    Residual,
+)
 from .layers import activation as _activation
 from .layers.base import describe
 
-__all__ = ["ACTIVATIONS", "MLP", "AvgPool2d", "Conv2d", "Dense", "Flatten", "MaxPool2d",
-           "Sequential"]
+__all__ = ["ACTIVATIONS", "MLP", "AvgPool2d", "Conv1d", "Conv2d", "Dense", "Flatten", "Function",
+           "MaxPool2d", "MeanPool", "Residual", "Sequential"]
 
 
 def _input_shape(input_shape):
@@ -32,61 +50,70 @@ def _input_shape(input_shape):
         shape = tuple(int(s) for s in shape)
     except (TypeError, ValueError):
         raise TypeError(
-            f"input_shape must be (D,) or (C, H, W) of ints, got {input_shape!r}"
+            f"input_shape must be (D,), (T, D), (C, L) or (C, H, W) of ints, got {input_shape!r}"
         ) from None
-    if len(shape) not in (1, 3) or min(shape) < 1:
+    if len(shape) not in (1, 2, 3) or min(shape) < 1:
         raise ValueError(
-            f"input_shape must be (D,) for vectors or (C, H, W) for images, with "
-            f"positive sizes; got {input_shape!r}"
+            f"input_shape must be (D,) for vectors, (T, D) for sequences, (C, L) for 1-D conv "
+            f"models or (C, H, W) for images, with positive sizes; got {input_shape!r}"
         )
     return shape
 
 
 class Sequential:
-    """Layers applied in turn to inputs of `input_shape` ((D,) or (C, H, W)); the output must
-    be a vector (end with a Dense layer, or Flatten). `layers` are the layers with parameters,
-    in order; `links[l]` the parameter-free layers between layer l−1 and layer l (links[0]
-    before the first, links[L] after the last)."""
+    """Layers applied in turn to inputs of `input_shape`; a `Residual` among them adds its input
+    to its block's output. The output must be a vector (end with a Dense layer, or Flatten) or
+    a sequence (T, K). `layers` are the layers with parameters in order of appearance;
+    `steps` the program the engine walks: (step, l) with step a layer or FORK / JOIN (a
+    Residual's skip) and l the index of its parameters in `layers` (None without)."""
+
+    layered = True  # the engine walks its layers (see curvlab.problem.MODEL_PROTOCOL)
 
     def __init__(self, modules, input_shape):
         modules = list(modules)
         for i, mod in enumerate(modules):
             if not isinstance(mod, Layer):
                 raise TypeError(
-                    f"layer {i} is {type(mod).__name__} {mod!r}, not a curvlab layer; "
-                    "use cl.Dense, cl.Conv2d, cl.MaxPool2d, cl.AvgPool2d or cl.Flatten"
+                    f"layer {i} is {type(mod).__name__} {mod!r}, not a curvlab layer; use "
+                    "cl.Dense, cl.Conv1d, cl.Conv2d, cl.MaxPool2d, cl.AvgPool2d, cl.MeanPool, "
+                    "cl.Flatten, cl.Residual or cl.Function"
                 )
         self.input_shape = _input_shape(input_shape)
-        shape = (
-            self.input_shape
-            if len(self.input_shape) == 1
-            else self.input_shape[1:] + self.input_shape[:1]
-        )
-        self.modules = [copy.copy(m) for m in modules]  # a layer is sized by the model it is in
+        self.modules = [m.clone() for m in modules]  # a layer is sized by the model it is in
+        program = [step for m in self.modules for step in m.program()]
+        first = next((s for s in program if s not in (FORK, JOIN)), None)
+        self.channels_first = len(self.input_shape) == 3 or (
+            len(self.input_shape) == 2 and getattr(first, "dims", None) == 1)
+        shape = self.input_shape
+        if self.channels_first:                      # (C, *spatial) -> channels-last (*spatial, C)
+            shape = Map(self.input_shape[1:] + self.input_shape[:1])
         for i, mod in enumerate(self.modules):
             try:
                 shape = mod.build(shape)
             except ValueError as e:
                 raise ValueError(f"layer {i}: {e}") from None
-        if len(shape) != 1:
+        if len(shape) == 3 or isinstance(shape, Map):
             raise ValueError(
-                f"the model's output must be a vector, but the last layer gives a "
-                f"feature map of shape {describe(shape)} (C, H, W); end with cl.Flatten() "
-                "(and a Dense layer)"
+                f"the model's output must be a vector or a sequence, but the last layer gives a "
+                f"feature map of shape {describe(shape)}; end with cl.Flatten() (and a Dense "
+                "layer)"
             )
-        self.layers = [m for m in self.modules if m.has_params]
+        self.out_shape = tuple(shape)
+        self.layers = [s for s in program if s not in (FORK, JOIN) and s.has_params]
         if not self.layers:
-            raise ValueError("a model needs at least one layer with parameters (Dense or Conv2d)")
-        self.links = [[]]
-        for mod in self.modules:
-            if mod.has_params:
+            raise ValueError("a model needs at least one layer with parameters (Dense, Conv1d, "
+                             "Conv2d or Function)")
+        index = {id(layer): l for l, layer in enumerate(self.layers)}
+        self.steps = [(s, index.get(id(s))) for s in program]
+        self.first_param_step = next(i for i, (_, l) in enumerate(self.steps) if l is not None)
+        self.links = [[]]                  # the steps between layers with parameters (see engine)
+        for s, l in self.steps:
+            if l is not None:
                 self.links.append([])
             else:
-                self.links[-1].append(mod)
+                self.links[-1].append(s)
         self.offsets = np.cumsum([0] + [l.size for l in self.layers])
-        self.n_out = shape[0]
-
-    layered = True  # the engine walks its layers (see curvlab.problem.MODEL_PROTOCOL)
+        self.n_out = int(np.prod(self.out_shape))
 
     @property
     def n_params(self):
@@ -99,8 +126,30 @@ class Sequential:
 
     @property
     def widths(self):
-        """Pre-activations per sample of each layer with parameters, T_l · n_l."""
+        """Per sample, the size of each layer's record: pre-activations T_l · n_l of a Dense or
+        conv layer, outputs of a Function."""
         return [layer.width for layer in self.layers]
+
+    @property
+    def is_chain(self):
+        """Whether the model is a chain the chain algorithms handle — Botev's block-by-block
+        dense build, KFRA's recursion, the Kronecker kinds: Dense layers on vectors, conv
+        layers, pooling and Flatten, no Residual, vector outputs."""
+        return len(self.out_shape) == 1 and all(
+            s not in (FORK, JOIN) and s.chain for s, _ in self.steps)
+
+    def beyond_chain(self):
+        """What makes the model more than a chain (`is_chain`), in words: ['Residual', ...]."""
+        out = []
+        for s, _ in self.steps:
+            name = ("Residual" if s is FORK else None if s is JOIN or s.chain else
+                    "Dense shared over positions" if getattr(s, "sequence", False) else repr(s)
+                    if s.has_params else type(s).__name__)
+            if name and name not in out:
+                out.append(name)
+        if len(self.out_shape) != 1:
+            out.append("sequence outputs")
+        return out
 
     def init(self, seed=0):
         """A flat float64 parameter vector in curvlab's layout."""
@@ -108,7 +157,7 @@ class Sequential:
         return self.flatten([layer.init(rng) for layer in self.layers])
 
     def unflatten(self, w):
-        """Per-layer W̄_l views of a flat vector (works on autograd boxes too)."""
+        """Per-layer parameter views of a flat vector (works on autograd boxes too)."""
         return [
             w[o:e].reshape(l.shape)
             for l, o, e in zip(self.layers, self.offsets[:-1], self.offsets[1:])
@@ -136,7 +185,9 @@ class Sequential:
         if X.ndim == 1 and self.input_shape == (1,):
             X = X[:, None]
         if X.shape[1:] != self.input_shape or X.ndim < 2:
-            layout = "(N, C, H, W), NCHW like torch" if len(self.input_shape) == 3 else "(N, D)"
+            layout = {3: "(N, C, H, W), NCHW like torch", 1: "(N, D)"}.get(
+                len(self.input_shape),
+                "(N, C, L), NCL like torch" if self.channels_first else "(N, T, D)")
             raise ValueError(
                 f"X must have shape (N, {', '.join(map(str, self.input_shape))}) for "
                 f"{self!r}, layout {layout}; got {X.shape}"
@@ -146,16 +197,19 @@ class Sequential:
         return X
 
     def prepare(self, X):
-        """Inputs in the internal layout: images NCHW -> NHWC (channels-last)."""
-        return X if X.ndim == 2 else anp.transpose(X, (0, 2, 3, 1))
+        """Inputs in the internal layout: maps NCHW / NCL -> channels-last."""
+        if not self.channels_first:
+            return X
+        return anp.transpose(X, (0,) + tuple(range(2, X.ndim)) + (1,))
+
+    def point(self, problem, w):
+        """The engine's `Point`: the problem at w (see `Problem.point`)."""
+        return engine.Point(problem, w)
 
     def forward(self, w, X):
-        """Outputs z (N, K); differentiable by autograd in w (and X)."""
-        x = self.prepare(X)
-        Wbars = iter(self.unflatten(w))
-        for mod in self.modules:
-            x = mod.act.f(mod.apply(next(Wbars), x)) if mod.has_params else mod.apply(x)
-        return x
+        """Outputs z (N, K) — (N, T, K) for sequence outputs; differentiable by autograd in w
+        (and X). The engine's walk with each layer's differentiable forward."""
+        return engine.run(self, self.unflatten(w), self.prepare(X))
 
     def __repr__(self):
         return f"Sequential({self.modules!r}, input_shape={self.input_shape})"

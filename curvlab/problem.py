@@ -14,14 +14,16 @@ from autograd import grad as _ag_grad
 
 from . import engine
 from ._checks import finite_array, nonnegative
-from .losses import get_loss
+from .losses import for_outputs, get_loss
 
-# What a model offers a Problem (cl.Sequential / cl.MLP and cl.UnitNetwork do). `layered`: the
-# model is a sequence of layers that curvlab's engine walks (forward trace, backprop, R-passes):
-# every curvature kind is open to it; otherwise the model brings its own gradient and products
-# (a UnitNetwork: `units.gradient`, `units.make_hvp`, `units.make_ggnvp`).
-MODEL_PROTOCOL = ("layered", "n_params", "n_out", "init", "forward", "check_params",
-                  "check_inputs", "layer_slices")
+# What a model offers a Problem (cl.Sequential / cl.MLP and cl.UnitNetwork do). `point(problem,
+# w)` is the problem at w with the gradient `grad()` and the block products `hv(V)`, `gv_rop(V)`
+# under one set of names. `layered`: the model is a program of layers that curvlab's engine walks
+# (forward trace, backprop, R-passes; `engine.Point`): every exact quantity is open to it, and
+# the chain algorithms too when `model.is_chain`; otherwise the model brings its own gradient and
+# products (a UnitNetwork: its `units.UnitPoint` — backprop, R{backprop}, relaxations).
+MODEL_PROTOCOL = ("layered", "n_params", "n_out", "out_shape", "init", "forward",
+                  "check_params", "check_inputs", "layer_slices", "point")
 
 
 class Problem:
@@ -33,7 +35,7 @@ class Problem:
             raise TypeError(f"model must be a curvlab model (cl.MLP, cl.Sequential or "
                             f"cl.UnitNetwork), got {type(model).__name__} (it lacks {missing})")
         self.model = model
-        self.lossfn = get_loss(loss)
+        self.lossfn = for_outputs(get_loss(loss), model.out_shape)
         X = model.check_inputs(X)
         y_arr = np.asarray(y)
         if y_arr.shape[:1] != X.shape[:1]:
@@ -68,16 +70,18 @@ class Problem:
         val = anp.mean(self.lossfn.value(z, self.y))
         return val + 0.5 * self.l2 * anp.sum(w * w) if self.l2 else val
 
+    @property
+    def out_shape(self):
+        """The outputs' shape per sample: (K,), or (T, K) for a loss at every position."""
+        return tuple(self.model.out_shape)
+
     def outputs(self, w):
-        """Network outputs z, shape (N, K)."""
+        """Network outputs z, shape (N, K) — (N, T, K) for sequence outputs."""
         return np.asarray(self.model.forward(self.check(w), self.X))
 
     def grad(self, w):
         """∇L(w) by one backward pass (checked against autograd's `grad` in the tests); for a
         UnitNetwork by backprop or, recurrent, the adjoint relaxation."""
-        if not self.layered:
-            from .units import gradient
-            return gradient(self, w)
         return self.point(w).grad()
 
     def autograd_grad(self, w):
@@ -95,6 +99,20 @@ class Problem:
                             f"{type(self.model).__name__} offers loss, grad, hvp, ggnvp, hessian, "
                             "ggn and cl.operator")
 
+    def require_chain(self, what="this"):
+        """Refuse, by name, what is defined (so far) for chains of Dense, conv, pooling and
+        Flatten layers only (`model.is_chain`): the layer-structured kinds."""
+        self.require_layered(what)
+        if not self.model.is_chain:
+            parts = ", ".join(self.model.beyond_chain())
+            raise ValueError(
+                f"{what} is not supported yet on models with {parts}: it works on chains of "
+                "Dense (on vectors), Conv1d, Conv2d, pooling and Flatten layers. On this model "
+                "every exact quantity works — hessian, ggn, fisher, hessian_blocks, ggn_blocks, "
+                "diag_hessian, diag_ggn, sqrt_ggn, per_sample_grads, ntk, hvp, ggnvp, spectra "
+                "and landscapes"
+            )
+
     def trace(self, w):
         """Per-layer W̄ and the forward trace (ā, s, f', f'', z, pooling selections) at w."""
         self.require_layered()
@@ -102,9 +120,10 @@ class Problem:
         return Wbars, engine.forward(self.model, Wbars, self.X)
 
     def point(self, w):
-        """An `engine.Point`: the problem at w, with what products and builds reuse (layered
-        models)."""
-        return engine.Point(self, w)
+        """The problem at w, with what products and builds reuse: an `engine.Point` for layered
+        models, the model's own (`model.point`) otherwise — gradient `grad()`, and the block
+        products `hv(V)`, `gv_rop(V)` under the same names."""
+        return self.model.point(self, w)
 
     def subset(self, idx):
         """The same problem on samples X[idx], y[idx] (mini-batches, one-sample checks)."""

@@ -15,10 +15,12 @@ torch is imported here only, when one of these functions is called (`pip install
 
 An activation right after a MaxPool2d is moved in front of it: every supported activation is
 non-decreasing, so it commutes with taking a maximum (the values and, almost everywhere, the
-derivatives are the same). Everything curvlab does not model — a layer without bias, groups,
-dilation, padding modes other than zeros, 'same' padding, pooling with a stride other than its
-kernel, padding or ceil_mode, Softplus with beta ≠ 1 — raises an error that names it rather than
-giving a different network.
+derivatives are the same). Each layer kind reads its own torch modules (`torch_names`,
+`from_torch`, `torch_params` in its module of `curvlab.layers`) and writes them back
+(`to_torch`); what it does not read — a layer without bias (write it with cl.Dense / cl.Conv2d
+(..., bias=False)), groups, dilation, padding modes other than zeros, 'same' padding, pooling
+with a stride other than its kernel, padding or ceil_mode, Softplus with beta ≠ 1 — raises an
+error that names it rather than giving a different network.
 """
 
 from collections import namedtuple
@@ -26,13 +28,16 @@ from collections import namedtuple
 import numpy as np
 
 from . import losses
-from .nn import AvgPool2d, Conv2d, Dense, Flatten, MaxPool2d, Sequential
+from .layers import KINDS
+from .nn import Sequential
 
-SUPPORTED = (
-    "Linear, Conv2d, ReLU, Tanh, Sigmoid, Softplus, Identity, MaxPool2d, AvgPool2d, Flatten "
-    "(inside nn.Sequential, nesting allowed)"
-)
+# torch's modules each layer kind reads (its `torch_names`, `from_torch` and `torch_params`)
+READERS = {name: kind for kind in KINDS for name in kind.torch_names}
 _ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Softplus": "softplus"}
+SUPPORTED = ", ".join(
+    [n for n, k in READERS.items() if k.has_params] + list(_ACTIVATIONS) + ["Identity"]
+    + [n for n, k in READERS.items() if not k.has_params]
+) + " (inside nn.Sequential, nesting allowed)"
 
 
 def _torch():
@@ -55,32 +60,9 @@ def _modules(module):
         yield module
 
 
-def _unsupported(i, mod, what):
-    return ValueError(
-        f"from_torch: layer {i} ({mod!r}) has {what}, which curvlab does not model; "
-        "change it or build the model with cl.Sequential"
-    )
-
-
-def _two(x):
-    return tuple(np.broadcast_to(x, 2).tolist())
-
-
-def _pool_check(i, mod):
-    k = mod.kernel_size
-    if mod.stride is not None and _two(mod.stride) != _two(k):
-        raise _unsupported(i, mod, f"stride {mod.stride} different from its kernel {k}")
-    if np.any(np.asarray(mod.padding) != 0):
-        raise _unsupported(i, mod, f"padding {mod.padding}")
-    if mod.ceil_mode:
-        raise _unsupported(i, mod, "ceil_mode=True")
-    if _two(getattr(mod, "dilation", 1)) != (1, 1):
-        raise _unsupported(i, mod, f"dilation {mod.dilation}")
-    if getattr(mod, "return_indices", False):
-        raise _unsupported(i, mod, "return_indices=True")
-    if getattr(mod, "divisor_override", None) is not None:
-        raise _unsupported(i, mod, "divisor_override")
-    return k
+def _unsupported(i, mod, what, route=None):
+    route = route or "which curvlab does not model; change it"
+    return ValueError(f"from_torch: layer {i} ({mod!r}) has {what}, {route}")
 
 
 def from_torch(module, input_shape):
@@ -92,63 +74,30 @@ def from_torch(module, input_shape):
     layers, Wbars = [], []
     for i, mod in enumerate(_modules(module)):
         kind = type(mod).__name__
-        if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)):
-            if mod.bias is None:
-                raise _unsupported(i, mod, "no bias (bias=False); curvlab's layers always have one")
-            if isinstance(mod, torch.nn.Linear):
-                layers.append(Dense(mod.in_features, mod.out_features))
-            else:
-                if mod.groups != 1:
-                    raise _unsupported(i, mod, f"groups={mod.groups}")
-                if tuple(mod.dilation) != (1, 1):
-                    raise _unsupported(i, mod, f"dilation {mod.dilation}")
-                if mod.padding_mode != "zeros":
-                    raise _unsupported(i, mod, f"padding_mode={mod.padding_mode!r}")
-                if isinstance(mod.padding, str) and mod.padding != "valid":
-                    raise _unsupported(
-                        i, mod, f"padding={mod.padding!r}; give the padding as numbers"
-                    )
-                padding = 0 if isinstance(mod.padding, str) else mod.padding
-                layers.append(
-                    Conv2d(mod.in_channels, mod.out_channels, mod.kernel_size, mod.stride, padding)
-                )
-            W = (
-                mod.weight.detach()
-                .to("cpu", torch.float64)
-                .numpy()
-                .reshape(mod.weight.shape[0], -1)
-            )
-            Wbars.append(
-                np.hstack([W, mod.bias.detach().to("cpu", torch.float64).numpy()[:, None]])
-            )
+
+        def refuse(what, route=None, i=i, mod=mod):
+            raise _unsupported(i, mod, what, route)
+
+        if kind in READERS:
+            layer = READERS[kind].from_torch(mod, refuse)
+            layers.append(layer)
+            if layer.has_params:
+                Wbars.append(layer.torch_params(torch, mod))
         elif kind in _ACTIVATIONS:
             if kind == "Softplus" and (mod.beta != 1 or mod.threshold != 20):
-                raise _unsupported(
-                    i,
-                    mod,
-                    f"beta={mod.beta}, threshold={mod.threshold} (curvlab's softplus "
-                    "is log(1 + eˣ): beta 1; torch's threshold 20 differs from it by < 3e-9)",
-                )
-            at = -2 if layers and isinstance(layers[-1], MaxPool2d) else -1  # f(max x) = max f(x)
+                refuse(f"beta={mod.beta}, threshold={mod.threshold} (curvlab's softplus is "
+                       "log(1 + eˣ): beta 1; torch's threshold 20 differs from it by < 3e-9)")
+            # an activation after a max-pool moves in front of it: f(max x) = max f(x)
+            at = -2 if layers and getattr(layers[-1], "monotone", False) else -1
             target = layers[at] if len(layers) >= -at else None
-            if not isinstance(target, (Dense, Conv2d)) or target.act.name != "identity":
+            if getattr(target, "act", None) is None or target.act.name != "identity":
                 raise ValueError(
                     f"from_torch: layer {i} ({mod!r}) must follow a Linear or Conv2d layer "
                     "(or a MaxPool2d after one) that has no activation yet"
                 )
             target._set_activation(_ACTIVATIONS[kind], None)
-        elif isinstance(mod, torch.nn.Identity):
+        elif kind == "Identity":
             continue
-        elif isinstance(mod, torch.nn.MaxPool2d):
-            layers.append(MaxPool2d(_pool_check(i, mod)))
-        elif isinstance(mod, torch.nn.AvgPool2d):
-            layers.append(AvgPool2d(_pool_check(i, mod)))
-        elif isinstance(mod, torch.nn.Flatten):
-            if mod.start_dim != 1 or mod.end_dim != -1:
-                raise _unsupported(
-                    i, mod, f"start_dim={mod.start_dim}, end_dim={mod.end_dim} (only 1, -1)"
-                )
-            layers.append(Flatten())
         else:
             raise TypeError(
                 f"from_torch: layer {i} is {kind} ({mod!r}), which curvlab does not "
@@ -162,40 +111,9 @@ def to_torch(model, w):
     """The torch.nn.Sequential (float64) of a curvlab model with parameters w (flat layout)."""
     torch = _torch()
     w = model.check_params(w)
-    acts = {
-        "relu": torch.nn.ReLU,
-        "tanh": torch.nn.Tanh,
-        "sigmoid": torch.nn.Sigmoid,
-        "softplus": torch.nn.Softplus,
-    }
     mods, Wbars = [], iter(model.unflatten(w))
     for layer in model.modules:
-        if isinstance(layer, (Dense, Conv2d)):
-            Wb = next(Wbars)
-            mod = (
-                torch.nn.Linear(layer.n_in, layer.n_out, dtype=torch.float64)
-                if isinstance(layer, Dense)
-                else torch.nn.Conv2d(
-                    layer.c_in,
-                    layer.c_out,
-                    layer.kernel,
-                    stride=layer.stride,
-                    padding=layer.padding,
-                    dtype=torch.float64,
-                )
-            )
-            with torch.no_grad():
-                mod.weight.copy_(torch.as_tensor(Wb[:, :-1].reshape(mod.weight.shape)))
-                mod.bias.copy_(torch.as_tensor(Wb[:, -1]))
-            mods.append(mod)
-            if layer.act.name != "identity":
-                mods.append(acts[layer.act.name]())
-        elif isinstance(layer, MaxPool2d):
-            mods.append(torch.nn.MaxPool2d(layer.kernel))
-        elif isinstance(layer, AvgPool2d):
-            mods.append(torch.nn.AvgPool2d(layer.kernel))
-        elif isinstance(layer, Flatten):
-            mods.append(torch.nn.Flatten())
+        mods += layer.to_torch(torch, next(Wbars) if layer.has_params else None)
     return torch.nn.Sequential(*mods)
 
 
@@ -264,12 +182,8 @@ def torch_order(model):
     """order[i] = the position in curvlab's flat vector of entry i of torch's parameter vector
     (each layer's weight.ravel() then its bias, layer by layer — what
     torch.nn.utils.parameters_to_vector gives for the module `to_torch` makes)."""
-    return np.concatenate(
-        [
-            np.concatenate([I[:, :-1].ravel(), I[:, -1]])
-            for I in model.unflatten(np.arange(model.n_params))
-        ]
-    )
+    return np.concatenate([layer.torch_layout(I) for layer, I in
+                           zip(model.layers, model.unflatten(np.arange(model.n_params)))])
 
 
 def from_torch_layout(M, model):

@@ -81,6 +81,11 @@ class UnitNetwork:
         self.is_hidden[self.hidden] = True
         self.levels = self._levels()  # None for a recurrent net
         self.recurrent = self.levels is None
+        # the forward pass's fixed matrices: W = onehot_srcᵀ diag(w) onehot_dst, b_full = b S
+        self.onehot_src, self.onehot_dst = np.eye(n)[self.src], np.eye(n)[self.dst]
+        self.select_computed = np.eye(n)[self.computed]
+        self.level_masks = [] if self.recurrent else [np.isin(np.arange(n), lv).astype(float)
+                                                       for lv in self.levels]
 
     def _units(self, name, units):
         units = [int(u) for u in np.atleast_1d(units)]
@@ -139,6 +144,10 @@ class UnitNetwork:
     def input_shape(self):
         return (self.n_in,)
 
+    @property
+    def out_shape(self):
+        return (self.n_out,)
+
     def layer_slices(self):
         """The weights, then the biases (the two parameter groups)."""
         E = len(self.edges)
@@ -195,24 +204,11 @@ class UnitNetwork:
         """Outputs (N, K); autograd-differentiable in w for feed-forward nets (a recurrent net
         relaxes with its values and is differentiated by the relaxation rules, `problem.grad`)."""
         we, b = self.split(w)
-        Xfull = np.zeros((X.shape[0], self.n_units))
-        Xfull[:, self.inputs] = X
-        if self.recurrent:
-            y = relax_state(self, getval(we), getval(b), X)[0]
-            return y[:, self.outputs]
-        sel = np.zeros((len(self.computed), self.n_units))
-        sel[np.arange(len(self.computed)), self.computed] = 1.0
-        b_full = anp.dot(b, sel)  # (n,)
-        onehot_src = np.eye(self.n_units)[self.src]  # (E, n)
-        onehot_dst = np.eye(self.n_units)[self.dst]
-        W = anp.dot(onehot_src.T * we, onehot_dst)  # W[j, i] = w_ji
-        y = Xfull
-        for level in self.levels:
-            mask = np.zeros(self.n_units)
-            mask[level] = 1.0
-            x = anp.dot(y, W) + b_full
-            y = y * (1 - mask) + self._f(x) * mask
-        return y[:, self.outputs]
+        return propagate(self, we, b, X)[1][..., self.outputs]
+
+    def point(self, problem, w):
+        """The problem at w under the engine Point's names (`grad()`, `hv(V)`, `gv_rop(V)`)."""
+        return UnitPoint(problem, w)
 
     def __repr__(self):
         kind = "recurrent" if self.recurrent else "feed-forward"
@@ -242,19 +238,50 @@ def _full_bias(net, b):
     return out
 
 
+def propagate(net, we, b, X):
+    """The one forward pass of a unit network: the units' net inputs x and outputs y
+    (..., N, n) and the relaxation's iteration count — one sweep over the levels for a
+    feed-forward net (autograd-differentiable in we, b), the relaxation to the fixed point
+    y = F(y) for a recurrent one (numpy values). we, b may carry a leading axis of G weight
+    sets (the perturbation estimates' batches)."""
+    n = net.n_units
+    W = anp.matmul(net.onehot_src.T * anp.expand_dims(we, -2), net.onehot_dst)   # W[j, i] = w_ji
+    bf = anp.expand_dims(anp.dot(b, net.select_computed), -2)                      # (..., 1, n)
+    y = np.zeros((X.shape[0], n))
+    y[:, net.inputs] = X
+    if net.recurrent:
+        return _relax(net, getval(W), getval(bf), y)
+    x = 0.0
+    for mask in net.level_masks:
+        xl = anp.matmul(y, W) + bf
+        y = y * (1 - mask) + net._f(xl) * mask
+        x = x * (1 - mask) + xl * mask
+    return x, y, 0
+
+
 def relax_state(net, we, b, X):
     """The fixed point y = F(y) of a recurrent net (inputs clamped): (y, x, steps)."""
-    W, bf = net.weight_matrix(we), _full_bias(net, b)
-    y = np.zeros((X.shape[0], net.n_units))
-    y[:, net.inputs] = X
-    comp = net.computed
+    x, y, steps = propagate(net, we, b, X)
+    return y, x, steps
+
+
+def _relax(net, W, bf, y):
+    """Iterate y <- F(y) = f(y W + b) on the computed units (inputs clamped) to the fixed point:
+    (x, y, steps)."""
+    comp = np.zeros(net.n_units, dtype=bool)
+    comp[net.computed] = True
+    y = np.broadcast_to(y, bf.shape[:-2] + y.shape).copy()
     for step in range(1, net.max_iter + 1):
         x = y @ W + bf
-        new = y.copy()
-        new[:, comp] = np.where(net.is_hidden[comp], net.act.f(x[:, comp]), x[:, comp])
+        new = np.where(comp, np.where(net.is_hidden, net.act.f(x), x), y)
         if np.max(np.abs(new - y)) <= net.tol * max(1.0, np.max(np.abs(new))):
-            return new, new @ W + bf, step
+            return new @ W + bf, new, step
         y = new
+    if W.ndim > 2:
+        raise RelaxationError(
+            f"the recurrent net's state relaxation did not converge in {net.max_iter} "
+            "steps for some of the weight sets; use smaller perturbations"
+        )
     raise RelaxationError(_no_convergence(net, "state", W, x))
 
 
@@ -276,17 +303,8 @@ def _no_convergence(net, what, W, x):
 def trace(net, w, X):
     """The forward pass (feed-forward) or the relaxed fixed point (recurrent)."""
     we, b = net.split(w)
-    W, bf = net.weight_matrix(we), _full_bias(net, b)
-    if net.recurrent:
-        y, x, steps = relax_state(net, we, b, X)
-        return UnitTrace(net, W, bf, x, y, steps)
-    y = np.zeros((X.shape[0], net.n_units))
-    x = np.zeros_like(y)
-    y[:, net.inputs] = X
-    for level in net.levels:
-        x[:, level] = y @ W[:, level] + bf[level]
-        y[:, level] = np.where(net.is_hidden[level], net.act.f(x[:, level]), x[:, level])
-    return UnitTrace(net, W, bf, x, y, 0)
+    x, y, steps = propagate(net, we, b, X)
+    return UnitTrace(net, net.weight_matrix(we), _full_bias(net, b), x, y, steps)
 
 
 def _sweep_back(net, tr, seed_y, extra_x=0.0, steps=None):
@@ -419,48 +437,46 @@ def make_ggnvp(problem, w):
     return gv
 
 
-def dense(problem, w, product):
-    """A dense matrix from a block product on the identity, exactly symmetrised."""
-    from ._checks import check_dense
-
-    check_dense("unit-network matrix", problem.n_params)
-    M = product(problem, w)(np.eye(problem.n_params))
-    return 0.5 * (M + M.T)
-
-
 def batch_losses(problem, Ws):
     """L at many parameter vectors Ws (G, P) at once (the perturbation estimates' ΔE): the
     forward sweep, or the relaxation, carried for all G weight sets together."""
     net = problem.model
     Ws = np.asarray(Ws, dtype=np.float64)
-    E = len(net.edges)
-    G = len(Ws)
-    W = np.zeros((G, net.n_units, net.n_units))
-    np.add.at(W, (slice(None), net.src, net.dst), Ws[:, :E])
-    bf = np.zeros((G, 1, net.n_units))
-    bf[:, 0, net.computed] = Ws[:, E:]
-    y = np.zeros((G, problem.N, net.n_units))
-    y[:, :, net.inputs] = problem.X
-    comp = net.computed
-    hidden = net.is_hidden[comp]
-    if not net.recurrent:
-        for level in net.levels:
-            x = y @ W[:, :, level] + bf[:, :, level]
-            y[:, :, level] = np.where(net.is_hidden[level], net.act.f(x), x)
-    else:
-        for _ in range(net.max_iter):
-            x = (y @ W + bf)[:, :, comp]
-            new = np.where(hidden, net.act.f(x), x)
-            done = np.max(np.abs(new - y[:, :, comp])) <= net.tol * max(1.0, np.max(np.abs(new)))
-            y[:, :, comp] = new
-            if done:
-                break
-        else:
-            raise RelaxationError(
-                f"the recurrent net's state relaxation did not converge in {net.max_iter} "
-                "steps for some of the weight sets; use smaller perturbations"
-            )
+    E, G = len(net.edges), len(Ws)
+    y = propagate(net, Ws[:, :E], Ws[:, E:], problem.X)[1]
     z = y[:, :, net.outputs].reshape(G * problem.N, -1)
     ys = np.tile(problem.y, (G,) + (1,) * (np.ndim(problem.y) - 1))
     losses = problem.lossfn.value(z, ys).reshape(G, problem.N).mean(1)
     return losses + 0.5 * problem.l2 * np.sum(Ws**2, axis=1) if problem.l2 else losses
+
+
+class UnitPoint:
+    """A unit network's Problem at w, under the names of the engine's `Point`: `grad()`, and
+    the block products `hv(V)`, `gv_rop(V)` (= `gv_jacobian`), each built once. What needs a
+    layered model's layers is refused by name."""
+
+    def __init__(self, problem, w):
+        self.problem, self.w = problem, problem.check(w)
+        self.N, self.l2 = problem.N, problem.l2
+        self._cache = {}
+
+    def _made(self, key, make):
+        if key not in self._cache:
+            self._cache[key] = make(self.problem, self.w)
+        return self._cache[key]
+
+    def grad(self):
+        return gradient(self.problem, self.w)
+
+    def hv(self, V):
+        return self._made("hv", make_hvp)(V)
+
+    def gv_rop(self, V):
+        return self._made("gv", make_ggnvp)(V)
+
+    gv_jacobian = gv_rop
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name in ("problem", "w", "N", "l2"):
+            raise AttributeError(name)
+        self.problem.require_layered("this")

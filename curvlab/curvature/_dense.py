@@ -17,6 +17,20 @@ def chunk_size(per_item_bytes, total, cap=None):
     return int(max(1, min(total, cap // max(per_item_bytes, 1))))
 
 
+def from_product(name, P, product):
+    """The (P, P) matrix of a block product V (P, Q) -> M V, column block by column block (P
+    products in all), exactly symmetrised: for models whose only route is their products
+    (a UnitNetwork's)."""
+    check_dense(name, P)
+    M = np.empty((P, P))
+    step = chunk_size(8 * P, P)
+    for c0 in range(0, P, step):
+        M[:, c0:c0 + step] = product(np.eye(P)[:, c0:c0 + step])
+    M += M.T
+    M *= 0.5
+    return M
+
+
 def gram_of_seeds(name, pt, seeds):
     """(1/N) Σ_q Σ_n (Jₙᵀ s_{q,n})(Jₙᵀ s_{q,n})ᵀ + λI for output seeds s (Q, N, K).
 

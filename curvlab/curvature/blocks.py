@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 
 from .. import engine
 from .._checks import check_dense
-from ..layers import PIECEWISE_LINEAR, Dense
+from ..layers import PIECEWISE_LINEAR
 from ..problem import require_problem
-from ._dense import _CHUNK_BYTES, chunk_size
+from ._dense import _CHUNK_BYTES, chunk_size, gram_of_seeds
 
 
 def sandwich_down(pt, l, H):
@@ -30,8 +30,8 @@ def sandwich_down(pt, l, H):
     a_{l-1}: rows then columns of H pulled back through W_l, φ and the layers between."""
     model, tr = pt.problem.model, pt.tr
     L = len(model.layers)
-    simple = not tr.links[l] and (l == L or isinstance(model.layers[l], Dense))
-    W = pt.Wbars[l][:, :-1] if l < L else None
+    simple = not tr.links[l] and (l == L or model.layers[l].whole_input)
+    W = model.layers[l].weight(pt.Wbars[l]) if l < L else None
     if simple:                                                      # MLP: Wᵀ H W (or H at the top)
         return H if W is None else W.T @ H @ W
     N, D = H.shape[:2]
@@ -162,6 +162,8 @@ def _per_sample_bytes(model, routes=None, R=0):
 def _blocks(problem, w, exact, name):
     pt = require_problem(problem, name).point(w)
     model = pt.problem.model
+    if not model.is_chain:
+        return generic_blocks(name, pt, exact)
     for layer in model.layers:
         check_dense(
             f"{name} block", layer.size, alternative="cl.kflr(problem, w) (Kronecker factors)"
@@ -231,6 +233,8 @@ def dense_from_layers(name, pt, exact, progress=None, top=None):
     Samples are taken in chunks when their per-sample arrays would not fit the working budget.
     """
     model = pt.problem.model
+    if not model.is_chain:
+        return generic_dense(name, pt, exact, top)
     P, L = model.n_params, len(model.layers)
     factor = (lambda c: c.problem.lossfn.sqrt_hessian(c.tr.z, c.problem.y)) if top is None else top
     sl = model.layer_slices()
@@ -263,7 +267,7 @@ def dense_from_layers(name, pt, exact, progress=None, top=None):
             rows = engine.jacobian_rows(c.tr, c.backward(F.transpose(2, 0, 1) / np.sqrt(pt.N)))
             rows = rows.reshape(-1, P)
         for m in range(L):
-            if isinstance(model.layers[m], Dense):
+            if model.layers[m].whole_input:
                 _dense_column(sink, c, Hs, m, exact, cap, pt.N)
             else:
                 _shared_column(sink, c, Hs if routes[m] == "block" else None, m, exact, pt.N, rows)
@@ -291,7 +295,7 @@ def _dense_column(sink, pt, Hs, m, exact, cap, N_total):
         if l == m:
             khatri_rao_into(block, Hs[m], ab[m], ab[m], cap, sink.add)
             continue
-        W = pt.Wbars[l][:, :-1]
+        W = layer.weight(pt.Wbars[l])
         D = None if T is None else fp[l - 1][:, :, None] * T  # ∂a_{l-1}/∂s_m
         T = W * fp[m][:, None, :] if D is None else W @ D
         khatri_rao_into(block, Hs[l] @ T, ab[l], ab[m], cap, sink.add)
@@ -314,13 +318,13 @@ def _shared_column(sink, pt, Hs, m, exact, N_total, rows=None):
         gram = rows[:, sl[m].start :].T @ rows[:, sl[m]]
         values = [
             gram[sl[l].start - sl[m].start : sl[l].stop - sl[m].start].reshape(
-                model.layers[l].n_out, model.layers[l].n_in + 1, Pm
+                model.layers[l].shape + (Pm,)
             )
             for l in range(m, L)
         ]
     else:
         values = [patches_times(tr.abar[m], times_patches(Hs[m], tr.abar[m]), layer_m.n_out)]
-        values += [np.zeros((l.n_out, l.n_in + 1, Pm)) for l in model.layers[m + 1 :]]
+        values += [np.zeros(l.shape + (Pm,)) for l in model.layers[m + 1 :]]
     if m < L - 1 and (Hs is not None or exact):
         later = max(l.T * l.n_in + 2 * l.width for l in model.layers[m + 1 :])
         step = chunk_size(8 * N * (3 * layer_m.width + later + max(model.widths)), Pm)
@@ -331,7 +335,7 @@ def _shared_column(sink, pt, Hs, m, exact, N_total, rows=None):
             for l in range(m + 1, L):
                 layer = model.layers[l]
                 Rp = engine.up(model, tr, l, tr.fp[l - 1] * Rs)  # ∂ā_l/∂W̄_m
-                Rs = Rp @ pt.Wbars[l][:, :-1].T  # ∂s_l/∂W̄_m
+                Rs = Rp @ layer.weight(pt.Wbars[l]).T  # ∂s_l/∂W̄_m
                 q = len(Rs)
                 value = values[l - m][:, :, cols]
                 if Hs is not None:  # H_l ∂s_l/∂W̄_m
@@ -339,7 +343,8 @@ def _shared_column(sink, pt, Hs, m, exact, N_total, rows=None):
                     value += patches_times(tr.abar[l], HU, layer.n_out)
                 if exact:  # Σ_t δ_{l,t} ⊗ ∂ā_{l,t}/∂W̄_m (not the bias column)
                     d = (pt.deltas[l] / N_total).reshape(-1, layer.n_out)  # (N·T, n_l)
-                    value[:, :-1] += (d.T @ Rp.reshape(q, len(d), -1)).transpose(1, 2, 0)
+                    value[:, : layer.n_in] += (d.T @ Rp.reshape(q, len(d), -1)).transpose(
+                        1, 2, 0)
     for l in range(m, L):
         sink.put(l, m, values[l - m])
 
@@ -350,7 +355,7 @@ def _add_input_term(block, delta, D, abar_m, cap):
     N, n_in, n_m = D.shape
     KR = (delta[:, :, None] * abar_m[:, None, :]).reshape(N, -1)  # (n, (i, j'))
     n_l, a_m = delta.shape[1], abar_m.shape[1]
-    inputs = block[:, :-1]
+    inputs = block[:, :n_in]
     step = chunk_size(8 * n_m * n_l * a_m, n_in, cap)
     for j0 in range(0, n_in, step):
         R = D[:, j0 : j0 + step].reshape(N, -1).T @ KR  # ((j, i'), (i, j'))
@@ -362,7 +367,7 @@ def _add_input_term_diagonal(block, delta, fp_m, abar_m):
     N, n_m = fp_m.shape
     C = (fp_m[:, :, None] * delta[:, None, :]).reshape(N, -1).T @ abar_m  # ((j, i), j')
     C = C.reshape(n_m, delta.shape[1], -1).transpose(1, 0, 2)  # (i, j, j')
-    diagonal = np.einsum("ijjk->ijk", block[:, :-1])  # a writeable view of block[i, j, j, j']
+    diagonal = np.einsum("ijjk->ijk", block[:, :n_m])  # a writeable view of block[i, j, j, j']
     diagonal += C
 
 
@@ -385,3 +390,73 @@ def _symmetrise_diagonal_blocks(out, slices, tile=256):
                 mean = 0.5 * (upper + lower.T)
                 upper[...] = mean
                 lower[...] = mean.T
+
+
+# every other model: from the engine's products -------------------------------------------------
+# A model that is not a chain (Residual, MeanPool, a Dense shared over positions, cl.Function,
+# sequence outputs) has no per-layer recursion here: its Hessian comes column by column from
+# Pearlmutter's H V (P directions, pushed through the net a block at a time), its GGN and true
+# Fisher as the Gram matrix of per-sample Jacobian rows Jₙᵀ Cₙ (R backprops, R the columns of
+# the output curvature's factor C). Both are exact; each costs about P (Hessian) or R (Gram)
+# gradients instead of the chain's N·P²/2 multiply-adds.
+
+def _direction_chunk(pt, cap=None):
+    """Directions per batched H V so the R-passes' arrays stay under the chunk budget."""
+    model = pt.problem.model
+    per_sample = sum(int(np.prod(s.out_shape)) for s, _ in model.steps
+                     if hasattr(s, "out_shape")) + sum(model.widths)
+    per_sample += sum(layer.T * getattr(layer, "n_in", 0) for layer in model.layers)
+    return chunk_size(8 * pt.N * 4 * max(per_sample, 1), model.n_params, cap)
+
+
+def hessian_columns(pt, cols, into=None):
+    """Columns `cols` (indices) of the Hessian, plus λ on the diagonal, by batched H V:
+    (P, len(cols)) (written into `into` when given)."""
+    P = pt.problem.n_params
+    out = np.empty((P, len(cols))) if into is None else into
+    step = _direction_chunk(pt, 8 * P * max(len(cols), 1))
+    for c0 in range(0, len(cols), step):
+        idx = cols[c0:c0 + step]
+        E = np.zeros((P, len(idx)))
+        E[idx, np.arange(len(idx))] = 1.0
+        out[:, c0:c0 + len(idx)] = pt.hv(E)
+    return out
+
+
+def generic_dense(name, pt, exact, top=None):
+    """The (P, P) Hessian (exact) or GGN / true Fisher (`top`) of any layered model, exactly
+    symmetric, λI included (see the section's comment)."""
+    P = pt.problem.n_params
+    check_dense(name, P, extra_bytes=min(_CHUNK_BYTES, 8 * P * P))
+    if exact:
+        M = hessian_columns(pt, np.arange(P))
+    else:
+        F = pt.problem.lossfn.sqrt_hessian(pt.tr.z, pt.problem.y) if top is None else top(pt)
+        M = gram_of_seeds(name, pt, np.ascontiguousarray(F.transpose(2, 0, 1)))
+    M += M.T
+    M *= 0.5
+    return M
+
+
+def generic_blocks(name, pt, exact):
+    """Exact per-layer diagonal blocks of the Hessian (its columns by H V, a layer at a time) or
+    of the GGN (per-layer Gram of the Jacobian rows) of any layered model, λI included."""
+    model = pt.problem.model
+    slices = model.layer_slices()
+    for layer in model.layers:
+        check_dense(f"{name} block", layer.size, alternative="cl.ggnvp / cl.hvp (matrix-free)")
+    if exact:
+        blocks = [hessian_columns(pt, np.arange(sl.start, sl.stop))[sl] for sl in slices]
+    else:
+        seeds = pt.sqrt_seeds
+        blocks = [np.zeros((layer.size, layer.size)) for layer in model.layers]
+        step = chunk_size(8 * pt.N * (model.n_params + 2 * sum(model.widths)), len(seeds))
+        for q0 in range(0, len(seeds), step):
+            rows = engine.jacobian_rows(pt.tr, pt.backward(seeds[q0:q0 + step]))
+            rows = rows.reshape(-1, model.n_params)
+            for Bl, sl in zip(blocks, slices):
+                Bl += rows[:, sl].T @ rows[:, sl]
+        for Bl in blocks:
+            Bl /= pt.N
+            Bl[np.diag_indices_from(Bl)] += pt.l2
+    return [0.5 * (Bl + Bl.T) for Bl in blocks]

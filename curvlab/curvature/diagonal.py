@@ -11,9 +11,10 @@ and for Dense layers only the diagonals of the H_l. (BackPACK's DiagHessian gets
 by backpropagating signed square-root factors of each layer's f'' term instead.)
 """
 
+import copy
+
 import numpy as np
 
-from .. import engine
 from .._checks import check_dense
 from ..problem import require_problem
 from .base import Curvature, check_singular
@@ -74,22 +75,32 @@ def _squared_rows(pt, deltas, rotations=None):
     Gₙ = δₙ āₙᵀ is an outer product, so its squares are the outer product of the squares: no
     per-sample matrix is formed."""
     parts = []
-    for l, (dl, ab) in enumerate(zip(deltas, pt.tr.abar)):
+    model, tr = pt.problem.model, pt.tr
+    for l, (layer, Wb, st, dl) in enumerate(zip(model.layers, pt.Wbars, tr.layer_states, deltas)):
+        ab = getattr(st, "abar", None)
         if rotations is not None:
             QS, QA = rotations[l]
             dl, ab = dl @ QS, ab @ QA
-        if ab.shape[1] == 1:
+            st = copy.copy(st)
+            st.abar = ab
+        if ab is not None and ab.shape[1] == 1:
             # Σ_r over the seeds first, then one GEMM over the samples (einsum would not use BLAS)
             parts.append(((dl[:, :, 0] ** 2).sum(0).T @ ab[:, 0] ** 2).ravel())
         else:
-            parts.append((engine.jacobian_rows(pt.tr._replace(abar=[ab]), [dl]) ** 2).sum((0, 1)))
+            parts.append((layer.param_rows(Wb, st, dl) ** 2).sum((0, 1)))
     return np.concatenate(parts) / pt.N
 
 
 def _hessian_diagonal(pt):
     """diag of the Hessian without the L2 term, from the per-sample H_l (module docstring)."""
-    from .blocks import _per_sample_bytes, pre_activation_hessians, sample_chunks
+    from .blocks import _per_sample_bytes, hessian_columns, pre_activation_hessians, sample_chunks
     model = pt.problem.model
+    if not model.is_chain:   # the diagonal of its columns by H V, a block of them at a time
+        P = model.n_params
+        step = max(1, min(P, 2**22 // (8 * P)))
+        return np.concatenate([
+            np.diag(hessian_columns(pt, np.arange(c0, min(c0 + step, P)))[c0:c0 + step])
+            for c0 in range(0, P, step)]) - pt.l2
     total = 0.0
     for c in sample_chunks(pt, _per_sample_bytes(model)):
         parts = []

@@ -16,10 +16,11 @@ KFLR. With repeated eigenvalues in A or S the basis — and EKFAC — is not uni
 import numpy as np
 
 from .. import engine
+from ..problem import require_problem
 from .base import BlockDiagonal, check_singular
 from .diagonal import _squared_rows
 from .kfac import _kflr_from, _point
-from .registry import register
+from .registry import register, require_chain
 
 
 class EigenCorrected(BlockDiagonal):
@@ -54,6 +55,13 @@ class EigenCorrected(BlockDiagonal):
         return (Q * s.ravel()) @ Q.T
 
 
+def _chain_point(problem, w, name):
+    """The problem at w, for a kind defined (so far) on chains of layers (Problem.require_chain)."""
+    problem = require_problem(problem, name)
+    require_chain(problem, name)
+    return problem.point(w)
+
+
 def gradient_matrices(pt, seeds):
     """Per-sample gradient matrices of each layer for output seeds (Q, N, K): (Q, N, n_l, m_l+1)."""
     deltas = pt.backward(seeds)
@@ -77,5 +85,5 @@ def ekfac(problem, w, flavor="expand"):
 
 register("ekfac", lambda problem, w, flavor="expand": ekfac(problem, w, flavor=flavor),
          "EKFAC: KFLR's eigenbasis, exact diagonal in it",
-         "George et al. 2018; curvlinops EKFAC (type-2)", structure="blocks",
+         "George et al. 2018; curvlinops EKFAC (type-2)", structure="blocks", chains_only=True,
          references=("curvlinops EKFAC (type-2)", "‖G − EKFAC‖ ≤ ‖G − KFLR‖"))

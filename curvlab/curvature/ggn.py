@@ -6,13 +6,13 @@ to layers l ≥ m, Jₙ's rows are T_{L←l} ⊗ ā_lᵀ (T_{L←l} = ∂z/∂s_
 pre-activation GGN of Botev's recursion: one matrix product with inner dimension N per block,
 about N·P²/2 multiply-adds in all (blocks.dense_from_layers). `gram_ggn` is Lin's backward
 Jacobian evaluation instead: with Bₙ = Cₙ Cₙᵀ, G = MᵀM / N where the rows of M are Jₙᵀ Cₙ —
-K times the work for K outputs, kept as an independent second route.
+K times the work for K outputs, kept as an independent second route — and the route for a model
+that is not a chain (Residual, MeanPool, cl.Function, sequence outputs: blocks.generic_dense).
 """
 
-from .. import units
 from .._checks import check_dense
 from ..problem import Problem, as_objective, require_problem
-from ._dense import gram_of_seeds
+from ._dense import from_product, gram_of_seeds
 from .base import Dense
 from .blocks import dense_from_layers, ggn_blocks
 from .products import make_ggnvp
@@ -24,7 +24,7 @@ def ggn(problem, w, progress=None):
     memory P² plus per-sample layer GGNs (N·Σn_l²) and one bounded working block."""
     problem = require_problem(problem, "ggn")
     if not problem.layered:
-        return units.dense(problem, w, units.make_ggnvp)           # P Gauss-Newton products
+        return from_product("ggn", problem.n_params, problem.point(w).gv_rop)   # P products
     return dense_from_layers("ggn", problem.point(w), exact=False, progress=progress)
 
 

@@ -14,15 +14,18 @@ diag(f'' ⊙ ∂ℓ/∂a); the second is ∂ℓ/∂s_l · 2 V_l R a_{l-1}.) Each
 product with inner dimension N (blocks.khatri_rao_into), so the Hessian costs about N·P²/2
 multiply-adds — K times fewer than a K-output MᵀM Gram product.
 
-For a generic objective: autograd's reverse-over-reverse `hessian` (the reference in tests).
+A model that is not a chain (Residual, MeanPool, a Dense shared over positions, cl.Function,
+sequence outputs) takes its columns from Pearlmutter's H V instead, P directions pushed through
+the net a block at a time (blocks.generic_dense). For a generic objective: autograd's
+reverse-over-reverse `hessian` (the reference in tests).
 """
 
 import numpy as np
 from autograd import hessian as _ag_hessian
 
-from .. import units
 from .._checks import check_dense
 from ..problem import Problem, as_objective
+from ._dense import from_product
 from .base import Dense
 from .blocks import dense_from_layers, hessian_blocks
 from .products import make_hvp
@@ -35,7 +38,7 @@ def hessian(objective, w, progress=None):
     and one bounded working block. progress: show a bar (default: when the build is large)."""
     obj = as_objective(objective)
     if isinstance(obj, Problem) and not obj.layered:
-        return units.dense(obj, w, units.make_hvp)                 # P products by R{backprop}
+        return from_product("hessian", obj.n_params, obj.point(w).hv)   # P products, R{backprop}
     if isinstance(obj, Problem):
         return dense_from_layers("hessian", obj.point(w), exact=True, progress=progress)
     w = obj.check(w)

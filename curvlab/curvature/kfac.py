@@ -37,7 +37,7 @@ from .._checks import choice, nonnegative
 from ..problem import require_problem
 from .base import BlockDiagonal, check_singular
 from .fisher import mc_seeds
-from .registry import register
+from .registry import register, require_chain
 
 
 class KroneckerFactored(BlockDiagonal):
@@ -162,7 +162,9 @@ def _build(pt, S, name, flavor):
 
 def _point(problem, w, name, flavor):
     choice("flavor", flavor, FLAVORS)
-    return require_problem(problem, name).point(w)
+    problem = require_problem(problem, name)
+    require_chain(problem, name)
+    return problem.point(w)
 
 
 def kflr(problem, w, flavor="expand"):
@@ -183,8 +185,9 @@ def _kfra_down(pt, l, M):
     model, tr = pt.problem.model, pt.tr
     L = len(model.layers)
     if l < L:
-        layer, W = model.layers[l], pt.Wbars[l][:, :-1]
-        if not tr.links[l] and layer.T == 1:
+        layer = model.layers[l]
+        W = layer.weight(pt.Wbars[l])
+        if not tr.links[l] and layer.whole_input:
             return W.T @ M @ W
         M = sandwich(lambda g: layer.patches_T(g @ W), M, (layer.T, layer.n_out))
     for mod, state in reversed(tr.links[l]):
@@ -236,6 +239,7 @@ register(
     "K-FAC: sampled S ⊗ A",
     "Martens & Grosse 2015",
     structure="kronecker",
+    chains_only=True,
     sampled=True,
     optimizer="kfac",
     references=("→ KFLR as samples grow", "curvlinops KFAC (mc)"),
@@ -246,6 +250,7 @@ register(
     "KFLR: exact S ⊗ A per layer",
     "Botev et al. 2017",
     structure="kronecker",
+    chains_only=True,
     optimizer="kflr",
     references=("= GGN block for one sample", "curvlinops KFAC (type-2)", "BackPACK KFLR (mapped)"),
 )
@@ -255,6 +260,7 @@ register(
     "KFRA: recursive, batch-averaged S ⊗ A",
     "Botev et al. 2017",
     structure="kronecker",
+    chains_only=True,
     optimizer="kfra",
     references=("= GGN block for one sample", "BackPACK KFRA"),
 )

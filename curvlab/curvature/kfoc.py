@@ -17,9 +17,9 @@ from scipy.sparse.linalg import svds
 
 from ..problem import require_problem
 from .blocks import ggn_blocks
-from .ekfac import gradient_matrices
+from .ekfac import _chain_point, gradient_matrices
 from .kfac import KroneckerFactored
-from .registry import register
+from .registry import register, require_chain
 
 
 def rearrange(G, n, m1):
@@ -46,17 +46,18 @@ def kfoc(problem, w):
     """KFOC (module docstring): the nearest Kronecker product to each exact GGN block. Cost: the
     exact blocks and a leading singular pair of each rearranged block."""
     problem = require_problem(problem, "kfoc")
+    require_chain(problem, "kfoc")
     factors = []
     for G, layer in zip(ggn_blocks(problem, w), problem.model.layers):
         G = G - problem.l2 * np.eye(len(G))  # the blocks carry λI; S ⊗ A does not
-        S, A, _ = nearest_kronecker(G, layer.n_out, layer.n_in + 1)
+        S, A, _ = nearest_kronecker(G, *layer.shape)
         factors.append((A, S))
     return KroneckerFactored(factors, problem.l2, "kfoc")
 
 
 def tnt(problem, w):
     """TNT (module docstring). Cost: K backprops (the per-sample gradients of the columns of √B)."""
-    pt = require_problem(problem, "tnt").point(w)
+    pt = _chain_point(problem, w, "tnt")
     factors = []
     for G in gradient_matrices(pt, pt.sqrt_seeds):
         flat = G.reshape(-1, *G.shape[2:])  # (R·N, n, m+1)
@@ -73,6 +74,7 @@ register(
     "KFOC: Frobenius-optimal S ⊗ A per layer",
     "Van Loan & Pitsianis 1993; Koroko et al. 2022",
     structure="kronecker",
+    chains_only=True,
     references=("exact for a Kronecker block", "optimal against perturbed factors"),
 )
 register(
@@ -81,5 +83,6 @@ register(
     "TNT: trace-normalised E[GGᵀ] ⊗ E[GᵀG]",
     "Ren & Goldfarb 2021 (type-2 gradients)",
     structure="kronecker",
+    chains_only=True,
     references=("factors by their definition", "tr = tr of the GGN block"),
 )

@@ -11,7 +11,6 @@ from autograd import grad as _ag_grad
 from autograd import make_jvp as _ag_make_jvp
 from scipy.sparse.linalg import LinearOperator
 
-from .. import units
 from .._checks import choice, flat_vector, nonnegative
 from ..problem import Problem, as_objective, require_problem
 from .registry import REGISTRY, call, get
@@ -45,7 +44,7 @@ def make_hvp(objective, w):
     batched pass). For a generic function: autograd forward-over-reverse, one column at a time."""
     obj = as_objective(objective)
     if isinstance(obj, Problem):
-        hv = obj.point(w).hv if obj.layered else units.make_hvp(obj, w)
+        hv = obj.point(w).hv                     # the engine's, or a UnitNetwork's own
         return _columns(lambda V: hv(flat_vector("v", V, obj.n_params)))
     w = obj.check(w)
     jvp_of_grad = _ag_make_jvp(_ag_grad(obj.fun))(w)
@@ -65,12 +64,8 @@ def make_ggnvp(problem, w, method="rop"):
     choice("ggnvp method", method, {"rop", "jacobian"})
     if _defines_ggn(problem):
         return _dense_product(problem, w)
-    problem = require_problem(problem, "ggnvp")
-    if not problem.layered:
-        gv = units.make_ggnvp(problem, w)
-    else:
-        pt = problem.point(w)
-        gv = pt.gv_rop if method == "rop" else pt.gv_jacobian
+    pt = require_problem(problem, "ggnvp").point(w)
+    gv = pt.gv_rop if method == "rop" else pt.gv_jacobian
     return _columns(lambda V: gv(flat_vector("v", V, problem.n_params)))
 
 
@@ -97,23 +92,28 @@ def fishervp(problem, w, v, kind="true"):
 
 
 def jvp(problem, w, v):
-    """Output Jacobian-vector product J v: (N, K) for v (P,), (Q, N, K) for a block (P, Q)."""
+    """Output Jacobian-vector product J v: (N, K) for v (P,), (Q, N, K) for a block (P, Q);
+    (N, T, K) and (Q, N, T, K) for sequence outputs."""
     problem = require_problem(problem, "jvp")
     v = flat_vector("v", v, problem.n_params)
     out = problem.point(w).jv(v[:, None] if v.ndim == 1 else v)
+    out = out.reshape(out.shape[:2] + problem.out_shape)
     return out[0] if v.ndim == 1 else out
 
 
 def vjp(problem, w, u):
-    """Σ_n Jₙᵀ uₙ for output cotangents u of shape (N, K) (or a block (Q, N, K)): (P,) / (P, Q)."""
+    """Σ_n Jₙᵀ uₙ for output cotangents u of shape (N, K) (or a block (Q, N, K)): (P,) / (P, Q);
+    u (N, T, K) or (Q, N, T, K) for sequence outputs."""
     problem = require_problem(problem, "vjp")
     u = np.asarray(u, dtype=np.float64)
-    shape = (problem.N, problem.n_outputs)
-    if u.shape[-2:] != shape or u.ndim not in (2, 3):
-        raise ValueError(f"u must have shape {shape} (or (Q, {shape[0]}, {shape[1]})), "
+    shape = (problem.N,) + problem.out_shape
+    if u.shape[u.ndim - len(shape):] != shape or u.ndim not in (len(shape), len(shape) + 1):
+        raise ValueError(f"u must have shape {shape} (or (Q, {', '.join(map(str, shape))})), "
                          f"got {u.shape}")
-    out = problem.point(w).jtu(u[None] if u.ndim == 2 else u)
-    return out[:, 0] if u.ndim == 2 else out
+    single = u.ndim == len(shape)
+    u = u.reshape((-1, problem.N, problem.n_outputs))
+    out = problem.point(w).jtu(u)
+    return out[:, 0] if single else out
 
 
 def fd_hvp(objective, w, v, r=1e-4, scheme="central"):

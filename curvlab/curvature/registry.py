@@ -24,6 +24,9 @@ Capabilities of a kind (the fields of `Kind`):
                    library after the stated mapping)
     layer_blocks   None, or `blocks(problem, w) -> [(size_l, size_l)]`: the exact diagonal
                    layer blocks without the whole matrix (Botev's recursion)
+    chains_only    defined (so far) on chains of Dense, conv, pooling and Flatten layers only
+                   (`model.is_chain`); refused by name on Residual, MeanPool, cl.Function, ...
+                   (`require_chain`)
 """
 
 import inspect
@@ -49,6 +52,7 @@ class Kind:
     optimizer: str = None
     references: tuple = ()
     layer_blocks: object = field(default=None, repr=False)
+    chains_only: bool = False
 
     @property
     def matrix_free(self):
@@ -58,15 +62,17 @@ class Kind:
     def row(self):
         """The kind as one row of `kind_table`."""
         return (self.name, self.summary, self.source, self.structure, self.matrix_free,
-                self.needs_problem, self.sampled, self.optimizer, self.references)
+                self.needs_problem, self.sampled, self.optimizer, self.references,
+                self.chains_only)
 
 
 COLUMNS = ("name", "summary", "source", "structure", "matrix_free", "needs_problem", "sampled",
-           "optimizer", "references")
+           "optimizer", "references", "chains_only")
 
 
 def register(name, build, summary, source="", *, structure="dense", product=None,
-             needs_problem=True, sampled=False, optimizer=None, references=(), layer_blocks=None):
+             needs_problem=True, sampled=False, optimizer=None, references=(), layer_blocks=None,
+             chains_only=False):
     """Add the curvature kind `name` (its capabilities: module docstring) and return its `Kind`.
 
     build(problem, w, **options) returns a curvature object (a `cl.curvature.Curvature`:
@@ -99,6 +105,7 @@ def register(name, build, summary, source="", *, structure="dense", product=None
         optimizer,
         tuple(references),
         layer_blocks,
+        bool(chains_only),
     )
     REGISTRY[name] = kind
     return kind
@@ -175,6 +182,13 @@ def call(fn, *args, **options):
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return fn(*args, **options)
     return fn(*args, **{k: v for k, v in options.items() if k in params})
+
+
+def require_chain(problem, name):
+    """Refuse a `chains_only` kind on a model that is not a chain, by name (what is not
+    supported yet, and what works); every other kind passes."""
+    if name in REGISTRY and REGISTRY[name].chains_only:
+        problem.require_chain(name)
 
 
 def kind_table():

@@ -13,8 +13,7 @@ from mini-batch gradients; this is one point's statistic, averaged over the per-
 import numpy as np
 
 from .._checks import nonnegative
-from ..problem import require_problem
-from .ekfac import gradient_matrices
+from .ekfac import _chain_point, gradient_matrices
 from .kfac import KroneckerFactored
 from .registry import register
 
@@ -33,7 +32,7 @@ def shampoo(problem, w, power=0.25, eps=0.0):
             f"power must be in (0, 1] (1/4 as in the paper, 1/2 the Fisher-related one), "
             f"got {power}"
         )
-    pt = require_problem(problem, "shampoo").point(w)
+    pt = _chain_point(problem, w, "shampoo")
     factors = []
     for G in gradient_matrices(pt, pt.r[None]):
         G = G[0]  # (N, n, m+1)
@@ -51,5 +50,6 @@ register(
     "Shampoo: L^p ⊗ R^p of per-sample gradients (p = 1/4)",
     "Gupta et al. 2018",
     structure="kronecker",
+    chains_only=True,
     references=("L and R from per-sample gradients",),
 )

@@ -9,9 +9,8 @@ block-diagonal matrix of n_l blocks of size m_l + 1 per layer.
 
 import numpy as np
 
-from ..problem import require_problem
 from .base import BlockDiagonal, check_singular
-from .ekfac import gradient_matrices
+from .ekfac import _chain_point, gradient_matrices
 from .registry import register
 
 
@@ -56,11 +55,11 @@ class UnitBlocks(BlockDiagonal):
 
 def unitwise(problem, w):
     """The unit-wise Fisher (module docstring). Cost: K backprops."""
-    pt = require_problem(problem, "unitwise").point(w)
+    pt = _chain_point(problem, w, "unitwise")
     units = [np.einsum("rnij,rnik->ijk", G, G) / pt.N for G in gradient_matrices(pt, pt.sqrt_seeds)]
     return UnitBlocks(units, pt.l2)
 
 
 register("unitwise", lambda problem, w: unitwise(problem, w),
          "unit-wise Fisher: exact block per output unit", "ASDL (Osawa et al. 2023)",
-         structure="blocks", references=("sub-blocks of the dense GGN",))
+         structure="blocks", chains_only=True, references=("sub-blocks of the dense GGN",))

@@ -1,39 +1,51 @@
 """Layer kinds, one module each, every rule of a kind beside its twin.
 
-Feature maps are channels-last inside curvlab: a vector has feature shape (D,), an image
-(H, W, C) (inputs arrive NCHW like torch and are transposed once, by the model). Arrays carry
-any leading axes: samples N, and before them directions Q or grid points G.
+Feature shapes are channels-last inside curvlab: a vector is (D,), a sequence (T, D), a 1-D
+map (L, C) and an image (H, W, C) (`base.Map` marks the maps; inputs arrive NCL / NCHW like
+torch and are transposed once, by the model). Arrays carry any leading axes: samples N, and
+before them directions or seeds Q, or grid points G.
 
-Layers with parameters (`Dense`, `Conv2d`; `has_params`) say how their parameters meet their
-input — at T output locations, s_t = W̄ ā_t with ā_t = [patch_t; 1]:
+The one protocol (`base.Layer`; θ a layer's parameters, None without): a model is a program
+of layers (`cl.Sequential`; `Residual` adds fork and join steps), and the engine
+(`curvlab.engine`) walks it with each layer's rules —
+
+    build(in_shape) -> out_shape   check the input's feature shape, size the layer
+    run(θ, x)                      the forward map, differentiable by autograd; θ and x may
+                                   carry a leading axis of G points (landscape grids)
+    trace(θ, x) -> (y, state)      the forward map and what the other rules need
+    backprop(θ, state, g)          (∂ℓ/∂x, record) from output cotangents g (Q, N, *out)
+    param_grads / param_rows       Σₙ ∂ℓ/∂θ (Q, size) and per sample (Q, N, size) from records
+    param_tangent(θ, state, V)     the record space's tangent along a parameter direction
+    rforward(θ, state, Rx, V)      (R y, R-state): Pearlmutter's R-forward step
+    rbackward(θ, state, Rstate, record, g, Rg, V)
+                                   (R{∂ℓ/∂x}, R{∂ℓ/∂θ}), with the second-order terms
+
+A layer kind plugs in by writing these in its own module (a parameter-free layer that is
+linear once its forward has run — pooling, Flatten, MeanPool — writes only forward(x) ->
+(y, state), apply(x), push(state, dx) and pull(state, dy)). `Affine` layers (`Dense`,
+`Conv1d`, `Conv2d`) meet their input through patches, s_t = W̄ ā_t at T locations:
 
     patches(x)    (..., *in_shape) -> (..., T, n_in)       Lin's φ(pad(Z)); the input for Dense
     patches_T(g)  its adjoint, (..., T, n_in) -> (..., *in_shape)
     fold(s)       (..., T, n_out) -> (..., *out_shape), and unfold(a) back (reshapes)
     act           f, f', f'' applied to s
-    apply(W̄, x)  fold(patches(x) Wᵀ + b), differentiable by autograd
 
-Layers without parameters (`MaxPool2d`, `AvgPool2d`, `Flatten`) are linear maps once the
-forward pass has run (max-pool remembers its per-sample selection P_pool):
-
-    forward(x) -> (y, state)     the map, and what it chose
-    apply(x)                     the same map, differentiable by autograd
-    push(state, dx)              its tangent rule (the R-forward pass)
-    pull(state, dy)              its adjoint (backprop; the R-backward pass)
-    expected_sandwich(state, M)  (1/N) Σₙ Jₙᵀ M Jₙ for a (D_out, D_out) matrix M (KFRA)
-
-`build(in_shape)` checks a layer against its input's feature shape and returns its output's;
-`cl.Sequential` builds its layers in turn, so a mismatch is reported at construction.
+which the chain algorithms (Botev's dense build, KFRA, the Kronecker kinds) read; a layer with
+`chain = True` is one of theirs. Pooling keeps `expected_sandwich(state, M)`, (1/N) Σₙ Jₙᵀ M Jₙ
+for KFRA. `Function(fn, shape)` is a layer of your own whose rules autograd derives.
 """
 
 from .activations import ACTIVATIONS, PIECEWISE_LINEAR, Activation, activation
-from .base import Affine, Layer
-from .conv import Conv2d
+from .base import Affine, Layer, Map
+from .conv import Conv1d, Conv2d
 from .dense import Dense
 from .flatten import Flatten
-from .pool import AvgPool2d, MaxPool2d
+from .function import Function
+from .pool import AvgPool2d, MaxPool2d, MeanPool
+from .residual import FORK, JOIN, Residual
 
-KINDS = (Dense, Conv2d, MaxPool2d, AvgPool2d, Flatten)
+KINDS = (Dense, Conv1d, Conv2d, MaxPool2d, AvgPool2d, MeanPool, Flatten, Residual, Function)
 
-__all__ = ["ACTIVATIONS", "PIECEWISE_LINEAR", "Activation", "Affine", "AvgPool2d", "Conv2d",
-           "Dense", "Flatten", "KINDS", "Layer", "MaxPool2d", "activation"]
+__all__ = ["ACTIVATIONS", "FORK", "JOIN", "PIECEWISE_LINEAR", "Activation", "Affine",
+           "AvgPool2d", "Conv1d", "Conv2d", "Dense", "Flatten", "Function", "KINDS", "Layer",
+           "Map", "MaxPool2d", "MeanPool", "Residual", "activation"]

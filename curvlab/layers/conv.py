@@ -1,101 +1,154 @@
-"""Conv2d: the convolution as a matrix product over patches (Lin's notes: S = W φ(pad(Z)) + b 1ᵀ).
+"""Conv2d and Conv1d: the convolution as a matrix product over patches (Lin's notes:
+S = W φ(pad(Z)) + b 1ᵀ).
 
-φ(pad(Z)) unfolds the zero-padded input into one column per output location t = (h, w),
-row-major over the output map; each patch lists its inputs in torch's weight order
-(c_in, kh, kw). The same W̄ = [W | b] meets every patch (weight sharing), so a conv layer is a
-Dense layer applied at T = H_out · W_out locations at once. φ is a gather with a fixed index
-array (differentiable by autograd), its adjoint a sum of kh · kw strided slices.
+φ(pad(Z)) unfolds the zero-padded input into one column per output location t (row-major over
+the output map); each patch lists its inputs in torch's weight order (c_in, k...). The same
+W̄ = [W | b] meets every patch (weight sharing), so a conv layer is a Dense layer applied at
+T output locations at once. φ is a gather with a fixed index array (differentiable by
+autograd), its adjoint a sum of strided slices, one per kernel offset.
 """
+
+import itertools
 
 import autograd.numpy as anp
 import numpy as np
 
-from .base import Affine, describe, pair
+from .base import Affine, Map, describe, is_map, pair
 
 
-class Conv2d(Affine):
-    """2-D convolution (cross-correlation, as torch.nn.Conv2d) then an activation f.
+class _Conv(Affine):
+    """A d-dimensional convolution on channels-last maps (..., *spatial, C)."""
 
-    W̄ = [W | b] has shape (c_out, c_in·kh·kw + 1); W's columns are ordered (c_in, kh, kw), so W
-    is torch's ``weight.reshape(c_out, -1)``. Zero padding, no dilation, no groups. The output
-    size is floor((H + 2·padding − kh) / stride) + 1 per axis, as in torch.
-    """
+    dims = 2
 
     def __init__(self, c_in, c_out, kernel_size, stride=1, padding=0, activation=None,
-                 activation_name=None):
+                 bias=True, activation_name=None):
+        name = type(self).__name__
         if int(c_in) < 1 or int(c_out) < 1:
-            raise ValueError(f"Conv2d channels must be >= 1, got {c_in} -> {c_out}")
+            raise ValueError(f"{name} channels must be >= 1, got {c_in} -> {c_out}")
         self.c_in, self.c_out = int(c_in), int(c_out)
-        self.kernel = pair("kernel_size", kernel_size, 1)
-        self.stride = pair("stride", stride, 1)
-        self.padding = pair("padding", padding, 0)
+        d = self.dims
+        self.kernel = pair("kernel_size", kernel_size, 1, d)
+        self.stride = pair("stride", stride, 1, d)
+        self.padding = pair("padding", padding, 0, d)
+        self.bias = bool(bias)
         self._set_activation(activation, activation_name)
-        self.n_in = self.c_in * self.kernel[0] * self.kernel[1]       # patch length
+        self.n_in = self.c_in * int(np.prod(self.kernel))       # patch length
         self.n_out = self.c_out
 
     def build(self, in_shape):
-        if len(in_shape) != 3:
-            raise ValueError(f"{self!r} needs a (C, H, W) feature map but gets a vector of "
-                             f"{in_shape[0]} features")
-        H, W, C = in_shape
+        d = self.dims
+        layout = "(C, H, W)" if d == 2 else "(C, L)"
+        if len(in_shape) != d + 1 or (d == 1 and not is_map(in_shape)):
+            got = (f"a vector of {in_shape[0]} features" if len(in_shape) == 1
+                   else f"an input of shape {describe(in_shape)}")
+            raise ValueError(f"{self!r} needs a {layout} feature map but gets {got}")
+        *spatial, C = in_shape
         if C != self.c_in:
             raise ValueError(f"{self!r} expects {self.c_in} input channels but gets a feature map "
-                             f"of shape {describe(in_shape)} (C, H, W)")
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
-        Hp, Wp = H + 2 * ph, W + 2 * pw
-        if kh > Hp or kw > Wp:
+                             f"of shape {describe(in_shape)} {layout}")
+        padded = [n + 2 * p for n, p in zip(spatial, self.padding)]
+        if any(k > n for k, n in zip(self.kernel, padded)):
+            k = "x".join(map(str, self.kernel))
             raise ValueError(
-                f"{self!r}: the kernel {kh}x{kw} is larger than the padded input "
-                f"{Hp}x{Wp} (feature map {describe(in_shape)} plus padding {ph}, {pw}); "
-                "use a smaller kernel_size or more padding"
+                f"{self!r}: the kernel {k} is larger than the padded input "
+                f"{'x'.join(map(str, padded))} (feature map {describe(in_shape)} plus padding "
+                f"{', '.join(map(str, self.padding))}); use a smaller kernel_size or more padding"
             )
-        Ho, Wo = (Hp - kh) // sh + 1, (Wp - kw) // sw + 1
-        self.padded = (Hp, Wp, C)
-        self.out_hw = (Ho, Wo)
-        self.T = Ho * Wo
-        # idx[t, (c, i, j)]: position of patch t's input (c, i, j) in the flattened padded map
-        h = np.arange(Ho)[:, None, None, None, None] * sh + np.arange(kh)[None, None, None, :, None]
-        w = np.arange(Wo)[None, :, None, None, None] * sw + np.arange(kw)[None, None, None, None, :]
-        c = np.arange(C)[None, None, :, None, None]
-        self.index = ((h * Wp + w) * C + c).reshape(self.T, self.n_in)
-        self.in_shape, self.out_shape = tuple(in_shape), (Ho, Wo, self.c_out)
+        out = [(n - k) // s + 1 for n, k, s in zip(padded, self.kernel, self.stride)]
+        self.padded = tuple(padded) + (C,)
+        self.out_sp = tuple(out)
+        self.T = int(np.prod(out))
+        # index[t, (c, offsets)]: position of patch t's input in the flattened padded map
+        strides = np.cumprod([1] + padded[::-1])[::-1][1:]                    # row-major
+        pos = 0
+        for a in range(d):   # output location along axis a, then kernel offset along it
+            o = np.arange(out[a]).reshape([-1 if i == a else 1 for i in range(d)] + [1] * (d + 1))
+            k = np.arange(self.kernel[a]).reshape([1] * (d + 1 + a) + [-1] + [1] * (d - a - 1))
+            pos = pos + (o * self.stride[a] + k) * strides[a]
+        c = np.arange(C).reshape([1] * d + [-1] + [1] * d)
+        self.index = (pos * C + c).reshape(self.T, self.n_in)
+        self.in_shape = Map(in_shape)
+        self.out_shape = Map(self.out_sp + (self.c_out,))
         return self.out_shape
 
     def _pad(self, x):
-        ph, pw = self.padding
-        if ph == pw == 0:
+        if not any(self.padding):
             return x
-        return anp.pad(x, [(0, 0)] * (x.ndim - 3) + [(ph, ph), (pw, pw), (0, 0)], mode="constant")
+        pads = [(0, 0)] * (x.ndim - self.dims - 1) + [(p, p) for p in self.padding] + [(0, 0)]
+        return anp.pad(x, pads, mode="constant")
 
     def patches(self, x):
-        """φ(pad(x)): (..., H, W, C) -> (..., T, c_in·kh·kw)."""
+        """φ(pad(x)): (..., *spatial, C) -> (..., T, c_in·prod(kernel))."""
         xp = self._pad(x)
-        return anp.reshape(xp, xp.shape[:-3] + (-1,))[..., self.index]
+        return anp.reshape(xp, xp.shape[: -self.dims - 1] + (-1,))[..., self.index]
 
     def patches_T(self, g):
         """The adjoint of `patches`: scatter-add each patch entry back to its input position."""
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
-        (Ho, Wo), (Hp, Wp, C) = self.out_hw, self.padded
+        d = self.dims
         lead = g.shape[:-2]
-        g = g.reshape(lead + (Ho, Wo, C, kh, kw))
-        out = np.zeros(lead + (Hp, Wp, C))
-        for i in range(kh):
-            for j in range(kw):
-                out[..., i : i + sh * (Ho - 1) + 1 : sh, j : j + sw * (Wo - 1) + 1 : sw, :] += g[
-                    ..., i, j
-                ]
-        H, W = Hp - 2 * ph, Wp - 2 * pw
-        return out[..., ph : ph + H, pw : pw + W, :]
+        g = g.reshape(lead + self.out_sp + (self.c_in,) + self.kernel)
+        out = np.zeros(lead + self.padded)
+        for offs in itertools.product(*(range(k) for k in self.kernel)):
+            sl = tuple(slice(i, i + s * (n - 1) + 1, s)
+                       for i, s, n in zip(offs, self.stride, self.out_sp))
+            out[(Ellipsis,) + sl + (slice(None),)] += g[(Ellipsis,) + offs]
+        inner = tuple(slice(p, n - p) for p, n in zip(self.padding, self.padded[:d]))
+        return out[(Ellipsis,) + inner + (slice(None),)]
 
     def fold(self, s):
         return s.reshape(s.shape[:-2] + self.out_shape)
 
     def unfold(self, a):
-        return a.reshape(a.shape[:-3] + (self.T, self.c_out))
+        return a.reshape(a.shape[: -self.dims - 1] + (self.T, self.c_out))
+
+    @classmethod
+    def from_torch(cls, mod, refuse):
+        cls._check_torch_bias(mod, refuse)
+        if mod.groups != 1:
+            refuse(f"groups={mod.groups}")
+        if tuple(mod.dilation) != (1,) * cls.dims:
+            refuse(f"dilation {mod.dilation}")
+        if mod.padding_mode != "zeros":
+            refuse(f"padding_mode={mod.padding_mode!r}")
+        if isinstance(mod.padding, str) and mod.padding != "valid":
+            refuse(f"padding={mod.padding!r}", "which from_torch reads as numbers only; give "
+                   "padding=k // 2 (the same for an odd kernel k and stride 1)")
+        padding = 0 if isinstance(mod.padding, str) else mod.padding
+        return cls(mod.in_channels, mod.out_channels, mod.kernel_size, mod.stride, padding)
+
+    def _torch_module(self, torch):
+        make = torch.nn.Conv2d if self.dims == 2 else torch.nn.Conv1d
+        return make(self.c_in, self.c_out, self.kernel, stride=self.stride,
+                    padding=self.padding, bias=self.bias, dtype=torch.float64)
 
     def __repr__(self):
-        k, s, p = (v[0] if v[0] == v[1] else v for v in (self.kernel, self.stride, self.padding))
+        k, s, p = (v[0] if len(set(v)) == 1 else v
+                   for v in (self.kernel, self.stride, self.padding))
+        extra = "" if self.bias else ", bias=False"
         return (
-            f"Conv2d({self.c_in}, {self.c_out}, {k}, stride={s}, padding={p}, "
-            f"activation={self.act.name!r})"
+            f"{type(self).__name__}({self.c_in}, {self.c_out}, {k}, stride={s}, padding={p}, "
+            f"activation={self.act.name!r}{extra})"
         )
+
+
+class Conv2d(_Conv):
+    """2-D convolution (cross-correlation, as torch.nn.Conv2d) then an activation f.
+
+    W̄ = [W | b] has shape (c_out, c_in·kh·kw + 1) (W alone with bias=False); W's columns are
+    ordered (c_in, kh, kw), so W is torch's ``weight.reshape(c_out, -1)``. Zero padding, no
+    dilation, no groups. The output size is floor((H + 2·padding − kh) / stride) + 1 per
+    axis, as in torch.
+    """
+
+    dims = 2
+    torch_names = ("Conv2d",)
+
+
+class Conv1d(_Conv):
+    """1-D convolution on (N, C, L) inputs (cross-correlation, as torch.nn.Conv1d) then an
+    activation f. W̄ = [W | b] has shape (c_out, c_in·k + 1) (W alone with bias=False), W's
+    columns ordered (c_in, k) — torch's ``weight.reshape(c_out, -1)``. Zero padding, no
+    dilation, no groups; L_out = floor((L + 2·padding − k) / stride) + 1."""
+
+    dims = 1

@@ -23,9 +23,36 @@ def sandwich(pull, M, out_shape):
     return pull(np.ascontiguousarray(Y.T).reshape((Din,) + tuple(out_shape))).reshape(Din, Din)
 
 
+def _two(x):
+    return tuple(np.broadcast_to(x, 2).tolist())
+
+
 class _Pool(Layer):
+    chain = True
+
     def __init__(self, kernel_size):
         self.kernel = pair("kernel_size", kernel_size, 1)
+
+    @classmethod
+    def from_torch(cls, mod, refuse):
+        """The curvlab pool of a torch MaxPool2d / AvgPool2d: stride = kernel, no padding."""
+        k = mod.kernel_size
+        if mod.stride is not None and _two(mod.stride) != _two(k):
+            refuse(f"stride {mod.stride} different from its kernel {k}")
+        if np.any(np.asarray(mod.padding) != 0):
+            refuse(f"padding {mod.padding}")
+        if mod.ceil_mode:
+            refuse("ceil_mode=True")
+        if _two(getattr(mod, "dilation", 1)) != (1, 1):
+            refuse(f"dilation {mod.dilation}")
+        if getattr(mod, "return_indices", False):
+            refuse("return_indices=True")
+        if getattr(mod, "divisor_override", None) is not None:
+            refuse("divisor_override")
+        return cls(k)
+
+    def to_torch(self, torch, theta):
+        return [getattr(torch.nn, type(self).__name__)(self.kernel)]
 
     def build(self, in_shape):
         if len(in_shape) != 3:
@@ -76,6 +103,9 @@ class MaxPool2d(_Pool):
     """Max over each window; ties go to the first maximum, row-major (torch's rule). The state
     P_pool is kept as the flat input position each output reads (per sample), so the tangent
     rule is a gather and the adjoint a scatter."""
+
+    torch_names = ("MaxPool2d",)
+    monotone = True        # commutes with a non-decreasing activation: max f(x) = f(max x)
 
     def _selection(self, x):
         """Flat position in the (H, W, C) map of each output's chosen input: (..., Ho·Wo·C)."""
@@ -136,6 +166,8 @@ class MaxPool2d(_Pool):
 class AvgPool2d(_Pool):
     """Mean over each window."""
 
+    torch_names = ("AvgPool2d",)
+
     def _split(self, x):
         (Ho, Wo, C), (kh, kw) = self.out_shape, self.kernel
         return anp.reshape(x, x.shape[:-3] + (Ho, kh, Wo, kw, C))
@@ -159,3 +191,32 @@ class AvgPool2d(_Pool):
 
     def expected_sandwich(self, state, M):
         return sandwich(lambda y: self.pull(None, y), M, self.out_shape)
+
+
+class MeanPool(Layer):
+    """The mean over positions: a sequence (T, D) -> (D,), like torch's ``x.mean(dim=1)`` on
+    (N, T, D); on a 1-D map (C, L), the mean over L. Linear: its adjoint spreads each
+    cotangent evenly over the positions."""
+
+    def build(self, in_shape):
+        if len(in_shape) != 2:
+            raise ValueError(
+                f"{self!r} averages over the positions of a sequence (T, D) (or a 1-D map "
+                f"(C, L)), but gets an input of shape {describe(in_shape)}"
+            )
+        self.in_shape, self.out_shape = tuple(in_shape), (in_shape[1],)
+        return self.out_shape
+
+    def apply(self, x):
+        return anp.mean(x, axis=-2)
+
+    def forward(self, x):
+        return self.apply(x), None
+
+    def push(self, state, dx):
+        return dx.mean(axis=-2)
+
+    def pull(self, state, dy):
+        T = self.in_shape[0]
+        return np.repeat((dy / T)[..., None, :], T, axis=-2)
+
