@@ -34,8 +34,17 @@ APPS = [
     ("beyond", "Does the R-operator work beyond layered nets?",
      "Hv by relaxation on a recurrent network converging to the exact product; a Boltzmann machine's "
      "R{p}; weight perturbation's estimates against samples and σ.", "Pearlmutter 1994, sections 4–6"),
+    ("dynamics", "How does curvature move while a net trains?",
+     "Loss and sharpness against the optimiser's stability threshold, the spectrum and the "
+     "gradient's overlap with the top eigenspace along training, and a loss slice at any step.",
+     "Cohen et al. 2021, 2022; Gur-Ari et al. 2018"),
+    ("uncertainty", "What does the choice of curvature do to a Laplace posterior?",
+     "Predictive bands and confidence maps per kind beside the exact GGN's, the marginal "
+     "likelihood against the prior precision, influence against leave-one-out.",
+     "MacKay 1992; Koh & Liang 2017"),
 ]
-TUTORIALS = ["pearlmutter", "lin", "bulatov", "botev", "grosse", "zoo", "check_your_tool", "beyond"]
+TUTORIALS = ["pearlmutter", "lin", "bulatov", "botev", "grosse", "zoo", "check_your_tool", "beyond",
+             "dynamics", "laplace"]
 
 
 def thumbnail(name, width=420):

@@ -7,11 +7,13 @@ then apply the view in the page's link (`app.apply_query(query_string())`, see `
 
 from .beyond import BeyondDashboard
 from .damping import DampingDashboard
+from .dynamics import DynamicsDashboard
 from .landscape import LandscapeDashboard
 from .links import query_string  # noqa: F401 — the apps' second cell uses it
 from .products import ProductsDashboard
 from .spectra import SpectraDashboard
 from .trajectories import TrajectoriesDashboard
+from .uncertainty import UncertaintyDashboard
 
 APPS = {
     "landscape": LandscapeDashboard,
@@ -20,4 +22,6 @@ APPS = {
     "trajectories": TrajectoriesDashboard,
     "products": ProductsDashboard,
     "beyond": BeyondDashboard,
+    "dynamics": DynamicsDashboard,
+    "uncertainty": UncertaintyDashboard,
 }

@@ -1,29 +1,31 @@
 """The Dashboard base every app builds on: a picker-driven problem, a status line, a cache, the
-guard that turns exceptions into messages, and the row under each app — link to this view,
-numbers as CSV, presentation mode — with the captions ("What you see", "Try this")."""
+guard that turns exceptions into messages, and the row under each app — presentation mode, link
+to this view, numbers as CSV — with the captions ("What you see") and the lessons ("Try this")."""
 
-import base64
-import csv
 import functools
 import html
-import io
 import traceback
 
 import ipywidgets as W
-import numpy as np
 import plotly.graph_objects as go
 
-from . import links
+from . import lessons, links
+from .export import csv_button, numbers_csv
 from .figure import sync
-from .marks import STALE, clear_overlay, is_mark, overlay, present
+from .marks import STALE, clear_overlay, overlay, present
+from .pagewidgets import ResizeNudge
 from .problems import ProblemPicker
-from .widgets import PANEL_CSS, Cache, Status, slug
+from .widgets import PANEL_CSS, Cache, Status, table_html
+
+PRESENT_HEIGHT = 1.5      # figures' height in presentation mode, times their own
+SUBTITLE_MARGIN = 64      # top margin (px) that holds a figure's title and its settings line
 
 
 def guarded(method):
     """Run a dashboard callback; any exception becomes a message in the status line (with the
     traceback kept on `self.last_traceback` for debugging), never a traceback in the page, and
-    every figure is marked as not current until a callback succeeds again."""
+    every figure is marked as not current until a callback succeeds again. After a success, each
+    figure's settings line (its subtitle: what a saved PNG carries) follows the view."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         try:
@@ -39,47 +41,9 @@ def guarded(method):
             for fig in self.figures():
                 clear_overlay(fig, STALE)
             self.failed = False
+        self.label_figures()
         return out
     return wrapper
-
-
-def _all_nan(values):
-    """True when every value is NaN (False for text values)."""
-    try:
-        return bool(np.all(np.isnan(np.asarray(values, dtype=float))))
-    except (TypeError, ValueError):          # text (category) values
-        return False
-
-
-def figure_rows(panel, fig):
-    """[panel, trace, i, x, y, z] rows of every number figure `fig` plots (see numbers_csv)."""
-    for t in fig.data:
-        if t.visible is False:
-            continue
-        z = getattr(t, "z", None)
-        if z is not None and np.ndim(z) == 2:
-            Z = np.asarray(z, dtype=float)
-            xs = np.arange(Z.shape[1]) if t.x is None else np.asarray(t.x)
-            ys = np.arange(Z.shape[0]) if t.y is None else np.asarray(t.y)
-            for i, (r, c) in enumerate(np.ndindex(*Z.shape)):
-                yield [panel, t.name, i, xs[c], ys[r], repr(float(Z[r, c]))]
-            continue
-        x, y = getattr(t, "x", None), getattr(t, "y", None)
-        if y is None or _all_nan(y):                                 # (NaN: a legend entry only)
-            continue
-        x = np.arange(len(y)) if x is None else x
-        for i, (a, b) in enumerate(zip(x, y)):
-            yield [panel, t.name, i, a, b, ""]
-    count = {}                              # points per mark name, numbered on across its shapes
-    for mark in filter(is_mark, fig.layout.shapes):
-        if mark.xsizemode == "pixel":
-            points = [(mark.xanchor, mark.yanchor)]
-        else:
-            points = [(mark.x0, mark.y0), (mark.x1, mark.y1)]
-            points = points[:1] if points[0] == points[1] or mark.yref == "paper" else points
-        for a, b in points:
-            i = count[mark.name] = count.get(mark.name, -1) + 1
-            yield [panel, mark.name, i, a, "" if mark.yref == "paper" else b, ""]
 
 
 class Dashboard:
@@ -87,12 +51,21 @@ class Dashboard:
     a `widget` to display."""
 
     title = ""
+    # What each panel shows (keyed by the figure's attribute name) and the lessons (`Lesson`s):
+    # data beside each dashboard's code, so tests can check every figure has its caption and
+    # every lesson's claim at its view.
+    CAPTIONS = {}
+    TRY_THIS = []
+    # what a link may ask a dashboard to do besides setting controls: run=name -> method name
+    ACTIONS = {}
 
     def __init__(self, **picker):
         self.picker = ProblemPicker(**picker)
         self.status = Status()
         self.cache = Cache()
         self.last_traceback = None
+        self.tables = {}                 # id(widget) -> (title, header, rows) of each table shown
+        self.view_defaults = None        # {control name: link text} of the first view
 
     def sync_figures(self):
         """Copy every FigureWidget's current data and layout into its synced widget state
@@ -119,84 +92,84 @@ class Dashboard:
         """The query string of the current view (every view control)."""
         return links.link(self)
 
+    def show_table(self, widget, title, header, rows, fmt="{:.3g}", note=""):
+        """Show a table in HTML widget `widget` under the bold `title` (and `note` below it); its
+        rows go into the CSV too."""
+        self.tables[id(widget)] = (title, list(header), [list(r) for r in rows])
+        widget.add_class("curvlab-scale")
+        widget.value = (f"<b>{html.escape(title)}</b>" + table_html(header, rows, fmt) + note)
+
+    # ---- the settings line of each figure (and of its PNG) ----------------------------------
+    def settings_text(self):
+        """The problem and every view control changed from the first view, in one line."""
+        parts = [] if self.picker.own is not None else [str(c.value) for c in
+                                                        self.picker.controls]
+        if self.view_defaults is not None:
+            picker = {links.key(c.description) for c in self.picker.controls}
+            now = links.view_texts(self)
+            parts += [f"{k} {v}" for k, v in now.items() if k not in picker
+                      and k != "presentation" and self.view_defaults.get(k) != v]
+        return " · ".join(parts) or "your problem"
+
+    def label_figures(self):
+        if self.view_defaults is None:              # not finished building
+            return
+        text = self.settings_text()
+        for fig in self.figures():
+            if fig.layout.title.subtitle.text != text:
+                fig.layout.title.subtitle.text = text
+
     def finish(self):
-        """Add the 'link to this view' and 'numbers as CSV' row and the explanations under the
-        dashboard, and sync the figures' first draw; each dashboard calls this at the end of
-        __init__."""
+        """Add the row (presentation, link to this view, numbers as CSV) and the explanations
+        under the dashboard, mark what presentation mode enlarges, and sync the figures' first
+        draw; each dashboard calls this at the end of __init__."""
         row = W.HBox([self.presentation_toggle()], layout=W.Layout(flex_flow="row wrap"))
-        self.widget.children += (row, self.explanation(), W.HTML(PANEL_CSS))
+        self.widget.children += (row, lessons.explanation(self), W.HTML(PANEL_CSS))
         self.widget.layout.width = "100%"
+        for child in self.widget.children:        # all but the figures' rows scale as text does
+            if "curvlab-panels" not in child._dom_classes:
+                child.add_class("curvlab-scale")
         # after every control is on the page: the link's defaults include them all
-        row.children += (links.link_box(self), self.csv_box())
+        self.view_defaults = links.view_texts(self)
+        self.csv = csv_button(self)
+        row.children += (links.link_box(self), self.csv)
+        for fig in self.figures():
+            fig.layout.margin.t = max(fig.layout.margin.t or 0, SUBTITLE_MARGIN)
+            fig.layout.title.subtitle.font.size = 11
+        self.label_figures()
         self.sync_figures()
 
     def presentation_toggle(self):
-        """A 'presentation' toggle: every figure's fonts, lines and markers twice as large (for
-        a projector), and back."""
+        """A 'presentation' toggle: every figure's fonts, lines and markers twice as large and
+        its height ×1.5, one figure to a row (so each plot area grows), and the controls, status
+        lines and tables enlarged (for a projector); and back."""
         toggle = W.ToggleButton(value=False, description="presentation",
-                                tooltip="fonts and lines ×2", layout=W.Layout(width="130px"))
+                                tooltip="larger text, lines and plots",
+                                layout=W.Layout(width="130px"))
 
         def scale(change):
+            on = change["new"]
+            # the page re-flows the panels first, then the figures redraw larger, and then
+            # every plot fits its (now whole-row) panel
+            (self.widget.add_class if on else self.widget.remove_class)("curvlab-present")
             for fig in self.figures():
-                present(fig, change["new"])
+                present(fig, on)
+                if fig.layout.height:
+                    fig.layout.height = round(fig.layout.height * (PRESENT_HEIGHT if on
+                                                                   else 1 / PRESENT_HEIGHT))
+                fig.layout.title.subtitle.font.size = 22 if on else 11
+            self.resize.nudge()
         toggle.observe(scale, names="value")
         self.presentation = toggle
-        return toggle
+        self.resize = ResizeNudge()
+        return W.HBox([toggle, self.resize])
 
     def numbers_csv(self):
-        """Every plotted number, as CSV text in long form: panel, trace, point index, x, y, z
-        (a grid's z row by row, with its x and y); marks (`set_marks`) by their name, with their
-        points (a line's two ends, a disc's centre; y empty for a line across the plot)."""
-        out = io.StringIO()
-        rows = csv.writer(out, lineterminator="\n")
-        rows.writerow(["panel", "trace", "i", "x", "y", "z"])
-        for name, fig in self.named_figures().items():
-            rows.writerows(figure_rows(fig.layout.title.text or name, fig))
-        return out.getvalue()
-
-    def csv_box(self):
-        """A 'numbers as CSV' button and the download link it makes from the current results."""
-        button = W.Button(description="numbers as CSV", layout=W.Layout(width="150px"))
-        out = W.HTML()
-
-        def write(_=None):
-            data = base64.b64encode(self.numbers_csv().encode()).decode()
-            name = "curvlab-" + slug(type(self).__name__.lower().removesuffix("dashboard"))
-            out.value = (f"<a download=\"{name}.csv\" href=\"data:text/csv;base64,{data}\">"
-                         f"{name}.csv</a> <span style='color:#555'>"
-                         f"({len(data) * 3 // 4:,} bytes)</span>")
-        button.on_click(write)
-        return W.HBox([button, out])
-
-    # What each panel shows (keyed by the figure's attribute name) and a few guided
-    # experiments: data beside each dashboard's code, so a test can check every figure has its
-    # caption.
-    CAPTIONS = {}
-    TRY_THIS = []
+        """Every plotted number and table, as CSV text (`export`)."""
+        return numbers_csv(self)
 
     def caption(self, fig):
-        """The caption of figure attribute `fig` (CAPTIONS holds text, or (label, text))."""
-        c = self.CAPTIONS[fig]
-        return c if isinstance(c, str) else c[1]
+        return lessons.caption(self, fig)
 
     def panel_label(self, fig):
-        """The caption's heading: its own label, or the figure's title (for titles that change
-        with the view, CAPTIONS gives a label)."""
-        c = self.CAPTIONS[fig]
-        return getattr(self, fig).layout.title.text or fig if isinstance(c, str) else c[0]
-
-    def explanation(self):
-        """'What you see' (one caption per figure, under its title) and 'Try this', as two
-        collapsible sections of plain HTML (no MathJax: formulas are written in Unicode)."""
-        figs = self.named_figures()
-        missing = sorted(set(figs) - set(self.CAPTIONS))
-        if missing:
-            raise KeyError(f"{type(self).__name__}: no caption for {missing}")
-        rows = "".join(f"<p style='margin:6px 0'><b>{html.escape(self.panel_label(k))}</b> — "
-                       f"{html.escape(self.caption(k))}</p>" for k in figs)
-        steps = "".join(f"<li style='margin:3px 0'>{html.escape(t)}</li>" for t in self.TRY_THIS)
-        summary = "<summary style='cursor:pointer'><b>{}</b></summary>"
-        return W.HTML("<div style='max-width:1100px;line-height:1.4'>"
-                      f"<details open>{summary.format('What you see')}{rows}</details>"
-                      f"<details>{summary.format('Try this')}<ol>{steps}</ol></details>"
-                      "</div>")
+        return lessons.panel_label(self, fig)

@@ -11,8 +11,9 @@ from curvlab import units
 
 from .base import Dashboard, guarded
 from .figure import FigureWidget
+from .lessons import Lesson
 from .marks import mark_points, set_marks
-from .widgets import STYLE, panels, table_html
+from .widgets import STYLE, panels
 
 SYSTEMS = ["feed-forward units", "recurrent units", "Boltzmann machine"]
 YOURS = "your problem"
@@ -93,6 +94,11 @@ def estimate_curves(name, sigma, seed=0, system=None):
     return used, {k: np.array(v_) for k, v_ in rows.items()}
 
 
+def slopes(used, curves):
+    """{estimate: slope of log error against log samples} (a least-squares line)."""
+    return {k: float(np.polyfit(np.log(used), np.log(c), 1)[0]) for k, c in curves.items()}
+
+
 class BeyondDashboard(Dashboard):
     title = "Beyond layered nets: relaxations, Boltzmann machines, weight perturbation"
 
@@ -110,13 +116,17 @@ class BeyondDashboard(Dashboard):
             "against the number of samples; the cross marks the current samples.",
     }
     TRY_THIS = [
-        "Switch system between feed-forward units and recurrent units: a feed-forward net is exact "
-        "in one sweep, a recurrent one converges geometrically towards the exact Hv.",
-        "Raise the samples: the perturbation estimates' errors fall roughly as 1/√samples.",
-        "Change σ and watch the per-weight ẑ: its error levels off where σ's bias dominates the "
-        "sampling noise.",
-        "Pick Boltzmann machine: finite differences show the V shape of truncation against "
-        "rounding, while R{p} is exact.",
+        Lesson("Switch system between feed-forward units and recurrent units: a feed-forward "
+               "net's Hv is exact after one sweep; a recurrent one's error falls geometrically — "
+               "a straight line on the log axis — to the exact Hv.", "system=feed-forward+units"),
+        Lesson("Raise the samples from 30 to 3000: every estimate's error falls roughly as "
+               "1/√samples — the slopes in the status line are near −0.5.", "samples=30"),
+        Lesson("On feed-forward units at σ = 1, the per-weight ẑ's error levels off as the "
+               "samples grow: σ's bias dominates the sampling noise. At σ = 0.01 it keeps "
+               "falling.", "system=feed-forward+units&sigma=1"),
+        Lesson("Pick Boltzmann machine: central differences of the exact gradient show the V of "
+               "truncation against rounding error, while R{p} is exact.",
+               "system=Boltzmann+machine"),
     ]
 
     def __init__(self, **picker):
@@ -202,8 +212,10 @@ class BeyondDashboard(Dashboard):
             for tr in self.err_fig.data[:4]:
                 tr.x, tr.y = used, curves[tr.name]
         self._on_samples()
-        self.status.info(f"{name}: estimates at σ = {sigma:.0e}; the joint fit's errors fall as "
-                         "1/√samples, the per-weight ẑ levels off (biased)")
+        self.slopes = slopes(*self._curves())
+        self.status.info(f"{name}, σ = {sigma:.0e}: slopes of log error against log samples "
+                         + ", ".join(f"{k} {v:.2f}" for k, v in self.slopes.items())
+                         + " (−0.5: errors falling as 1/√samples)")
 
     def crosses(self):
         """{estimate: (samples, error)} of the crosses on the error plot."""
@@ -219,6 +231,5 @@ class BeyondDashboard(Dashboard):
                      path="M-6,-6L6,6M-6,6L6,-6", line=dict(color="black", width=3))
         set_marks(self.err_fig, NOW, [dict(cross, xanchor=float(used[i]), yanchor=float(e))
                                       for e in shown.values()], labels=list(shown))
-        self.table.value = (f"<b>at {int(used[i]):,} samples</b>"
-                            + table_html(["estimate", "relative error"],
-                                         [(k, c[i]) for k, c in curves.items()]))
+        self.show_table(self.table, f"at {int(used[i]):,} samples",
+                        ["estimate", "relative error"], [(k, c[i]) for k, c in curves.items()])

@@ -4,24 +4,40 @@ of the loss — and Levenberg–Marquardt adaptation replayed step by step."""
 
 import ipywidgets as W
 import numpy as np
-import plotly.graph_objects as go
 
 import curvlab as cl
 from curvlab.curvature import registry
 
 from .base import Dashboard, guarded
-from .figure import LEGEND_BELOW, FigureWidget
-from .marks import PLACEHOLDER, clear_overlay, disc, mark_points, overlay, set_marks
+from .damping_figs import (
+    ETAS,
+    FILTER_RANGE,
+    NEWTON,
+    RHO_RANGE,
+    STEP_AT_ETA,
+    STEP_COLOR,
+    decrease_range,
+    figures,
+    newton_mark,
+    vline,
+)
+from .lessons import Lesson
+from .marks import (
+    PLACEHOLDER,
+    clear_overlay,
+    clip_note,
+    disc,
+    mark_points,
+    overlay,
+    set_marks,
+    set_note,
+)
 from .menus import kind_menu
+from .play import Player
 from .widgets import STYLE, log_slider, panels
 
-STEP_AT_ETA = "step at η"
-ETAS = np.logspace(-6, 2, 81)
-
-
-def _vline(x):
-    return dict(type="line", xref="x", yref="paper", x0=x, x1=x, y0=0, y1=1,
-                line=dict(color="gray", dash="dot"))
+CLIPPED = "clipped"
+LM_FALLBACK = "ggn"        # the LM replay's matrix when the chosen one's optimiser cannot adapt η
 
 
 def lm_settings(kind):
@@ -52,35 +68,47 @@ class DampingDashboard(Dashboard):
         "filter_fig":
             "For each eigenpair (ν, u) of the chosen matrix C, the damped step −(C + ηI)⁻¹g scales "
             "the gradient's component along u by 1/(ν + η), i.e. ν/(ν + η) times Newton's: 1 where "
-            "ν ≫ η (Newton-like), 0 where ν ≪ η (gradient-like, scaled by 1/η).",
+            "ν ≫ η (Newton-like), about ν/η where ν ≪ η (gradient-like, scaled by 1/η). Crosses: "
+            "negative ν (at |ν|), whose factors leave [0, 1]; the note says which the axis clips.",
         "angle_fig":
-            "Cosines between the damped step and −g, and between it and the undamped (Newton) "
-            "step, as η varies: damping interpolates between the two directions.",
+            "Cosines between the damped step and −g, and between it and the least-damped step "
+            "(η = 1e-6, Newton's), as η varies: damping interpolates between the two directions.",
         "decrease_fig":
             "The decrease L(w) − L(w + p) the quadratic model predicts for the damped step p, and "
             "the decrease the loss really shows, against η. Their ratio ρ is what "
-            "Levenberg–Marquardt watches.",
+            "Levenberg–Marquardt watches. The axis spans the model's predictions where C + ηI is "
+            "positive definite (η ≥ 2|min ν|); the note says what it clips.",
         "plane_fig":
-            "The loss on the plane spanned by −g and the Newton step; the white curve is the "
-            "damped step for every η (from the gradient direction at large η to Newton's step at η "
-            "→ 0), red is the step at the slider's η, orange the replayed Levenberg–Marquardt "
-            "path.",
+            "The loss (grey, light where low) on the plane spanned by −g and the Newton step; the "
+            "black curve is the damped step for every η (from the gradient direction at large η "
+            "to Newton's step at η → 0), red the step at the slider's η, blue the replayed "
+            "Levenberg–Marquardt path. The frame holds the steps with η ≥ 1e-3; the Newton step "
+            "is a star, or an arrow at the edge with its length when it lies beyond.",
         "lm_fig":
             "A Levenberg–Marquardt run: η per step (log axis, left) and ρ = actual / predicted "
-            "decrease (right). η falls when ρ is near 1 (the model is trusted) and rises when ρ is "
-            "small.",
+            "decrease (right). η falls by 1/3 after a step with ρ > 3/4 (the model is trusted) "
+            "and rises by half after one with ρ < 1/4; ▶ replays the run step by step.",
     }
     TRY_THIS = [
-        "Move η from 1e2 down to 1e-6 and watch the red step on the plane turn from −g towards the "
-        "Newton step.",
-        "At large η, compare the filter factors: every direction is damped alike, which is "
-        "gradient descent with step 1/η.",
-        "Find the η where 'predicted' and 'actual' decrease part: below it the quadratic model is "
-        "no longer trusted over the step's length.",
-        "Pick matrix hessian at state initialisation: where it has negative eigenvalues, a small η "
-        "leaves C + ηI indefinite and the step can point uphill; with the GGN it cannot.",
-        "Run Levenberg–Marquardt and replay it with 'replay k': η adapts to ρ step by step.",
+        Lesson("From η = 1e2, move η down to 1e-6: the red step turns from −g (cos(p, −g) = 1 in "
+               "the readout) to the Newton step; beyond the frame, an arrow at its edge points to "
+               "the Newton step and gives its length.", "damping=100"),
+        Lesson("At η = 100, far above every eigenvalue ν, each filter factor ν/(ν + η) is close to "
+               "ν/η and the step is −g/η: gradient descent with learning rate 1/η.",
+               "damping=100"),
+        Lesson("Predicted against actual decrease: at large η they agree (ρ ≈ 1); as η falls they "
+               "part (here ρ < 0.5 in the readout), and at the smallest η the actual decrease is "
+               "negative: the quadratic model promised a decrease over a step too long to trust.",
+               "damping=0.01"),
+        Lesson("Matrix hessian at state initialisation: it has negative eigenvalues, so below the "
+               "largest of their sizes C + ηI is indefinite, and at this η the step points uphill "
+               "(cos(p, −g) < 0 in the readout). With the GGN, cos(p, −g) > 0 at every η.",
+               "matrix=hessian&state=initialisation&damping=0.0630957"),
+        Lesson("Levenberg–Marquardt, replayed with 'replay k' (▶ plays it): η falls after each "
+               "step whose ρ is above 3/4 and rises after each below 1/4 — the model earns trust "
+               "step by step.", "run=lm"),
     ]
+    ACTIONS = {"lm": "_on_lm"}
 
     def __init__(self, **picker):
         super().__init__(**picker)
@@ -92,51 +120,15 @@ class DampingDashboard(Dashboard):
         self.lm_steps = W.IntSlider(value=15, min=2, max=40, description="LM steps",
                                     continuous_update=False, style=st)
         self.lm_k = W.IntSlider(value=0, min=0, max=14, description="replay k", style=st)
+        self.player = Player(self.lm_k)
         self.lm_run = W.Button(description="run Levenberg–Marquardt",
                                layout=W.Layout(width="230px"))
         self.readout = W.HTML()
-
-        lay = dict(height=320, margin=dict(l=55, r=10, t=40, b=40))
-        none = dict(x=np.zeros(0), y=np.zeros(0))
-        self.filter_fig = FigureWidget(
-            data=[go.Scatter(**none, mode="markers", name="ν/(ν+η)")],
-            layout=go.Layout(title="filter factor per eigendirection (1: Newton-like)",
-                             xaxis=dict(title="eigenvalue ν", type="log"),
-                             yaxis=dict(title="ν/(ν+η)", range=[-0.05, 1.05]), **lay))
-        self.angle_fig = FigureWidget(
-            data=[go.Scatter(x=ETAS, y=np.zeros_like(ETAS), name="cos(step, −g)"),
-                  go.Scatter(x=ETAS, y=np.zeros_like(ETAS), name="cos(step, Newton)")],
-            layout=go.Layout(title="angle of the damped step", xaxis=dict(title="η", type="log"),
-                             yaxis=dict(title="cosine", range=[-1.05, 1.05]), **lay))
-        self.decrease_fig = FigureWidget(
-            data=[go.Scatter(x=ETAS, y=np.zeros_like(ETAS), name="predicted"),
-                  go.Scatter(x=ETAS, y=np.zeros_like(ETAS), name="actual")],
-            layout=go.Layout(title="decrease of the loss: model vs truth",
-                             xaxis=dict(title="η", type="log"), yaxis=dict(title="L(w) − L(w+p)"),
-                             **lay))
-        self.plane_fig = FigureWidget(
-            data=[go.Contour(z=np.zeros((2, 2)), colorscale="Viridis", ncontours=30,
-                             showscale=False, name="loss"),
-                  go.Scatter(**none, mode="lines", name="steps for all η",
-                             line=dict(color="white")),
-                  # the step at η is drawn as marks (set_marks); this trace only names it in
-                  # the legend
-                  go.Scatter(x=np.full(1, np.nan), y=np.full(1, np.nan), mode="lines+markers",
-                             name=STEP_AT_ETA, line=dict(color="red", width=3),
-                             marker=dict(size=10)),
-                  go.Scatter(**none, mode="lines+markers", name="LM path",
-                             line=dict(color="orange"), marker=dict(size=5))],
-            layout=go.Layout(title="the step on the plane of −g and the Newton step",
-                             xaxis_title="along −g", yaxis_title="⊥, towards Newton", **lay))
-        self.lm_fig = FigureWidget(
-            data=[go.Scatter(**none, name="η_k", mode="lines+markers"),
-                  go.Scatter(**none, name="ρ_k", mode="lines+markers", yaxis="y2")],
-            layout=go.Layout(title="Levenberg–Marquardt replay", xaxis_title="step k",
-                             yaxis=dict(title="η", type="log"),
-                             yaxis2=dict(title="ρ", overlaying="y", side="right",
-                                         range=[-0.5, 1.5], type="linear", tickmode="auto",
-                                         nticks=5, showgrid=False),
-                             legend=LEGEND_BELOW, **lay))
+        figs = figures()
+        self.filter_fig, self.angle_fig, self.decrease_fig = (figs["filter_fig"],
+                                                              figs["angle_fig"],
+                                                              figs["decrease_fig"])
+        self.plane_fig, self.lm_fig = figs["plane_fig"], figs["lm_fig"]
 
         self.lm_for = None
         overlay(self.lm_fig, "press “run Levenberg–Marquardt” to fill this panel", PLACEHOLDER)
@@ -146,7 +138,8 @@ class DampingDashboard(Dashboard):
         self.lm_run.on_click(lambda b: self._on_lm())
         self.lm_k.observe(self._on_lm_k, names="value")
         controls = W.VBox([self.picker.widget, W.HBox([self.kind, self.eta]),
-                           W.HBox([self.lm_run, self.lm_steps, self.lm_k]), self.readout])
+                           W.HBox([self.lm_run, self.lm_steps, self.player.widget]),
+                           self.readout])
         self.widget = W.VBox([self.header(), controls, self.status.widget,
                               panels(self.filter_fig, self.angle_fig, self.decrease_fig,
                                      self.plane_fig),
@@ -176,12 +169,13 @@ class DampingDashboard(Dashboard):
             # ν from C's own (cached) factorisation, which its solves use too
             return dict(problem=problem, w=w, C=C, nu=C.eigvalsh(), pred=curves["predicted"],
                         actual=curves["actual"], d1=d1, d2=d2, coords=coords, span=span, Z=Z,
-                        cos_g=curves["cos_gradient"], cos_n=curves["cos_newton"])
+                        cos_g=curves["cos_gradient"], cos_n=curves["cos_newton"],
+                        newton_norm=float(curves["step_norm"][0]))
         return self.cache.get(("state",) + key, make)
 
     @guarded
     def _on_problem(self, change=None):
-        if self.lm_for is not None and self.lm_for != (self.picker.value, self.kind.value):
+        if self.lm_for is not None and self.lm_for != self._lm_key():
             overlay(self.lm_fig, "run for other settings: press “run Levenberg–Marquardt”",
                     PLACEHOLDER)
         with self.status.busy(f"eigendecomposition of the {self.kind.value} and the loss plane"):
@@ -191,9 +185,10 @@ class DampingDashboard(Dashboard):
             self.angle_fig.data[0].y, self.angle_fig.data[1].y = s["cos_g"], s["cos_n"]
         with self.decrease_fig.batch_update():
             self.decrease_fig.data[0].y, self.decrease_fig.data[1].y = s["pred"], s["actual"]
-            # the interesting range is the model's promise; a far worse actual loss runs off-chart
-            top = 1.2 * max(np.max(s["pred"]), np.max(s["actual"]), 1e-12)
-            self.decrease_fig.layout.yaxis.range = [-top, top]
+            lo, hi = decrease_range(s["pred"], s["actual"], s["nu"])
+            self.decrease_fig.layout.yaxis.range = [lo, hi]
+            set_note(self.decrease_fig, CLIPPED, clip_note(
+                {"predicted": s["pred"], "actual": s["actual"]}, lo, hi))
         with self.plane_fig.batch_update():
             c = self.plane_fig.data[0]
             c.x, c.y, c.z = a, a, s["Z"].T
@@ -201,6 +196,10 @@ class DampingDashboard(Dashboard):
             self.plane_fig.layout.yaxis.range = [-s["span"], s["span"]]
             self.plane_fig.data[1].x, self.plane_fig.data[1].y = s["coords"][0], s["coords"][1]
             self.plane_fig.data[3].x, self.plane_fig.data[3].y = np.zeros(0), np.zeros(0)
+            star, arrow = newton_mark(*s["coords"][:, 0], s["span"], s["newton_norm"])
+            set_marks(self.plane_fig, NEWTON, star)
+            self.plane_fig.layout.annotations = [
+                n for n in self.plane_fig.layout.annotations if n.name != NEWTON] + arrow
         self._on_eta()
 
     @guarded
@@ -211,32 +210,45 @@ class DampingDashboard(Dashboard):
         step = cl.damping.damped_step(s["problem"], s["w"], damping=eta, C=s["C"])
         nu = s["nu"]
         shown = np.abs(nu) > 1e-14 * np.abs(nu).max()
+        factor = nu / (nu + eta)
         with self.filter_fig.batch_update():
-            self.filter_fig.data[0].x = np.abs(nu[shown])
-            self.filter_fig.data[0].y = (nu / (nu + eta))[shown]
-            self.filter_fig.data[0].marker.color = np.where(nu[shown] < 0, "crimson", "steelblue")
+            for tr, side in zip(self.filter_fig.data, (nu > 0, nu < 0)):
+                tr.x, tr.y = np.abs(nu[shown & side]), factor[shown & side]
+            set_note(self.filter_fig, CLIPPED, clip_note(
+                {"ν < 0": factor[shown & (nu < 0)]}, *FILTER_RANGE))
         for fig in (self.angle_fig, self.decrease_fig):
-            set_marks(fig, "η", [_vline(eta)])
+            set_marks(fig, "η", [vline(eta)])
         x, y = s["d1"] @ step.step, s["d2"] @ step.step    # on the plane (marks: contours stay)
         line = dict(type="line", xref="x", yref="y", x0=0, y0=0, x1=x, y1=y,
-                    line=dict(color="red", width=3))
+                    line=dict(color=STEP_COLOR, width=3))
         finite = np.isfinite(x) and np.isfinite(y)
-        set_marks(self.plane_fig, STEP_AT_ETA, [line, disc(x, y, "red", 5)] if finite else [])
+        set_marks(self.plane_fig, STEP_AT_ETA, [line, disc(x, y, STEP_COLOR, 5)] if finite else [])
+        self.step = step
         self.readout.value = (f"η = {eta:.2e}: ‖p‖ = {step.norm:.3g}, "
                               f"cos(p, −g) = {step.cos_gradient:.3f}, predicted decrease "
                               f"{step.predicted:.3g}, actual {step.actual:.3g}, "
                               f"ρ = {step.rho:.3f}")
 
+    def lm_kind(self):
+        """(the kind the LM replay runs with, its optimiser): the chosen matrix when its
+        optimiser adapts η, else the GGN."""
+        s = self._state()
+        method = lm_method(self.kind.value, s["problem"], s["w"])
+        if method is not None:
+            return self.kind.value, method
+        return LM_FALLBACK, lm_method(LM_FALLBACK, s["problem"], s["w"])
+
+    def _lm_key(self):
+        return (self.picker.value, self.kind.value, self.lm_steps.value)
+
+    def current_actions(self):
+        """['lm'] when the LM panel shows a run for the current settings (the link asks for it)."""
+        return ["lm"] if self.lm_for is not None and self.lm_for == self._lm_key() else []
+
     @guarded
     def _on_lm(self):
         s = self._state()
-        kind = self.kind.value
-        method = lm_method(kind, s["problem"], s["w"])
-        if method is None:
-            able = [k for k in self.kind.options if lm_method(k, s["problem"], s["w"])]
-            raise ValueError(f"the LM replay runs damped steps of a curvature kind's own "
-                             f"optimiser with adaptive damping; pick {', '.join(able)} instead "
-                             f"of {kind}")
+        kind, method = self.lm_kind()
         steps = self.lm_steps.value
         with self.status.busy(f"{steps} Levenberg–Marquardt steps of {method}"):
             tr = self.cache.get(("lm", self.picker.value, kind, steps, self.eta.value),
@@ -244,18 +256,25 @@ class DampingDashboard(Dashboard):
                                     s["problem"], s["w"], method, steps=steps,
                                     damping=self.eta.value, adapt_damping=True,
                                     **lm_settings(kind)))
-        self._lm, self.lm_for = tr, (self.picker.value, kind)
+        self._lm, self.lm_for = tr, self._lm_key()
         clear_overlay(self.lm_fig, PLACEHOLDER)
         k = np.arange(len(tr.losses))
+        rho = np.asarray(tr.extra["rho"][1:], dtype=float)
+        note = ("" if kind == self.kind.value else
+                f"with the {kind}: the {self.kind.value}'s optimiser does not adapt η")
         with self.lm_fig.batch_update():
             self.lm_fig.data[0].x, self.lm_fig.data[0].y = k[1:], tr.dampings[1:]
-            self.lm_fig.data[1].x, self.lm_fig.data[1].y = k[1:], tr.extra["rho"][1:]
+            self.lm_fig.data[1].x, self.lm_fig.data[1].y = k[1:], rho
+            self.lm_fig.layout.title.text = "Levenberg–Marquardt replay" + (
+                f" ({note})" if note else "")
+            set_note(self.lm_fig, CLIPPED, clip_note({"ρ": rho}, *RHO_RANGE))
         D = tr.ws - s["w"]
         with self.plane_fig.batch_update():
             self.plane_fig.data[3].x, self.plane_fig.data[3].y = D @ s["d1"], D @ s["d2"]
         self.lm_k.max = len(tr.losses) - 1
         self._on_lm_k()
-        self.status.info(f"LM run: {tr.status}; loss {tr.losses[0]:.4g} → {tr.losses[-1]:.4g}")
+        self.status.info(f"LM run{' ' + note if note else ''}: {tr.status}; loss "
+                         f"{tr.losses[0]:.4g} → {tr.losses[-1]:.4g}")
 
     def step_at_eta(self):
         """The end (x, y) of the step at η on the plane plot."""
@@ -267,7 +286,7 @@ class DampingDashboard(Dashboard):
         if tr is None:
             return
         k = min(self.lm_k.value, len(tr.losses) - 1)
-        set_marks(self.lm_fig, "k", [_vline(k)])
+        set_marks(self.lm_fig, "k", [vline(k)])
         if k:
             self.readout.value = (f"LM step {k}: η = {tr.dampings[k]:.3g}, "
                                   f"ρ = {tr.extra['rho'][k]:.3f}, loss {tr.losses[k]:.4g}")

@@ -19,6 +19,7 @@ from . import bundle
 from .widgets import slug
 
 EXPORT_WIDTH = 1600       # pixels of a saved figure: wide enough for a slide
+EXPORT_SCALE = 2          # drawn at half that width and scaled up: fonts twice as large
 NOMINAL_WIDTH = 640       # a panel's width on a laptop: a saved figure keeps its aspect ratio
 PRESENTATION_FONT = 24    # plotly's default is 12
 # Where a figure has a second y axis on the right, its legend goes under the plot: on the right
@@ -130,17 +131,20 @@ class FigureWidget(_PlotlyFigureWidget):
         if self.layout.template.layout.xaxis.exponentformat is None:     # not set by the caller
             import plotly.io as pio
             self.layout.template = _merged_template(pio.templates.default)
-        # the mode bar's camera saves a PNG at slide resolution (plotly.js renders it in the
-        # page); and no "share chart" button: it would send the data to an outside service
+        # the mode bar's camera saves a PNG at slide resolution, laid out at half that width and
+        # scaled ×2, so its text is presentation-sized (plotly.js renders it in the page; the
+        # title's second line holds the settings: Dashboard.label_figures); and no "share
+        # chart" button: it would send the data to an outside service
         w, h = self.layout.width or NOMINAL_WIDTH, self.layout.height or 450
         title = (self.layout.title.text or "figure") if self.layout.title else "figure"
         name = "curvlab-" + ("-".join(slug(title).split("-")[:6]) or "figure")
         self._config = {**self._config, "displaylogo": False, "showSendToCloud": False,
                         "showEditInChartStudio": False,
                         "modeBarButtonsToRemove": ["sendDataToCloud"],
-                        "toImageButtonOptions": dict(format="png", width=EXPORT_WIDTH,
-                                                     height=round(EXPORT_WIDTH * h / w), scale=1,
-                                                     filename=name)}
+                        "toImageButtonOptions": dict(
+                            format="png", width=EXPORT_WIDTH // EXPORT_SCALE,
+                            height=round(EXPORT_WIDTH // EXPORT_SCALE * h / w),
+                            scale=EXPORT_SCALE, filename=name)}
         if bundle.FULL_ESM is None:                         # unadapted plotly: its own module
             return
         carrier = FigureWidget._carrier() if FigureWidget._carrier is not None else None

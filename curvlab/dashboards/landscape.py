@@ -9,10 +9,16 @@ import curvlab as cl
 
 from .base import Dashboard, guarded
 from .figure import FigureWidget
-from .menus import kind_color, kind_menu
-from .widgets import STYLE, panels, table_html
+from .lessons import Lesson
+from .marks import clip_note, set_note
+from .menus import kind_color, kind_dash, kind_menu
+from .widgets import STYLE, panels, with_hint
+
+CLIPPED = "clipped"         # the 1-D plot's note on models that leave the loss's range
+FIT_TABLE = "fit to the loss"
 
 DIRECTIONS = ["random", "filter", "eigen", "ggn_eigen", "gradient", "layer"]
+SURFACE_EYE = dict(x=1.7, y=1.7, z=1.1)
 
 
 class LandscapeDashboard(Dashboard):
@@ -21,30 +27,38 @@ class LandscapeDashboard(Dashboard):
     CAPTIONS = {
         "line_fig":
             "The loss L(w + a·d1) along the direction d1 (black), and each chosen matrix C's "
-            "quadratic model L(w) + a·gᵀd1 + ½a²·d1ᵀC d1 (dashed). All models share the gradient "
-            "term, so they agree at a = 0 to first order; where a dashed curve leaves the black "
-            "one, that matrix stops describing the loss along d1. The table gives each model's RMS "
-            "gap.",
+            "quadratic model L(w) + a·gᵀd1 + ½a²·d1ᵀC d1 (each kind in its own colour and line "
+            "style). All models share the gradient term, so they agree at a = 0 to first order; "
+            "where a model's curve leaves the black one, that matrix stops describing the loss "
+            "along d1. The table gives each model's RMS gap along d1 (and, with d2 set, on the "
+            "plane) and its curvature d1ᵀC d1. The axis spans the loss's range and half as much "
+            "again each way; a model beyond it is clipped, and the note says so.",
         "contour_fig":
             "The loss on the plane w + a·d1 + b·d2 (filled contours, 25 levels) and the quadratic "
             "model chosen under 'overlay' (dashed, at every other level of the loss). Matching "
             "contours mean the matrix captures the curvature in this plane.",
         "surface_fig":
             "The same plane as two surfaces: the loss (colour) and the overlaid model (red, "
-            "translucent). Drag to rotate.",
+            "translucent). Drag to rotate, scroll to zoom.",
     }
     TRY_THIS = [
-        "Set d1 = gradient and widen the span: the models agree near a = 0 and part ways further "
-        "out; the fit-error table says which stays closest.",
-        "Pick activation relu, d1 = layer and layer W2: the Hessian's and the GGN's curves "
-        "coincide (for a piecewise-linear net each layer's diagonal block of H equals the GGN's). "
-        "With d1 = filter, across layers, they differ.",
-        "Move state from initialisation to trained: as the residuals shrink near a minimum, the "
-        "GGN's model approaches the Hessian's.",
-        "Add kfac to the models: K-FAC's Monte-Carlo estimate is a random matrix, KFLR its exact "
-        "(type-2) counterpart — compare their fit errors.",
-        "Pick data digits and hidden conv: the same slices for a small convolutional net, where "
-        "KFLR is KFC (Grosse & Martens) — an approximation even for one sample.",
+        Lesson("Set d1 = gradient and widen the span to 3: the models agree with the loss near "
+               "a = 0 and part ways further out; the table's 1-D column says which stays closest.",
+               "d1=gradient&d2=none&span=3"),
+        Lesson("With activation relu at initialisation and d1 = layer W2, the Hessian's and the "
+               "GGN's curves coincide (for a piecewise-linear net each layer's diagonal block of H "
+               "equals the GGN's). Set d1 = filter and layer = all, across every layer, and they "
+               "part: their d1ᵀC d1 in the table differ.",
+               "activation=relu&state=initialisation&d1=layer&layer=W2&d2=none&models=hessian,ggn"),
+        Lesson("Move state from initialisation to trained: as the residuals shrink, the GGN's "
+               "curvature along d1 (the table's d1ᵀC d1) comes closer to the Hessian's.",
+               "state=initialisation&d2=none&models=hessian,ggn"),
+        Lesson("K-FAC's Monte-Carlo estimate (one sampled label per input) against KFLR, its exact "
+               "(type-2) counterpart: here K-FAC's model strays further from the loss — a larger "
+               "fit error in the table.", "models=ggn,kflr,kfac&d2=none"),
+        Lesson("Data digits with hidden conv: the same slices for a small convolutional net, where "
+               "KFLR is KFC (Grosse & Martens) — its curve parts from the exact GGN's, which it "
+               "approximates.", "data=digits&hidden=conv&d2=none&models=ggn,kflr"),
     ]
 
     def __init__(self, **picker):
@@ -78,7 +92,7 @@ class LandscapeDashboard(Dashboard):
             data=[go.Scatter(x=np.zeros(0), y=np.zeros(0), name="loss",
                              line=dict(color="black", width=3))]
             + [go.Scatter(x=np.zeros(0), y=np.zeros(0), name=m, visible=False,
-                          line=dict(color=kind_color(m), dash="dash"))
+                          line=dict(color=kind_color(m), dash=kind_dash(m)))
                for m in self.kind_names],
             layout=go.Layout(title="1-D slice along d1", xaxis_title="a (w + a d1)",
                              yaxis_title="loss", **dict(lay, height=360)))
@@ -95,9 +109,14 @@ class LandscapeDashboard(Dashboard):
                              showscale=False),
                   go.Surface(z=np.zeros((2, 2)), name="model", colorscale="Reds", opacity=0.55,
                              showscale=False)],
-            layout=go.Layout(title="2-D slice: surfaces", height=420,
-                             margin=dict(l=0, r=0, t=40, b=0),
-                             scene=dict(xaxis_title="a", yaxis_title="b", zaxis_title="loss")))
+            # the camera a little further out than plotly's default, so the box with its axis
+            # titles fits the panel when rotated
+            layout=go.Layout(title="2-D slice: surfaces", height=460,
+                             margin=dict(l=0, r=0, t=40, b=10),
+                             scene=dict(xaxis_title="a", yaxis_title="b", zaxis_title="loss",
+                                        aspectmode="cube",
+                                        camera=dict(eye=SURFACE_EYE, center=dict(x=0, y=0,
+                                                                                 z=-0.1)))))
 
         self.picker.observe(self._on_problem)
         for c in (self.d1, self.d2, self.layer, self.seed, self.span, self.n, self.models):
@@ -108,7 +127,8 @@ class LandscapeDashboard(Dashboard):
         controls = W.VBox([self.picker.widget,
                            W.HBox([self.d1, self.d2, self.layer, self.seed]),
                            W.HBox([self.span, self.n]),
-                           W.HBox([self.models, W.VBox([self.view, self.shown, self.fit])])])
+                           W.HBox([with_hint(self.models),
+                                   W.VBox([self.view, self.shown, self.fit])])])
         self.plane_box = W.Box([self.contour_fig])
         self.widget = W.VBox([self.header(), controls, self.status.widget,
                               panels(self.line_fig, self.plane_box)])
@@ -179,9 +199,38 @@ class LandscapeDashboard(Dashboard):
     def _on_view(self, change=None):
         self._draw(self._grids())   # all cached: only the view changes
 
+    def fit_rows(self, g):
+        """[(model, RMS gap along d1, RMS gap on the plane or nan, d1ᵀC d1)] for the drawn grids
+        (the curvature from the model's curve: Q(a) + Q(−a) − 2Q(0) = a²·d1ᵀC d1)."""
+        a, mid = g["a"], len(g["a"]) // 2
+        rows = []
+        for m, Q in g["Q1"].items():
+            plane = cl.landscape.fit_error(g["Z2"], g["Q2"][m]) if g["two_d"] else np.nan
+            curv = (Q[0] + Q[-1] - 2 * Q[mid]) / a[-1] ** 2
+            rows.append((m, cl.landscape.fit_error(g["Z1"], Q), plane, float(curv)))
+        return rows
+
+    def _fit_table(self, g):
+        rows = self.fit_rows(g)
+        header = ["model", "RMS along d1"] + ["RMS on the plane"] * g["two_d"] + ["d1ᵀC d1"]
+        shown = [(m, one, *([two] if g["two_d"] else []), c) for m, one, two, c in rows]
+        best = min(rows, key=lambda r: r[1])[0] if rows else None
+        note = (f"<div style='color:#555'>closest along d1: <b>{best}</b></div>" if best else "")
+        self.show_table(self.fit, FIT_TABLE, header, shown, note=note)
+
+    def _clip(self, g):
+        """The 1-D plot's y axis: the loss's range and half of it again each way; a note on the
+        models beyond it."""
+        Z = g["Z1"]
+        lo, hi = float(np.min(Z)), float(np.max(Z))
+        pad = 0.5 * (hi - lo) if hi > lo else max(abs(hi), 1e-3)
+        lo, hi = lo - pad, hi + pad
+        self.line_fig.layout.yaxis.range = [lo, hi]
+        set_note(self.line_fig, CLIPPED, clip_note(g["Q1"], lo, hi))
+
     def _draw(self, g):
         a = g["a"]
-        with self.line_fig.batch_update():
+        with self.line_fig.batch_update():          # the curves, their axis and its note at once
             self.line_fig.data[0].x, self.line_fig.data[0].y = a, g["Z1"]
             for tr, m in zip(self.line_fig.data[1:], self.kind_names):
                 # (inside batch_update, reading tr.visible gives the old value)
@@ -189,12 +238,8 @@ class LandscapeDashboard(Dashboard):
                 tr.visible = shown
                 if shown:
                     tr.x, tr.y = a, g["Q1"][m]
-        rows = []
-        for m in g["Q1"]:
-            Z, Q = (g["Z2"], g["Q2"][m]) if g["two_d"] else (g["Z1"], g["Q1"][m])
-            rows.append((m, cl.landscape.fit_error(Z, Q)))
-        self.fit.value = ("<b>fit error (RMS gap to the loss)</b>"
-                          + table_html(["model", "RMS"], rows))
+            self._clip(g)
+        self._fit_table(g)
         self.shown.options = list(g["Q1"]) or ["(none)"]
         if not g["two_d"]:
             self.plane_box.layout.display = "none"

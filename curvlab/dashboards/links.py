@@ -3,8 +3,10 @@
 Every control that defines the view is named by its label (`data`, `hidden`, `damping`, `span`,
 …: the label's words before any ':' or '(', lower-case ASCII, joined by '-'), so
 `landscape.ipynb?data=moons&hidden=8-8&span=2.5` opens the landscape app on that view. Multiple
-selections are comma-separated labels. Unknown names and invalid values give one message in the
-app's status line and leave those controls at their defaults — never a broken page.
+selections are comma-separated labels; names and labels ignore case. `run=lm` asks for a
+dashboard's action (a button's work: its ACTIONS). Unknown names and invalid values give one
+message in plain words in the app's status line and leave those controls at their defaults —
+never a broken page.
 
 Under Voila with preheated kernels the app has been built before anyone asked for it, so the
 apps call `query_string()` in a second cell: it waits for the visitor's request (Voila's
@@ -12,12 +14,12 @@ apps call `query_string()` in a second cell: it waits for the visitor's request 
 at once.
 """
 
-import html
 import re
 import urllib.parse
 
 import ipywidgets as W
 
+from .pagewidgets import LinkBox
 from .widgets import slug
 
 # True while a preheated kernel waits for its visitor's request (a load test asks for this).
@@ -83,44 +85,61 @@ def _text(w):
     return str(w.value)
 
 
+def _choose(labels, text):
+    """The index of `text` among `labels`: exactly, else ignoring case; None if neither."""
+    if text in labels:
+        return labels.index(text)
+    folded = [label.casefold() for label in labels]
+    return folded.index(text.casefold()) if text.casefold() in folded else None
+
+
 def _value(w, text):
-    """The value control `w` takes for link text `text`, or ValueError saying what it accepts."""
+    """The value control `w` takes for link text `text`, or ValueError saying in plain words
+    what it accepts."""
     if isinstance(w, W.SelectMultiple):
-        labels = list(w._options_labels)
+        labels = [str(label) for label in w._options_labels]
         chosen = [t for t in text.split(",") if t]
-        bad = [t for t in chosen if t not in labels]
+        bad = [t for t in chosen if _choose(labels, t) is None]
         if bad:
-            raise ValueError(f"{bad} not among {labels}")
-        return ("index", tuple(labels.index(t) for t in chosen))
+            raise ValueError(f"has no option {', '.join(map(repr, bad))}; the options are "
+                             f"{', '.join(labels)}")
+        return ("index", tuple(_choose(labels, t) for t in chosen))
     if isinstance(w, (W.Dropdown, W.ToggleButtons, W.SelectionSlider, W.RadioButtons)):
         labels = [str(label) for label in w._options_labels]
-        if text not in labels:
-            raise ValueError(f"not one of {labels}")
-        return ("index", labels.index(text))
+        i = _choose(labels, text)
+        if i is None:
+            raise ValueError(f"has no option {text!r}; the options are {', '.join(labels)}")
+        return ("index", i)
     if isinstance(w, (W.Checkbox, W.ToggleButton)):
         if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-            raise ValueError("not 1/0 or true/false")
+            raise ValueError(f"is on or off (1 or 0), not {text!r}")
         return ("value", text.lower() in ("1", "true", "yes", "on"))
     number = float if isinstance(w.value, float) else int
     try:
         v = number(text)
     except ValueError:
-        raise ValueError(f"not {'a number' if number is float else 'a whole number'}") from None
+        raise ValueError(f"takes {'a number' if number is float else 'a whole number'}, not "
+                         f"{text!r}") from None
     lo, hi = getattr(w, "min", None), getattr(w, "max", None)
     if isinstance(w, W.FloatLogSlider):
         lo, hi = w.base ** w.min, w.base ** w.max
     if lo is not None and not lo <= v <= hi:
-        raise ValueError(f"outside [{lo:g}, {hi:g}]")
+        raise ValueError(f"goes from {lo:g} to {hi:g}, not {text}")
     return ("value", v)
 
 
+RUN = "run"      # the query's name for a dashboard's actions (run=lm: a button's work)
+
+
 def apply_query(dashboard, qs):
-    """Set the controls named in query string `qs` (picker controls first, then the rest in page
-    order); a list of the problems, also shown in the status line."""
+    """Set the controls named in query string `qs` (names ignore case; picker controls first,
+    then the rest in page order), then run the actions it names (`run=`, the dashboard's
+    ACTIONS); a list of the problems, also shown in the status line in plain words."""
     controls = view_controls(dashboard)
     parsed = urllib.parse.parse_qs((qs or "").lstrip("?"), keep_blank_values=True)
-    asked = {k: v[-1] for k, v in parsed.items()}
-    problems = [f"unknown control {k!r}" for k in asked if k not in controls]
+    asked = {k.lower(): v[-1] for k, v in parsed.items()}
+    actions = [a for a in asked.pop(RUN, "").split(",") if a]
+    problems = [f"this app has no control called {k!r}" for k in asked if k not in controls]
     picker = set(getattr(dashboard.picker, "controls", []))
     order = sorted((k for k in asked if k in controls), key=lambda k: controls[k] not in picker)
     for k in order:
@@ -128,42 +147,64 @@ def apply_query(dashboard, qs):
         try:
             attr, v = _value(w, asked[k])
         except ValueError as exc:
-            problems.append(f"{k}={asked[k]!r} is {exc}")
+            problems.append(f"{k} {exc}")
             continue
         if getattr(w, attr) != v:
             setattr(w, attr, v)
-    if order:
+    known = getattr(dashboard, "ACTIONS", {})
+    for a in actions:
+        if a.lower() not in known:
+            problems.append(f"this app cannot run {a!r}" + (
+                f" (it runs: {', '.join(known)})" if known else ""))
+        else:
+            getattr(dashboard, known[a.lower()])()
+    if order or actions:
         # the figures changed before any page showed them: put their current data into the synced
         # widget state, which the page will load (later changes travel as messages that a view
         # created afterwards never receives; see Dashboard.sync_figures)
         dashboard.sync_figures()
     if problems:
-        dashboard.status.fail(ValueError(
-            "link: " + "; ".join(problems) + " — kept the defaults for those (this app's "
-            f"controls: {', '.join(controls)})"))
+        dashboard.status.warn(
+            "This link could not set everything: " + "; ".join(problems) + ". The rest of the "
+            f"view is set; those keep their defaults. (This app's controls: "
+            f"{', '.join(controls)}.)")
     return problems
+
+
+def view_texts(dashboard):
+    """{name: link text} of every view control now."""
+    return {k: _text(w) for k, w in view_controls(dashboard).items()}
 
 
 def link(dashboard, defaults=None):
     """The query string of the dashboard's current view (only controls that differ from
-    `defaults`, a {name: text} of the initial view, when given)."""
-    now = {k: _text(w) for k, w in view_controls(dashboard).items()}
+    `defaults`, a {name: text} of the initial view, when given), with the actions whose results
+    the view shows (`current_actions()`, when the dashboard has it)."""
+    now = view_texts(dashboard)
     if defaults is not None:
         now = {k: v for k, v in now.items() if defaults.get(k) != v}
+    done = getattr(dashboard, "current_actions", lambda: [])()
+    if done:
+        now[RUN] = ",".join(done)
     return "?" + urllib.parse.urlencode(now, safe=",")
 
 
 def link_box(dashboard):
-    """A 'link to this view' button and the link it writes (relative to the page, so it works
-    on any server); remembers the initial view so links carry only what was changed."""
-    defaults = {k: _text(w) for k, w in view_controls(dashboard).items()}
+    """A 'link to this view' button and what it writes: the page's full URL with the view's
+    query (shown by the page, which knows its own address) and a copy button; remembers the
+    initial view so links carry only what was changed."""
+    defaults = dashboard.view_defaults or view_texts(dashboard)
     button = W.Button(description="link to this view", icon="", layout=W.Layout(width="160px"))
-    out = W.HTML()
+    url = LinkBox()
+    note = W.HTML()
 
     def write(_=None):
         q = link(dashboard, defaults)
-        shown = html.escape(q) if q != "?" else "(the default view)"
-        out.value = (f"<a href=\"{html.escape(q)}\" target=\"_blank\" rel=\"noopener\">{shown}</a>"
-                     " &nbsp;<span style='color:#555'>(copy it, or open it in a new tab)</span>")
+        url.query = q
+        note.value = ("<span style='color:#555'>(the default view: nothing changed)</span>"
+                      if q == "?" else "")
     button.on_click(write)
-    return W.HBox([button, out])
+    box = W.HBox([button, url, note], layout=W.Layout(flex_flow="row wrap",
+                                                      align_items="center"))
+    box.url, box.note = url, note
+    return box

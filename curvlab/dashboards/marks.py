@@ -112,3 +112,38 @@ def present(fig, on):
         if any(is_mark(sh) for sh in fig.layout.shapes):              # the marks too
             fig.layout.shapes = [scaled(sh.to_plotly_json(), factor) if is_mark(sh) else sh
                                  for sh in fig.layout.shapes]
+
+
+def set_note(fig, name, text):
+    """A note called `name` in the top left corner of figure `fig`'s plot (what an axis clipped,
+    where a curve left the frame), replacing the previous one; no note when `text` is empty.
+    Its font follows the figure's (presentation mode)."""
+    keep = [a for a in fig.layout.annotations if a.name != name]
+    if text:
+        keep.append(dict(text=text, name=name, xref="paper", yref="paper", x=0.01, y=0.99,
+                         xanchor="left", yanchor="top", showarrow=False, align="left",
+                         bgcolor="rgba(255,255,255,0.85)", bordercolor="#999", borderwidth=1,
+                         font=dict(color="#333")))
+    if len(keep) != len(fig.layout.annotations) or text:
+        fig.layout.annotations = keep
+
+
+def notes(fig, name):
+    """The text of `fig`'s notes called `name`."""
+    return [a.text for a in fig.layout.annotations if a.name == name]
+
+
+def clip_note(values, lo, hi, fmt="{:.3g}"):
+    """What clipping the axis to [lo, hi] hides of `values` ({curve name: array}): a phrase per
+    curve with points beyond the axis ("actual: 23 points below −0.56, down to −44"), joined;
+    '' when nothing is hidden."""
+    out = []
+    for name, v in values.items():
+        v = np.asarray(v, dtype=float)
+        below, above = v < lo, v > hi
+        for mask, side, ext in ((below, "below", np.min), (above, "above", np.max)):
+            if mask.any():
+                n = int(mask.sum())
+                out.append(f"{name}: {n} point{'s' * (n > 1)} {side} the axis "
+                           f"({'down' if side == 'below' else 'up'} to {fmt.format(ext(v[mask]))})")
+    return "clipped — " + "; ".join(out) if out else ""

@@ -1,22 +1,50 @@
-"""Curvature kinds in the dashboards: one colour per kind, the same in every app, and the menus,
-read from the registry's capabilities when a dashboard is built (not at import), so a kind
-registered later is listed too."""
+"""Curvature kinds in the dashboards: one (colour, line style) per kind, the same in every app,
+and the menus, read from the registry's capabilities when a dashboard is built (not at import),
+so a kind registered later is listed too."""
 
 from ..curvature import registry
 
-# Okabe & Ito's colour-blind-safe set first, then Paul Tol's muted set for the rest.
-KIND_COLORS = {
-    "hessian": "#D55E00", "ggn": "#0072B2", "fisher": "#56B4E9", "kfac": "#E69F00",
-    "kflr": "#009E73", "kfra": "#CC79A7", "empirical_fisher": "#999999", "diagonal": "#882255",
-    "ekfac": "#117733", "kfoc": "#332288", "tnt": "#44AA99", "shampoo": "#AA4499",
-    "unitwise": "#DDCC77", "diag_hessian": "#661100", "diag_ggn_mc": "#6699CC",
-    "mc_fisher": "#88CCEE", "yours": "#000000",
+# Each kind's (colour, line style): Okabe & Ito's colour-blind-safe colours (yellow left out:
+# too faint on white) with a line style, a pair no other kind has, so two kinds on one plot
+# differ in colour or, where they share one, in dash. The classic kinds' pairs are fixed here;
+# a kind registered later gets the first free pair in registry order (`kind_style`).
+OKABE_ITO = ("#D55E00", "#0072B2", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000")
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+KIND_STYLES = {
+    "hessian": ("#D55E00", "solid"), "ggn": ("#0072B2", "solid"), "fisher": ("#56B4E9", "solid"),
+    "kfac": ("#E69F00", "solid"), "kflr": ("#009E73", "solid"), "kfra": ("#CC79A7", "solid"),
+    "empirical_fisher": ("#56B4E9", "dash"), "diagonal": ("#000000", "dash"),
+    "ekfac": ("#009E73", "dash"), "kfoc": ("#0072B2", "dash"), "tnt": ("#CC79A7", "dash"),
+    "shampoo": ("#E69F00", "dash"), "unitwise": ("#D55E00", "dash"),
+    "diag_hessian": ("#D55E00", "dot"), "diag_ggn_mc": ("#0072B2", "dot"),
+    "mc_fisher": ("#56B4E9", "dot"), "yours": ("#000000", "dot"),
 }
-FALLBACK_COLOR = "#444444"     # a kind without a colour of its own
+KIND_COLORS = {k: c for k, (c, _) in KIND_STYLES.items()}    # (the colours alone)
+FALLBACK_COLOR = "#444444"     # no pair left (more kinds than pairs)
+
+
+def kind_style(kind):
+    """(colour, dash) of `kind`: its own pair, or for a kind without one the first pair that no
+    fixed kind and no kind registered before it holds (registry order)."""
+    if kind in KIND_STYLES:
+        return KIND_STYLES[kind]
+    taken = set(KIND_STYLES.values())
+    for name in registry.REGISTRY:
+        if name in KIND_STYLES:
+            continue
+        free = next((p for d in DASHES for c in OKABE_ITO if (p := (c, d)) not in taken), None)
+        if name == kind or free is None:
+            return free or (FALLBACK_COLOR, "solid")
+        taken.add(free)
+    return (FALLBACK_COLOR, "solid")
 
 
 def kind_color(kind):
-    return KIND_COLORS.get(kind, FALLBACK_COLOR)
+    return kind_style(kind)[0]
+
+
+def kind_dash(kind):
+    return kind_style(kind)[1]
 
 
 def _one_draw_of_a_dense_matrix(name):

@@ -5,15 +5,18 @@ difference; the comparison table."""
 import ipywidgets as W
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 import curvlab as cl
+from curvlab.curvature import registry
 
 from .base import Dashboard, guarded
+from .densities import scoped_density
 from .figure import FigureWidget
-from .marks import set_marks
-from .menus import kind_color, kind_menu
-from .widgets import STYLE, log_slider, panels, read_array, table_html
+from .heatmaps import heat_fig, heatmaps
+from .lessons import Lesson
+from .marks import set_note
+from .menus import kind_color, kind_dash, kind_menu
+from .widgets import STYLE, log_slider, panels, read_array, with_hint
 
 YOURS = "yours"             # your own matrix (a file), beside the registered kinds
 # the table's rows: the classic approximations of the GGN and the empirical Fisher
@@ -22,6 +25,19 @@ COMPARED = ("kfac", "kflr", "kfra", "diagonal", "empirical_fisher")
 # P x P matrix fits up to P ≈ 1,100. Larger matrices go through the notebook API
 # (cl.compare(..., extra={"name": M}), cl.spectrum(M)).
 MAX_UPLOAD_P = 1000
+ZERO = 1e-14          # |λ| ≤ ZERO·max|λ|: zero to rounding, which a log axis cannot show
+SLQ_DEPTH = 1e-6      # the SLQ density is drawn down to this fraction of its peak
+QUALITY = "approximation quality"
+TABLE_CAPTION = (
+    "Each row compares an approximation C (kind) with an exact matrix R (vs), both with the "
+    "damping η added. rel. Frobenius: ‖C − R‖ / ‖R‖ over the whole matrix (0 is exact); with a "
+    "layer as scope, the same over that layer's diagonal block too. cos(steps): the cosine "
+    "between the damped steps (C + ηI)⁻¹g and (R + ηI)⁻¹g (1: the same direction). top-5 "
+    "overlap: the share of R's top-5 eigenvector space that C's top-5 span (1: the same "
+    "space). trace ratio: tr C / tr R (1: the same total curvature). log det ratio: "
+    "log det(C + ηI) − log det(R + ηI). nan there means C + ηI or R + ηI is not positive "
+    "definite — the Hessian away from a minimum, or a matrix with an eigenvalue at or below "
+    "−η — where a log-determinant is not a real number.")
 
 
 class SpectraDashboard(Dashboard):
@@ -32,26 +48,34 @@ class SpectraDashboard(Dashboard):
             "The eigenvalues λ of each chosen matrix, sorted by size, as |λ| on a log axis; open "
             "markers are negative eigenvalues (only the Hessian has them: the GGN and the Fishers "
             "are positive semi-definite). 'scope' restricts every matrix to one layer's diagonal "
-            "block.",
+            "block. Eigenvalues that are zero to rounding (|λ| ≤ 1e-14·max|λ|) have no place on "
+            "a log axis: the note in the plot counts them per matrix.",
         "slq_fig":
-            "The spectral density estimated without forming the matrix, by stochastic Lanczos "
-            "quadrature (Lanczos runs from random vectors, Gaussian-smoothed): the way to see a "
-            "spectrum of a matrix too large to decompose.",
+            "The spectral density of each chosen matrix over the chosen scope, estimated from "
+            "matrix-vector products alone by stochastic Lanczos quadrature (Lanczos runs from 8 "
+            "random vectors, Gaussian-smoothed): the way to see the spectrum of a matrix too "
+            "large to decompose. Drawn down to 1e-6 of each curve's peak.",
         "heat_fig":
             "The exact matrix, the approximation and their difference as heatmaps on one colour "
             "scale, over the chosen scope: where the approximation's error sits.",
     }
     TRY_THIS = [
-        "Compare the Hessian with the GGN at state initialisation and at trained: the Hessian's "
-        "negative eigenvalues (open markers) shrink as the residuals do.",
-        "Set approx. = kflr, exact = ggn and scope = W1: the difference heatmap shows what the "
-        "Kronecker product misses of the exact layer block (it would be exact for a single "
-        "sample).",
-        "Set approx. = kfac and then kflr: the Monte-Carlo K-FAC adds sampling noise on top of the "
-        "factorisation's error.",
-        "Tick SLQ density and compare its bumps with the exact eigenvalues above.",
-        "Load a matrix from your own tool under 'your matrix' (a .npy of shape (P, P) in curvlab's "
-        "flat layout) and compare it with the exact GGN.",
+        Lesson("Compare the Hessian with the GGN at state initialisation, then trained: the "
+               "Hessian's negative eigenvalues (open markers) shrink as the residuals do — the "
+               "largest |λ| among them falls more than tenfold.",
+               "state=initialisation&matrices=hessian,ggn"),
+        Lesson("Approx. kflr against exact ggn at scope W1: the difference heatmap shows what the "
+               "Kronecker product misses of the exact layer block — which it would match exactly "
+               "for a single sample.", "scope=W1&approx=kflr&exact=ggn"),
+        Lesson("At scope W1, compare the table's rows for kfac and kflr against the ggn: the "
+               "Monte-Carlo K-FAC adds sampling noise on top of the factorisation's error, so its "
+               "block error is the larger.", "scope=W1&approx=kfac&exact=ggn"),
+        Lesson("With SLQ density ticked, each matrix's density spans its eigenvalues in the plot "
+               "above, and its rightmost bump sits at the largest of them — found from "
+               "matrix-vector products alone.", "slq-density=1&matrices=hessian,ggn"),
+        Lesson("Load a matrix from your own tool under 'your matrix' (a .npy of shape (P, P) in "
+               "curvlab's flat layout): it joins the spectra, the table (against the exact GGN) "
+               "and the heatmaps.", "exact=ggn&matrices=ggn,kflr"),
     ]
 
     def __init__(self, **picker):
@@ -84,7 +108,8 @@ class SpectraDashboard(Dashboard):
         for k in self.kind_names + [YOURS]:
             c = kind_color(k)
             self.spec_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), mode="markers+lines", name=k,
-                                      legendgroup=k, line=dict(color=c, width=1),
+                                      legendgroup=k, line=dict(color=c, width=1,
+                                                               dash=kind_dash(k)),
                                       marker=dict(size=4), visible=False)
             self.spec_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), mode="markers",
                                       name=f"{k} (λ<0)", legendgroup=k, showlegend=False,
@@ -93,14 +118,15 @@ class SpectraDashboard(Dashboard):
         self.slq_fig = FigureWidget(layout=go.Layout(
             title="SLQ spectral density", xaxis_title="λ", yaxis=dict(title="density", type="log"),
             height=300, **lay))
-        for k in ("hessian", "ggn"):
-            self.slq_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), name=k,
-                                     line=dict(color=kind_color(k)))
-        self.heat_fig = FigureWidget(_heatmaps())
+        for k in self.kind_names + [YOURS]:
+            self.slq_fig.add_scatter(x=np.zeros(0), y=np.zeros(0), name=k, visible=False,
+                                     line=dict(color=kind_color(k), dash=kind_dash(k)))
+        self.heat_fig = FigureWidget(heatmaps())
 
         self.picker.observe(self._on_problem)
         for c in (self.kinds, self.scope):
             c.observe(self._on_spectrum, names="value")
+            c.observe(self._on_slq, names="value")
         for c in (self.approx, self.reference, self.damping, self.scope):
             c.observe(self._on_compare, names="value")
         self.slq.observe(self._on_slq, names="value")
@@ -108,9 +134,9 @@ class SpectraDashboard(Dashboard):
         self.slq_box = W.Box([self.slq_fig], layout=W.Layout(display="none"))
 
         controls = W.VBox([self.picker.widget,
-                           W.HBox([self.kinds, W.VBox([self.scope, self.slq, self.approx,
-                                                       self.reference, self.damping,
-                                                       self.upload])])])
+                           W.HBox([with_hint(self.kinds),
+                                   W.VBox([self.scope, self.slq, self.approx, self.reference,
+                                           self.damping, self.upload])])])
         self.widget = W.VBox([self.header(), controls, self.status.widget,
                               panels(self.spec_fig, W.VBox([self.table, self.slq_box])),
                               panels(self.heat_fig, wide=True)])
@@ -123,6 +149,14 @@ class SpectraDashboard(Dashboard):
         problem, w = self.picker.get()
         return self.cache.get(("matrix", self.picker.value, kind),
                               lambda: cl.matrix(problem, w, kind))
+
+    def _operator(self, kind):
+        """`kind`'s products, for SLQ: the registry's matrix-free product when it has one, else
+        the built curvature object's."""
+        if kind != YOURS and registry.REGISTRY[kind].matrix_free:
+            problem, w = self.picker.get()
+            return cl.operator(problem, w, kind)
+        return self._matrix(kind).as_linear_operator()
 
     def _dense(self, kind):
         """The matrix of `kind` as a dense array, kept for the current problem only (P² numbers
@@ -194,6 +228,7 @@ class SpectraDashboard(Dashboard):
             for k in kinds:
                 vals[k] = self._eigs(k, layer)
                 b.step()
+        zeros = {}
         with self.spec_fig.batch_update():
             for i, k in enumerate(self.kind_names + [YOURS]):
                 pos, neg = self.spec_fig.data[2 * i], self.spec_fig.data[2 * i + 1]
@@ -202,9 +237,14 @@ class SpectraDashboard(Dashboard):
                     v = vals[k][::-1]
                     rank = np.arange(1, len(v) + 1)
                     mag = np.abs(v)
-                    floor = max(mag.max(), 1e-300) * 1e-14       # |λ| below rounding: not drawn
+                    floor = max(mag.max(), 1e-300) * ZERO       # |λ| below rounding: not drawn
                     pos.x, pos.y = rank, np.where((v > 0) & (mag > floor), mag, np.nan)
                     neg.x, neg.y = rank, np.where((v < 0) & (mag > floor), mag, np.nan)
+                    if (mag <= floor).any():
+                        zeros[k] = int((mag <= floor).sum())
+            set_note(self.spec_fig, "zero", "zero to rounding, not drawn: " + ", ".join(
+                f"{k} {n}" for k, n in zeros.items()) if zeros else "")
+        self.zeros = zeros
         P = len(next(iter(vals.values()))) if vals else 0
         self.status.info(f"{len(vals)} spectra of {P} eigenvalues, {self.status.seconds:.2f} s")
 
@@ -220,35 +260,17 @@ class SpectraDashboard(Dashboard):
                 rows = rows + cl.compare(problem, w, kinds=(), damping=eta, references=refs,
                                          extra={f"yours ({self.uploaded[0]})": self.uploaded[1]})
             R, C = self._dense(ref), self._dense(approx)
-        R, C, bounds, note = self._heat_window(problem, R, C)
-        self.table.value = "<b>approximation quality</b> (damping %.1e)" % eta + table_html(
-            ["kind", "vs", "rel. Frobenius", "cos(steps)", "top-5 overlap", "trace ratio",
-             "log det ratio"],
-            [(r.kind, r.reference, r.rel_frobenius, r.cosine, r.subspace_overlap, r.trace_ratio,
-              r.logdet_ratio) for r in rows])
-        lim = float(np.abs(R).max()) or 1.0
-        with self.heat_fig.batch_update():
-            for tr, Z in zip(self.heat_fig.data, (R, C, C - R)):
-                tr.z, tr.zmin, tr.zmax = Z, -lim, lim
-            set_marks(self.heat_fig, "layer boundary", _boundaries(bounds, len(R)))
-            self.heat_fig.layout.annotations[0].text = f"exact {ref}{note}"
-            self.heat_fig.layout.annotations[1].text = approx
-            self.heat_fig.layout.annotations[2].text = f"{approx} − {ref}"
-
-    HEAT_MAX = 400   # a browser redraws a heatmap of this many rows well within a second
-
-    def _heat_window(self, problem, R, C):
-        """The part of the matrices the heatmaps show: all of them when small, else the block of
-        the chosen layer (the first when 'whole'), cropped to HEAT_MAX rows."""
-        sizes = [layer.size for layer in problem.model.layers]
-        if len(R) <= self.HEAT_MAX and self.scope.value < 0:
-            return R, C, np.cumsum(sizes)[:-1] - 0.5, ""
-        layer = max(self.scope.value, 0)
-        sl = problem.model.layer_slices()[layer]
-        n = min(sl.stop - sl.start, self.HEAT_MAX)
-        idx = slice(sl.start, sl.start + n)
-        crop = "" if n == sizes[layer] else f", first {n} rows"
-        return R[idx, idx], C[idx, idx], np.zeros(0), f" (block W{layer + 1}{crop})"
+        layer = self.scope.value
+        block = [f"rel. Frobenius, W{layer + 1} block"] if layer >= 0 else []
+        self.show_table(
+            self.table, QUALITY,
+            ["kind", "vs", "rel. Frobenius", *block, "cos(steps)", "top-5 overlap",
+             "trace ratio", "log det ratio"],
+            [(r.kind, r.reference, r.rel_frobenius, *([r.layer_errors[layer]] if block else []),
+              r.cosine, r.subspace_overlap, r.trace_ratio, r.logdet_ratio) for r in rows],
+            note=(f"<div style='color:#555;max-width:640px;font-size:90%'>damping η = {eta:.1e}. "
+                  f"{TABLE_CAPTION}</div>"))
+        heat_fig(self.heat_fig, problem, R, C, ref, approx, layer)
 
     @guarded
     def _on_slq(self, change=None):
@@ -257,33 +279,18 @@ class SpectraDashboard(Dashboard):
             return
         self.slq_box.layout.display = None
         problem, w = self.picker.get()
-        with self.status.busy("stochastic Lanczos quadrature", total=2) as b:
-            with self.slq_fig.batch_update():
-                for tr, kind in zip(self.slq_fig.data, ("hessian", "ggn")):
-                    t, dens = self.cache.get(("slq", self.picker.value, kind), lambda: (
-                        cl.slq_density(cl.operator(problem, w, kind), probes=8,
-                                       steps=min(problem.n_params, 40))))
-                    tr.x, tr.y = t, np.maximum(dens, 1e-12)
-                    b.step()
-
-
-def _heatmaps():
-    """Exact, approximation and difference side by side, on one reversed RdBu scale."""
-    heat = make_subplots(rows=1, cols=3, subplot_titles=("exact", "approximation", "difference"),
-                         horizontal_spacing=0.04)
-    for c in range(3):
-        heat.add_heatmap(z=np.zeros((2, 2)), row=1, col=c + 1, colorscale="RdBu", zmid=0,
-                         showscale=(c == 2), reversescale=True)
-    heat.update_yaxes(autorange="reversed", scaleanchor=None)
-    heat.update_layout(height=360, margin=dict(l=30, r=10, t=70, b=20),
-                       title="heatmaps: exact vs approximation")
-    return heat
-
-
-def _boundaries(bounds, n):
-    """Black lines at the layer boundaries `bounds` of an n × n heatmap, on all three."""
-    line = [dict(type="line", xref=f"x{ax}", yref=f"y{ax}", line=dict(color="black", width=1))
-            for ax in ("", "2", "3") for _ in bounds]
-    across = [b for _ in range(3) for b in bounds]
-    return ([dict(s, x0=b, x1=b, y0=-0.5, y1=n - 0.5) for s, b in zip(line, across)]
-            + [dict(s, y0=b, y1=b, x0=-0.5, x1=n - 0.5) for s, b in zip(line, across)])
+        kinds, layer = self.kinds.value, self.scope.value
+        with self.status.busy("stochastic Lanczos quadrature", total=len(kinds)) as b:
+            curves = {}
+            for k in kinds:
+                curves[k] = self.cache.get(("slq", self.picker.value, k, layer), lambda k=k: (
+                    scoped_density(problem, w, k, layer, self._operator(k))))
+                b.step()
+        with self.slq_fig.batch_update():
+            for tr in self.slq_fig.data:
+                tr.visible = tr.name in curves
+                if tr.name in curves:
+                    t, dens = curves[tr.name]
+                    tr.x, tr.y = t, np.where(dens >= SLQ_DEPTH * dens.max(), dens, np.nan)
+            where = "whole matrix" if layer < 0 else f"block W{layer + 1}"
+            self.slq_fig.layout.title.text = f"SLQ spectral density ({where})"

@@ -10,45 +10,20 @@ import curvlab as cl
 
 from .base import Dashboard, guarded
 from .figure import FigureWidget
-from .marks import disc, mark_points, set_marks
-from .menus import FALLBACK_COLOR, optimizer_color
-from .widgets import STYLE, panels, table_html
-
-FUNCTIONS = {
-    "rosenbrock": (lambda: cl.objectives.rosenbrock, np.array([-1.2, 1.0]),
-                   (-2.0, 2.0, -1.0, 3.0)),
-    "beale": (lambda: cl.objectives.beale, np.array([1.0, 1.4]), (-0.5, 4.5, -1.5, 2.0)),
-    "quadratic": (lambda: cl.objectives.make_quadratic(condition=50.0)[0], np.array([-1.5, 1.0]),
-                  (-2.0, 2.0, -2.0, 2.0)),
-    "logistic": (lambda: cl.objectives.make_logistic_regression(n=100, seed=0)[0],
-                 np.array([-3.0, 3.0]), (-4.0, 6.0, -4.0, 4.0)),
-}
-# default settings per method, for the 2-D functions and for networks (a method that only the
-# registry knows, a new kind's own optimiser, gets DEFAULT_HYPER)
-FUNCTION_HYPER = {
-    "gd": dict(lr=1e-3), "momentum": dict(lr=5e-4, beta=0.9), "nesterov": dict(lr=5e-4, beta=0.9),
-    # undamped second-order steps, so the reparameterisation toggle shows their exact invariance
-    "adam": dict(lr=0.05), "newton": dict(variant="plain"), "gauss_newton": dict(damping=0.0),
-    "natural_gradient": dict(damping=0.0),
-}
-NETWORK_HYPER = dict(FUNCTION_HYPER, gd=dict(lr=0.5), momentum=dict(lr=0.2, beta=0.9),
-                     nesterov=dict(lr=0.2, beta=0.9),
-                     newton=dict(variant="abs", damping=0.1, lr=0.5),
-                     gauss_newton=dict(damping=0.1), natural_gradient=dict(damping=0.1),
-                     kfac=dict(damping=0.1), kflr=dict(damping=0.1), kfra=dict(damping=0.1),
-                     diagonal=dict(damping=0.1, lr=0.3), hessian_free=dict())
-DEFAULT_HYPER = {"2-D functions": {}, "network": dict(damping=0.1)}
-# methods named after a curvature kind take its colour (menus.optimizer_color), the others
-# their own
-PALETTE = dict(zip(NETWORK_HYPER, ["#7f7f7f", "#bcbd22", "#8c564b", "#e377c2", "#d62728",
-                                   "#1f77b4", "#17becf", "#ff7f0e", "#2ca02c", "#9467bd",
-                                   "#aec7e8", "#000000"]))
-# the reparameterisation w = R w̃ (2-D: a shear and an anisotropic scaling)
-R2 = np.array([[1.0, 0.0], [1.5, 0.2]])
-
-
-def method_color(method):
-    return optimizer_color(method) or PALETTE.get(method, FALLBACK_COLOR)
+from .lessons import Lesson
+from .marks import disc, mark_points, set_marks, set_note
+from .play import Player
+from .runs import (
+    DEFAULT_HYPER,
+    FIRST_ORDER,
+    FIRST_ORDER_SCALE,
+    FUNCTION_HYPER,
+    FUNCTIONS,
+    NETWORK_HYPER,
+    R2,
+    method_color,
+)
+from .widgets import STYLE, panels, with_hint
 
 
 class TrajectoriesDashboard(Dashboard):
@@ -66,14 +41,22 @@ class TrajectoriesDashboard(Dashboard):
             "steps.",
     }
     TRY_THIS = [
-        "On rosenbrock, compare gd with newton: gradient descent zig-zags along the curved valley, "
-        "Newton follows it in a few steps.",
-        "Tick 'reparameterise: w = R w̃': gradient descent's path changes with the coordinates, "
-        "Newton's does not (Newton's method is affine-invariant).",
-        "Raise 'lr ×' until gd diverges; the summary reports it instead of failing.",
-        "Switch to network and compare iterations with wall time: natural gradient and K-FAC win "
-        "per iteration; whether they win per second depends on the net.",
+        Lesson("On quadratic — a long narrow valley, curvatures 1 and 50 — gradient descent "
+               "(lr 0.035, near 2/50) zig-zags across the valley (its step's component across it "
+               "changes sign at every step), while Newton lands on the minimum in one step.",
+               "function=quadratic&methods=gd,newton"),
+        Lesson("Tick 'reparameterise: w = R w̃' on rosenbrock: gradient descent's path changes with "
+               "the coordinates, Newton's does not (Newton's method is affine-invariant) — even "
+               "its second step, which leaps out of the frame (the note says where).",
+               "reparameterise=1&methods=gd,newton"),
+        Lesson("Raise 'lr ×' to 10: gradient descent diverges on rosenbrock, and the summary "
+               "reports it instead of failing.", "methods=gd&lr=10"),
+        Lesson("On network at state initialisation: natural gradient and K-FAC reach a lower loss "
+               "than gd and adam in the same number of iterations; but each natural-gradient step "
+               "costs more time than an adam step (the table's seconds), which the wall-time plot "
+               "charges.", "on=network&state=initialisation&methods=gd,adam,natural_gradient,kfac"),
     ]
+    OUTSIDE = "outside"          # the paths plot's note on paths that leave the frame
 
     def __init__(self, mode=None, **picker):
         super().__init__(**picker)
@@ -100,6 +83,7 @@ class TrajectoriesDashboard(Dashboard):
         self.reparam = W.Checkbox(value=False, description="reparameterise: w = R w̃ (affine)",
                                   layout=W.Layout(width="auto"))     # (the default 300 px cut it)
         self.k = W.IntSlider(value=0, min=0, max=60, description="show step", style=st)
+        self.player = Player(self.k, interval=300)
         self.summary = W.HTML()
 
         lay = dict(height=400, margin=dict(l=55, r=10, t=40, b=40))
@@ -129,8 +113,9 @@ class TrajectoriesDashboard(Dashboard):
         self.k.observe(self._on_k, names="value")
         self.path_box = W.Box([self.path_fig])
         controls = W.VBox([W.HBox([self.mode, self.function]), self.picker.widget,
-                           W.HBox([self.methods, W.VBox([self.steps, self.lr_scale, self.reparam,
-                                                         self.k])])])
+                           W.HBox([with_hint(self.methods),
+                                   W.VBox([self.steps, self.lr_scale, self.reparam,
+                                           self.player.widget])])])
         self.widget = W.VBox([self.header(), controls, self.status.widget, self.summary,
                               panels(self.path_box, self.iter_fig, self.time_fig)])
         self._on_mode()
@@ -145,14 +130,21 @@ class TrajectoriesDashboard(Dashboard):
         problem, w = self.picker.get()
         return ("net",) + self.picker.value, problem, w, None
 
-    def _run(self, okey, obj, w0, method):
+    def hyper(self, method):
+        """The settings `method` runs with in the current view."""
         net = self.mode.value == "network"
         hyper = dict((NETWORK_HYPER if net else FUNCTION_HYPER).get(
             method, DEFAULT_HYPER[self.mode.value]))
+        if not net and method in FIRST_ORDER:
+            hyper["lr"] *= FIRST_ORDER_SCALE.get(self.function.value, 1.0)
         if "lr" in hyper:
             hyper["lr"] *= self.lr_scale.value
         elif method != "hessian_free":
             hyper["lr"] = self.lr_scale.value
+        return hyper
+
+    def _run(self, okey, obj, w0, method):
+        net, hyper = self.mode.value == "network", self.hyper(method)
         reparam = self.reparam.value
         key = ("run", okey, method, tuple(sorted(hyper.items())), self.steps.value, reparam)
 
@@ -232,10 +224,28 @@ class TrajectoriesDashboard(Dashboard):
                 for m, (t, _) in runs.items()]
         note = (f" (not run: {', '.join(skipped)} — they need a layered network"
                 + (" in its own coordinates)" if net else ")")) if skipped else ""
-        self.summary.value = table_html(["method", "final loss", "steps", "gradients",
-                                         "curv. products", "seconds", "status"], rows,
-                                        fmt="{:.4g}") + note
+        self.show_table(self.summary, "runs", ["method", "final loss", "steps", "gradients",
+                                               "curv. products", "seconds", "status"], rows,
+                        fmt="{:.4g}", note=note)
+        set_note(self.path_fig, self.OUTSIDE, self.outside_note(runs, box))
         self._on_k()
+
+    @staticmethod
+    def outside_note(runs, box):
+        """Which paths leave the frame `box`, first where (the contours cover the frame only)."""
+        if box is None:
+            return ""
+        x0, x1, y0, y1 = box
+        out = []
+        for m, (t, ws) in runs.items():
+            ws = t.ws if ws is None else ws
+            off = ~((ws[:, 0] >= x0) & (ws[:, 0] <= x1) & (ws[:, 1] >= y0) & (ws[:, 1] <= y1))
+            if off.any():
+                k = int(np.argmax(off))
+                where = (f"({ws[k, 0]:.3g}, {ws[k, 1]:.3g})" if np.all(np.isfinite(ws[k]))
+                         else "(diverged)")
+                out.append(f"{m} leaves the frame at step {k} {where}")
+        return "; ".join(out)
 
     def _floor(self):
         """The minimum value of a 2-D function (found once by Newton), to plot loss − min."""

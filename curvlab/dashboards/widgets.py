@@ -39,8 +39,14 @@ class Status:
         self.html.value = f"<span style='color:#555'>{html.escape(text)}</span>"
 
     def fail(self, exc):
-        self.error = f"{type(exc).__name__}: {exc}"
-        self.html.value = f"<span style='color:#b00020'>&#9888; {html.escape(self.error)}</span>"
+        """Show an exception: a ValueError (what a user's choice caused) in its own words, any
+        other with its type's name."""
+        self.warn(str(exc) if type(exc) is ValueError else f"{type(exc).__name__}: {exc}")
+
+    def warn(self, text):
+        """Show `text` as a warning (kept in `.error` until the next message)."""
+        self.error = text
+        self.html.value = f"<span style='color:#b00020'>&#9888; {html.escape(text)}</span>"
 
     def busy(self, what, total=1):
         """Context manager: show `what` (and, when total > 1, a progress bar); `step()`
@@ -133,7 +139,9 @@ def log_slider(description, value, lo, hi, step=0.1):
 # width (a container query: a notebook column beside a sidebar) or the window's. The rules come
 # with each dashboard (`finish`), so they hold in a notebook as in Voila. Each panel contains
 # its own layout and paint: plotly measures text as it draws, and each measurement would
-# otherwise lay out the whole page (~15 % of a redraw).
+# otherwise lay out the whole page (~15 % of a redraw). In presentation mode (the dashboard's
+# class curvlab-present) every figure takes the whole row, so its plot area grows with its
+# fonts, and the controls, status lines and tables (class curvlab-scale) are zoomed.
 PANEL_CSS = """<style>
 .curvlab-panels { display: flex; flex-flow: row wrap; gap: 6px; width: 100%;
                   align-items: flex-start; }
@@ -144,6 +152,8 @@ PANEL_CSS = """<style>
 @media (max-width: 900px) { .curvlab-panels > .curvlab-panel { flex-basis: 100%; } }
 .curvlab-panels { container-type: inline-size; }
 @container (max-width: 860px) { .curvlab-panels > .curvlab-panel { flex-basis: 100%; } }
+.curvlab-present .curvlab-scale { zoom: 1.35; }
+.curvlab-present .curvlab-panels > .curvlab-panel { flex-basis: 100%; }
 </style>"""
 
 
@@ -155,3 +165,13 @@ def panels(*items, wide=False):
         if wide:
             item.add_class("curvlab-wide")
     return W.HBox(list(items)).add_class("curvlab-panels")
+
+
+MULTI_HINT = "Ctrl-click (⌘-click on a Mac) to pick several; Shift-click for a range"
+
+
+def with_hint(select):
+    """A multi-select list with a line under it saying how to pick several items."""
+    hint = W.HTML(f"<span style='color:#555;font-size:85%'>{html.escape(MULTI_HINT)}</span>",
+                  layout=W.Layout(width=select.layout.width or "auto"))
+    return W.VBox([select, hint.add_class("curvlab-hint")])

@@ -11,7 +11,8 @@ SHOTS = pathlib.Path(__file__).resolve().parents[2] / "test-output" / "screensho
 ERROR_OUTPUT = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
 
 # How many FigureWidgets each app shows (hidden ones too): its page is ready once all have drawn.
-PLOTS = {"landscape": 2, "spectra": 3, "damping": 5, "trajectories": 3, "products": 3, "beyond": 2}
+PLOTS = {"landscape": 2, "spectra": 3, "damping": 5, "trajectories": 3, "products": 3, "beyond": 2,
+         "dynamics": 5, "uncertainty": 3}
 
 # The plotly widget fires 'plotlywidget-after-render' when a view has finished its first draw.
 # An update that reaches a view before that is lost, and the view then stays deaf to later

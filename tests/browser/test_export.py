@@ -1,5 +1,6 @@
 """Saving for slides, in a real browser: a figure's PNG from plotly's mode bar (rendered in the
-page, at slide width) and the app's numbers as CSV, both through the page's own downloads."""
+page, at slide width, its title with the settings) and the app's numbers as CSV in one click,
+both through the page's own downloads."""
 
 import csv
 import io
@@ -19,15 +20,16 @@ def test_a_figure_saves_as_a_slide_sized_png(page, voila_url):
     width, height = struct.unpack(">II", data[16:24])             # the IHDR chunk
     assert width >= 1600 and height > 800, (width, height)
     assert download.value.suggested_filename.startswith("curvlab-")
+    # its title's second line holds the settings that made it
+    assert page.evaluate("() => document.querySelector('.js-plotly-plot').layout.title.subtitle"
+                         ".text") == "spirals · 8 · tanh · cross_entropy · part-trained"
 
 
 def test_the_numbers_download_as_csv(page, voila_url):
     open_app(page, voila_url, "damping")
-    page.get_by_role("button", name="numbers as CSV").click()
-    link = page.locator("a[download$='.csv']")
-    link.wait_for(timeout=30_000)
-    with page.expect_download(timeout=60_000) as download:
-        link.click()
+    with page.expect_download(timeout=60_000) as download:              # one click
+        page.get_by_role("button", name="numbers as CSV").click()
+    assert download.value.suggested_filename == "curvlab-damping.csv"
     rows = list(csv.reader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
     assert rows[0] == ["panel", "trace", "i", "x", "y", "z"] and len(rows) > 100
     panels = {r[0] for r in rows[1:]}

@@ -6,7 +6,7 @@ import numpy as np
 import curvlab as cl
 from curvlab.curvature import registry
 from curvlab.dashboards import DampingDashboard, LandscapeDashboard, SpectraDashboard
-from curvlab.dashboards.menus import FALLBACK_COLOR, kind_color, kind_menu
+from curvlab.dashboards.menus import KIND_STYLES, OKABE_ITO, kind_color, kind_menu, kind_style
 
 
 def _toy(problem, w):
@@ -17,10 +17,12 @@ def _toy(problem, w):
 def test_a_kind_registered_after_import_appears_in_the_dashboards_menus():
     registry.register("toy", _toy, "toy kind", structure="dense")
     try:
-        assert kind_menu()[-1] == "toy" and kind_color("toy") == FALLBACK_COLOR
+        assert kind_menu()[-1] == "toy"
+        assert kind_style("toy") not in {kind_style(k) for k in registry.kinds() if k != "toy"}
         land = LandscapeDashboard()
         assert "toy" in land.models.options
-        assert [t for t in land.line_fig.data if t.name == "toy"][0].line.color == FALLBACK_COLOR
+        toy_line = [t for t in land.line_fig.data if t.name == "toy"][0].line
+        assert (toy_line.color, toy_line.dash) == kind_style("toy")
         land.models.value = ("hessian", "toy")                 # and it draws
         assert land.status.error is None, land.last_traceback
         toy = [t for t in land.line_fig.data if t.name == "toy"][0]
@@ -56,3 +58,24 @@ def test_the_lm_replay_offers_the_kinds_whose_optimiser_adapts_its_damping():
     # Newton's and the diagonal method's settings take no adaptive damping; most kinds have no
     # optimiser of their own
     assert able["hessian"] is able["diagonal"] is able["kfoc"] is None
+
+
+def test_every_kind_and_yours_has_its_own_colour_blind_safe_colour_and_line_style():
+    names = list(registry.kinds()) + ["yours"]
+    styles = [kind_style(k) for k in names]
+    assert len(set(styles)) == len(styles), styles                       # unique pairs
+    assert all(c in OKABE_ITO for c, _ in styles)                          # Okabe & Ito's colours
+    assert set(KIND_STYLES) >= set(kind_menu())                            # the menus' kinds fixed
+    land, spec = LandscapeDashboard(), SpectraDashboard()
+    for t in land.line_fig.data[1:]:                                       # and drawn so
+        assert (t.line.color, t.line.dash) == kind_style(t.name), t.name
+    for t in spec.slq_fig.data:
+        assert (t.line.color, t.line.dash) == kind_style(t.name), t.name
+    registry.register("toy", _toy, "toy kind", structure="dense")
+    registry.register("toy2", _toy, "toy kind", structure="dense")
+    try:                                       # kinds registered later: the next free pairs
+        more = [kind_style(k) for k in ("toy", "toy2")]
+        assert len(set(styles + more)) == len(styles) + 2 and kind_color("toy") in OKABE_ITO
+    finally:
+        registry.unregister("toy")
+        registry.unregister("toy2")
