@@ -459,6 +459,11 @@ def import_laplace_torch():
             raise importlib.metadata.PackageNotFoundError(name)
         return real(name)
 
+    # bench/ holds a laplace_posterior.py, not a laplace.py, so that the browser tests that put
+    # bench/ on sys.path cannot shadow laplace-torch; refuse a module that is not the package
+    stale = sys.modules.get("laplace")
+    if stale is not None and not hasattr(stale, "__path__"):
+        del sys.modules["laplace"]
     saved = sys.modules.get("torchvision", "missing")
     sys.modules["torchvision"] = None
     importlib.metadata.version = version

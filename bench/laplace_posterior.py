@@ -1,6 +1,6 @@
 """Benchmark (not a test): the Laplace approximation's cost against one dense GGN build.
 
-    .venv/bin/python bench/laplace.py        # writes bench/results_laplace.md; a few minutes
+    .venv/bin/python bench/laplace_posterior.py        # writes bench/results_laplace.md; a few minutes
 
 Dense kinds (exact GGN, Hessian): for each net, the time of one dense `cl.ggn(problem, w)`
 against the whole Laplace work — `cl.laplace(problem, w, kind)` (the kind's build, Λ = N·C + δI
@@ -134,7 +134,7 @@ def main():
         f"Machine: {platform.machine()}, Python {platform.python_version()}, numpy "
         f"{np.__version__}, one BLAS thread, CPU seconds of the process. Cross-entropy, tanh "
         f"MLPs, float64, initial weights, M = {M_TEST} test points. Written by "
-        f"`bench/laplace.py`. Load average {load0:.1f} at the start and {load1:.1f} at the end "
+        f"`bench/laplace_posterior.py`. Load average {load0:.1f} at the start and {load1:.1f} at the end "
         "(two cores: above 2, other work shared the machine; CPU seconds on one BLAS thread are "
         "robust to that).",
         "",
