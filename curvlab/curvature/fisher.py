@@ -12,11 +12,12 @@ Monte-Carlo Fishers are Gram matrices MᵀM / N of backpropagated gradients (N o
 
 import numpy as np
 
-from .._checks import check_dense, choice
-from ..problem import Problem, as_objective, require_problem
+from .._checks import choice
+from ..problem import require_problem
 from ._dense import gram_of_seeds
 from .base import Dense
 from .blocks import dense_from_layers
+from .ggn import objective_ggn
 from .products import make_fishervp
 from .registry import register
 
@@ -49,15 +50,8 @@ def fisher(problem, w, kind="true", samples=1, seed=0):
 def _build_true(objective, w):
     """The true Fisher of a Problem; a generic objective's Gauss-Newton matrix stands for it
     (natural gradient on a function that defines `ggn=`)."""
-    obj = as_objective(objective)
-    if isinstance(obj, Problem):
-        return Dense(fisher(obj, w, "true"), "fisher", obj.model.layer_slices())
-    if obj.ggn is None:
-        raise TypeError(f"the objective {obj.name!r} defines no Gauss-Newton (Fisher) matrix; "
-                        "pass ggn=... to cl.Objective or use a Problem")
-    w = obj.check(w)
-    check_dense("fisher", w.shape[0])
-    return Dense(obj.ggn(w), "fisher")
+    return objective_ggn(objective, w, "fisher", lambda p, w: fisher(p, w, "true"),
+                         what="Gauss-Newton (Fisher) matrix")
 
 
 def _build(kind, name):

@@ -35,17 +35,24 @@ def gram_ggn(problem, w):
     return gram_of_seeds("ggn", pt, pt.sqrt_seeds)
 
 
-def _build(objective, w):
-    """The GGN of a Problem, or of a generic objective that defines one (`cl.Objective(ggn=)`)."""
+def objective_ggn(objective, w, name, of_problem, what="Gauss-Newton matrix"):
+    """Dense(of_problem(problem, w)) for a Problem; for a generic objective, the Gauss-Newton
+    matrix it defines (`cl.Objective(ggn=)`), which stands for the GGN and the true Fisher alike
+    (the natural gradient on a function that defines `ggn=`)."""
     obj = as_objective(objective)
     if isinstance(obj, Problem):
-        return Dense(ggn(obj, w), "ggn", obj.model.layer_slices())
+        return Dense(of_problem(obj, w), name, obj.model.layer_slices())
     if obj.ggn is None:
-        raise TypeError(f"the objective {obj.name!r} defines no Gauss-Newton matrix; pass "
-                        "ggn=... to cl.Objective or use a Problem")
+        raise TypeError(f"the objective {obj.name!r} defines no {what}; pass ggn=... to "
+                        "cl.Objective or use a Problem")
     w = obj.check(w)
-    check_dense("ggn", w.shape[0])
-    return Dense(obj.ggn(w), "ggn")
+    check_dense(name, w.shape[0])
+    return Dense(obj.ggn(w), name)
+
+
+def _build(objective, w):
+    """The GGN of a Problem, or of a generic objective that defines one (`cl.Objective(ggn=)`)."""
+    return objective_ggn(objective, w, "ggn", ggn)
 
 
 register("ggn", _build, "generalized Gauss-Newton (1/N) Σ JᵀBJ", "Schraudolph 2002; exact",
