@@ -11,8 +11,6 @@ and for Dense layers only the diagonals of the H_l. (BackPACK's DiagHessian gets
 by backpropagating signed square-root factors of each layer's f'' term instead.)
 """
 
-import copy
-
 import numpy as np
 
 from .._checks import check_dense
@@ -68,21 +66,15 @@ def _mc_diagonal(pt, samples, seed):
     return _squared_rows(pt, pt.backward(mc_seeds(pt, samples, seed)))
 
 
-def _squared_rows(pt, deltas, rotations=None):
+def _squared_rows(pt, deltas):
     """(1/N) Σ_q Σ_n (Jₙᵀ s_{q,n})² from the backprops `deltas` = pt.backward(seeds) of output
-    seeds (Q, N, K), entry by entry of each layer's W̄; with rotations [(Q_S, Q_A)] per layer, of
-    the per-sample gradient matrices in that basis, Q_Sᵀ Gₙ Q_A (EKFAC's refit). A Dense layer's
-    Gₙ = δₙ āₙᵀ is an outer product, so its squares are the outer product of the squares: no
-    per-sample matrix is formed."""
+    seeds (Q, N, K), entry by entry of each layer's W̄. A Dense layer's Gₙ = δₙ āₙᵀ is an outer
+    product, so its squares are the outer product of the squares: no per-sample matrix is
+    formed."""
     parts = []
     model, tr = pt.problem.model, pt.tr
-    for l, (layer, Wb, st, dl) in enumerate(zip(model.layers, pt.Wbars, tr.layer_states, deltas)):
+    for layer, Wb, st, dl in zip(model.layers, pt.Wbars, tr.layer_states, deltas):
         ab = getattr(st, "abar", None)
-        if rotations is not None:
-            QS, QA = rotations[l]
-            dl, ab = dl @ QS, ab @ QA
-            st = copy.copy(st)
-            st.abar = ab
         if ab is not None and ab.shape[1] == 1:
             # Σ_r over the seeds first, then one GEMM over the samples (einsum would not use BLAS)
             parts.append(((dl[:, :, 0] ** 2).sum(0).T @ ab[:, 0] ** 2).ravel())

@@ -18,8 +18,7 @@ import numpy as np
 from .. import engine
 from ..problem import require_problem
 from .base import BlockDiagonal, check_singular
-from .diagonal import _squared_rows
-from .kfac import _kflr_from, _point
+from .kfac import _kflr_from, _point, kron_blocks
 from .registry import register, require_chain
 
 
@@ -71,19 +70,40 @@ def gradient_matrices(pt, seeds):
             for sl, layer in zip(pt.problem.model.layer_slices(), pt.problem.model.layers)]
 
 
+def refit(pt, deltas, K):
+    """EKFAC's diagonal per block of K (a KroneckerFactored from the same `deltas`): the second
+    moments (1/N) Σ_q Σₙ (Q_Sᵀ Gₙ,q Q_A)² of the per-sample gradient matrices in the block's
+    eigenbasis, shaped like the block. A block at one position (Gₙ = δₙ āₙᵀ an outer product)
+    squares the rotated factors instead: no per-sample matrix is formed."""
+    out = []
+    for block, (_, QA, _, QS) in zip(kron_blocks(pt, deltas), K.eig()):
+        if block[0] == "exact":                     # M ⊗ [1]: rotate the rows by M's eigenbasis
+            out.append(((block[1] @ QS) ** 2).sum((0, 1))[:, None] / pt.N)
+            continue
+        _, ab, d, transposed = block
+        d, ab = (d @ QA, ab @ QS) if transposed else (d @ QS, ab @ QA)
+        if ab.shape[1] == 1:
+            # Σ over the seeds first, then one GEMM over the samples (einsum would not use BLAS)
+            s = (d[:, :, 0] ** 2).sum(0).T @ ab[:, 0] ** 2
+        else:
+            s = (np.matmul(d.transpose(0, 1, 3, 2), ab) ** 2).sum((0, 1))
+        out.append((s.T if transposed else s) / pt.N)
+    return out
+
+
 def ekfac(problem, w, flavor="expand"):
     """EKFAC (module docstring). Cost: KFLR's K backprops — whose per-sample backprops serve the
-    refit too —, the factors' eigendecompositions, and per layer the rotation of the backprops
-    and inputs into the KFE and one product of their squares."""
+    refit too —, the factors' eigendecompositions, and per block the rotation of the backprops
+    and inputs into the KFE and one product of their squares. Blocks without Kronecker structure
+    (norm layers, cl.Function) are KFLR's exact blocks, which EKFAC reproduces exactly."""
     pt = _point(problem, w, "ekfac", flavor)
     deltas = pt.backward(pt.sqrt_seeds)
-    bases = [(QS, QA) for _, QA, _, QS in _kflr_from(pt, deltas, flavor).eig()]
-    s = _squared_rows(pt, deltas, rotations=bases)
-    return EigenCorrected([(QA, QS, s[sl].reshape(layer.shape)) for (QS, QA), sl, layer in zip(
-        bases, pt.problem.model.layer_slices(), pt.problem.model.layers)], pt.l2, "ekfac")
+    K = _kflr_from(pt, deltas, flavor)
+    return EigenCorrected([(QA, QS, s) for (_, QA, _, QS), s in zip(K.eig(), refit(pt, deltas, K))],
+                          pt.l2, "ekfac")
 
 
 register("ekfac", lambda problem, w, flavor="expand": ekfac(problem, w, flavor=flavor),
          "EKFAC: KFLR's eigenbasis, exact diagonal in it",
-         "George et al. 2018; curvlinops EKFAC (type-2)", structure="blocks", chains_only=True,
+         "George et al. 2018; curvlinops EKFAC (type-2)", structure="blocks",
          references=("curvlinops EKFAC (type-2)", "‖G − EKFAC‖ ≤ ‖G − KFLR‖"))

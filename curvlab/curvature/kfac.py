@@ -23,6 +23,14 @@ layer's sample-dependent Jacobian averaged as (1/N) Σₙ Jₙᵀ M Jₙ: f' and
 as Hadamard products with E[f'f'ᵀ] and E[m mᵀ] (BackPACK's "expectation approximation") — and
 takes S as the sum of its diagonal location blocks (expand) or of all of them (reduce).
 
+Beyond chains (Residual blocks, MeanPool, Dense layers shared over the T positions of a
+sequence, a loss at every position) the same formulas hold with Jₙ,ₜ over all of sample n's
+outputs and Bₙ its whole output Hessian — the exact type-2 statistics, one √Bₙ per sample (the
+backprop of the factor C through the whole graph). A layer whose parameters meet its inputs in
+several products (attention's Q, K, V, O) has one Kronecker block per product; a layer without
+Kronecker structure (LayerNorm, RMSNorm, BatchNorm's γ, β; cl.Function) keeps its exact GGN
+block (sampled, for K-FAC), held as M ⊗ [1]. KFRA's recursion is defined for chains only.
+
 Other conventions, factor by factor (for conv layers; Dense layers agree up to the bias):
 BackPACK's KFLR/KFAC keep W and b apart (no ones column, so no weight–bias cross terms) and use
 A = (1/N) Σₙ Σₜ aₙ,ₜ aₙ,ₜᵀ (T times our expand A, without the bias row) with S our reduce S;
@@ -133,29 +141,72 @@ FLAVORS = ("expand", "reduce")
 
 
 def _input_factors(pt, flavor):
-    """A_l per layer: expand (1/(N·T)) Σ āₙ,ₜ āₙ,ₜᵀ; reduce (1/N) Σ ā̃ₙ ā̃ₙᵀ with ā̃ₙ = meanₜ āₙ,ₜ."""
+    """A_l per layer of a chain (KFRA): `input_factor` of each layer's patches."""
+    return [input_factor(ab, flavor) for ab in pt.tr.abar]
+
+
+def input_factor(ab, flavor):
+    """A from patches ā (N, T, m): expand (1/(N·T)) Σ āₙ,ₜ āₙ,ₜᵀ; reduce (1/N) Σ ā̃ₙ ā̃ₙᵀ with
+    ā̃ₙ = meanₜ āₙ,ₜ."""
+    N, T, m1 = ab.shape
+    a = ab.mean(1) if flavor == "reduce" else ab.reshape(N * T, m1)
+    return a.T @ a / a.shape[0]
+
+
+def output_factor(d, flavor, N):
+    """S from records δ (Q, N, T, n) of Q seeds: (1/N) Σ_q Σ_n Σ_t δ δᵀ (expand) or
+    (1/N) Σ_q Σ_n (Σ_t δ)(Σ_t δ)ᵀ (reduce)."""
+    if flavor == "reduce":
+        d = d.sum(2)
+    flat = d.reshape(-1, d.shape[-1])                      # one GEMM per layer
+    return flat.T @ flat / N
+
+
+def kron_blocks(pt, deltas):
+    """The model's Kronecker blocks in flat-layout order, from the records `deltas` =
+    pt.backward(seeds) of Q output seeds: per block either ('kron', ā, δ, transposed) — the
+    layer's parameters (or a contiguous part of them, e.g. attention's Q, K, V, O) meet inputs ā
+    (N, T, m) at T positions with pre-activation records δ (Q, N, T, n), the block's per-sample
+    gradient Σₜ δₙ,ₜ āₙ,ₜᵀ laid out (n, m) row-major, or (m, n) when `transposed` (an
+    embedding's (V, d) table) — or ('exact', rows) for a layer without that structure (norm
+    layers, cl.Function): its per-sample Jacobian rows (Q, N, size)."""
+    tr = pt.tr
     out = []
-    for ab in pt.tr.abar:
-        N, T, m1 = ab.shape
-        a = ab.mean(1) if flavor == "reduce" else ab.reshape(N * T, m1)
-        out.append(a.T @ a / a.shape[0])
+    for layer, Wb, st, d in zip(tr.model.layers, tr.Wbars, tr.layer_states, deltas):
+        pairs = getattr(layer, "kron_pairs", None)
+        pairs = None if pairs is None else pairs(Wb, st, d)
+        if pairs is None:
+            out.append(("exact", layer.param_rows(Wb, st, d)))
+        else:
+            out.extend(("kron", ab, dl, transposed) for ab, dl, transposed in pairs)
     return out
 
 
-def _output_factors(pt, deltas, flavor):
-    """S_l = (1/N) Σ_q Σ_n Σ_t δ δᵀ (expand) or (1/N) Σ_q Σ_n (Σ_t δ)(Σ_t δ)ᵀ (reduce) from the
-    backprops `deltas` = pt.backward(seeds) of output seeds (Q, N, K)."""
+def _factors(pt, deltas, flavor):
+    """[(A, S)] per block (`kron_blocks`) for KroneckerFactored, whose block is S ⊗ A: a
+    transposed block swaps the two, and a layer without Kronecker structure keeps its exact
+    (sampled, for seeds drawn from the model) block M = (1/N) Σ_q Σₙ rₙ rₙᵀ as M ⊗ [1]."""
     out = []
-    for d in deltas:
-        if flavor == "reduce":
-            d = d.sum(2)
-        flat = d.reshape(-1, d.shape[-1])                  # one GEMM per layer
-        out.append(flat.T @ flat / pt.N)
+    for block in kron_blocks(pt, deltas):
+        if block[0] == "exact":
+            rows = block[1].reshape(-1, block[1].shape[-1])
+            out.append((np.ones((1, 1)), rows.T @ rows / pt.N))
+            continue
+        _, ab, d, transposed = block
+        A, S = input_factor(ab, flavor), output_factor(d, flavor, pt.N)
+        out.append((S, A) if transposed else (A, S))
     return out
 
 
 def _build(pt, S, name, flavor):
+    """KFRA's KroneckerFactored from its S per layer (a chain: one block per layer)."""
     K = KroneckerFactored(list(zip(_input_factors(pt, flavor), S)), pt.l2, name)
+    K.flavor = flavor
+    return K
+
+
+def _build_from(pt, deltas, name, flavor):
+    K = KroneckerFactored(_factors(pt, deltas, flavor), pt.l2, name)
     K.flavor = flavor
     return K
 
@@ -164,18 +215,24 @@ def _point(problem, w, name, flavor):
     choice("flavor", flavor, FLAVORS)
     problem = require_problem(problem, name)
     require_chain(problem, name)
+    if getattr(problem.model, "couples_samples", False):
+        raise ValueError(f"{name} is built from per-sample statistics, but this model's train-mode "
+                         "BatchNorm couples the samples (each output depends on the whole batch); "
+                         "use the whole-batch ggn, hessian or fisher, or BatchNorm(mode='eval')")
     return problem.point(w)
 
 
 def kflr(problem, w, flavor="expand"):
     """KFLR: exact S_l from K backprops of the factor C of B (all samples at once); for conv
-    layers `flavor` 'expand' or 'reduce' (module docstring). Cost: about K gradients."""
+    layers and Dense layers shared over positions `flavor` 'expand' or 'reduce' (module
+    docstring); layers without Kronecker structure keep their exact GGN block. Cost: about K
+    gradients."""
     pt = _point(problem, w, "kflr", flavor)
     return _kflr_from(pt, pt.backward(pt.sqrt_seeds), flavor)
 
 
 def _kflr_from(pt, deltas, flavor):
-    return _build(pt, _output_factors(pt, deltas, flavor), "kflr", flavor)
+    return _build_from(pt, deltas, "kflr", flavor)
 
 
 def _kfra_down(pt, l, M):
@@ -223,12 +280,8 @@ def kfac(problem, w, samples=1, seed=0, kind="mc", flavor="expand"):
     choice("kfac kind", kind, {"mc", "empirical"})
     pt = _point(problem, w, "kfac", flavor)
     seeds = mc_seeds(pt, samples, seed) if kind == "mc" else pt.r[None]
-    return _build(
-        pt,
-        _output_factors(pt, pt.backward(seeds), flavor),
-        "kfac" if kind == "mc" else "kfac (empirical)",
-        flavor,
-    )
+    return _build_from(pt, pt.backward(seeds), "kfac" if kind == "mc" else "kfac (empirical)",
+                       flavor)
 
 
 register(
@@ -236,10 +289,9 @@ register(
     lambda problem, w, samples=1, seed=0, flavor="expand": kfac(
         problem, w, samples=samples, seed=seed, flavor=flavor
     ),
-    "K-FAC: sampled S ⊗ A",
+    "K-FAC: sampled S ⊗ A (norm, Function: sampled block)",
     "Martens & Grosse 2015",
     structure="kronecker",
-    chains_only=True,
     sampled=True,
     optimizer="kfac",
     references=("→ KFLR as samples grow", "curvlinops KFAC (mc)"),
@@ -247,10 +299,9 @@ register(
 register(
     "kflr",
     lambda problem, w, flavor="expand": kflr(problem, w, flavor=flavor),
-    "KFLR: exact S ⊗ A per layer",
+    "KFLR: exact S ⊗ A per layer (norm, Function: exact block)",
     "Botev et al. 2017",
     structure="kronecker",
-    chains_only=True,
     optimizer="kflr",
     references=("= GGN block for one sample", "curvlinops KFAC (type-2)", "BackPACK KFLR (mapped)"),
 )

@@ -286,6 +286,11 @@ class Affine(Layer):
             np.matmul(d.transpose(0, 1, 3, 2), ab, out=view)
         return out
 
+    def kron_pairs(self, Wbar, st, d):
+        """The Kronecker structure of its parameters (curvature.kfac.kron_blocks): one block,
+        inputs ā (N, T, m+1) and records δ (Q, N, T, n), laid out (n, m+1) row-major."""
+        return [(st.abar, d, False)]
+
     def param_tangent(self, Wbar, st, V):
         """ā Vᵀ: the pre-activations' tangent along V (Q, n, m+1): (Q, N, T, n) — the record's
         space, so ⟨δ, ā Vᵀ⟩ is the directional derivative."""

@@ -1,0 +1,220 @@
+"""The K-FAC family beyond chains: residual blocks, Dense layers shared over positions, cl.Function.
+
+Oracles: the exact type-2 statistics of DESIGN.md ("Modern architectures"), written here from
+autograd's jacobian of an independent plain forward — Jₙ,ₜ = ∂zₙ/∂sₙ,ₜ over all of sample n's
+outputs and Bₙ its whole output Hessian:
+    expand  A = (1/(N·T)) Σₙ Σₜ āₙ,ₜ āₙ,ₜᵀ,   S = (1/N) Σₙ Σₜ Jₙ,ₜᵀ Bₙ Jₙ,ₜ
+    reduce  A = (1/N) Σₙ ā̃ₙ ā̃ₙᵀ,             S = (1/N) Σₙ (Σₜ Jₙ,ₜ)ᵀ Bₙ (Σₜ Jₙ,ₜ)
+and the identities: for one sample at one position each S ⊗ A is the exact GGN block; a layer
+without Kronecker structure keeps its exact GGN block; EKFAC is at least as close to the GGN
+as KFLR; KFRA (a chain recursion) still refuses by name.
+"""
+
+import autograd.numpy as anp
+import numpy as np
+import pytest
+from autograd import hessian, jacobian
+
+import curvlab as cl
+
+
+def rel(a, b):
+    return np.linalg.norm(np.asarray(a) - np.asarray(b)) / max(np.linalg.norm(b), 1e-300)
+
+
+def ce_hessian(z):
+    """Cross-entropy's Hessian in the logits z (..., K): diag(p) − p pᵀ per row."""
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return np.einsum("...i,ij->...ij", p, np.eye(z.shape[-1])) - p[..., :, None] * p[..., None, :]
+
+
+def block_diag(blocks):
+    n = sum(b.shape[0] for b in blocks)
+    out = np.zeros((n, n))
+    o = 0
+    for b in blocks:
+        out[o:o + len(b), o:o + len(b)] = b
+        o += len(b)
+    return out
+
+
+def augment(a):
+    return np.concatenate([a, np.ones(a.shape[:-1] + (1,))], -1)
+
+
+# a sequence model: Dense(D, H, tanh) shared over T positions, then either MeanPool and one
+# loss per sequence (positions mix after the shared layer) or Dense(H, K) at every position
+D, H, K, T, N = 3, 4, 3, 3, 4
+
+
+def sequence_problem(head, seed=0):
+    rng = np.random.default_rng(seed)
+    if head == "meanpool":
+        mods = [cl.Dense(D, H, "tanh"), cl.MeanPool(), cl.Dense(H, K)]
+        y = rng.integers(0, K, N)
+    else:
+        mods = [cl.Dense(D, H, "tanh"), cl.Dense(H, K)]
+        y = rng.integers(0, K, (N, T))
+    model = cl.Sequential(mods, input_shape=(T, D))
+    X = rng.standard_normal((N, T, D))
+    problem = cl.Problem(model, "cross_entropy", X, y)
+    return problem, model.init(seed) + 0.3 * rng.standard_normal(model.n_params)
+
+
+def plain_split(w):
+    W1 = w[: H * (D + 1)].reshape(H, D + 1)
+    W2 = w[H * (D + 1):].reshape(K, H + 1)
+    return W1, W2
+
+
+def exact_statistics(problem, w, head):
+    """[(A, S) expand, (A, S) reduce] of the shared first layer, from the definitions."""
+    W1, W2 = plain_split(w)
+    X = problem.X
+
+    def z_of_s(s):                                      # one sample's outputs from its s (T, H)
+        a = anp.tanh(s)
+        if head == "meanpool":
+            return anp.dot(anp.mean(a, 0), W2[:, :H].T) + W2[:, H]
+        return (anp.dot(a, W2[:, :H].T) + W2[:, H]).ravel()
+
+    abar = augment(X)                                                 # (N, T, D+1)
+    S_exp, S_red = np.zeros((H, H)), np.zeros((H, H))
+    for n in range(N):
+        s = abar[n] @ W1.T
+        J = jacobian(z_of_s)(s)                                       # (K', T, H)
+        z = z_of_s(s)
+        B = ce_hessian(z) if head == "meanpool" else block_diag(list(ce_hessian(z.reshape(T, K))))
+        for t in range(T):
+            S_exp += J[:, t].T @ B @ J[:, t] / N
+        Js = J.sum(1)
+        S_red += Js.T @ B @ Js / N
+    flat = abar.reshape(-1, D + 1)
+    A_exp = flat.T @ flat / (N * T)
+    mean = abar.mean(1)
+    A_red = mean.T @ mean / N
+    return {"expand": (A_exp, S_exp), "reduce": (A_red, S_red)}
+
+
+@pytest.mark.parametrize("head", ["meanpool", "per-position"])
+@pytest.mark.parametrize("flavor", ["expand", "reduce"])
+def test_kflr_of_a_layer_shared_over_positions_is_the_exact_type2_statistics(head, flavor):
+    problem, w = sequence_problem(head)
+    A, S = cl.kflr(problem, w, flavor=flavor).factors[0]
+    A0, S0 = exact_statistics(problem, w, head)[flavor]
+    assert rel(A, A0) < 1e-12 and rel(S, S0) < 1e-12
+    # expand and reduce differ here (several positions), so the test can tell them apart: in A
+    # always, in S when positions mix after the layer (with a loss at every position and no
+    # mixing, the cross-position terms of reduce's S vanish)
+    A1, S1 = exact_statistics(problem, w, head)["reduce" if flavor == "expand" else "expand"]
+    assert rel(A, A1) > 1e-3
+    assert (rel(S, S1) > 1e-3) == (head == "meanpool")
+
+
+def test_kfac_samples_average_to_kflr_on_a_sequence_model():
+    problem, w = sequence_problem("meanpool")
+    exact = cl.kflr(problem, w).to_dense()
+    sampled = np.mean([cl.kfac(problem, w, samples=40, seed=s).to_dense() for s in range(5)], 0)
+    # S is linear in the sampled outer products: the sampled matrix converges to KFLR's
+    assert rel(sampled, exact) < 0.15
+
+
+def residual_problem(N, seed=1, with_function=False):
+    rng = np.random.default_rng(seed)
+    block = [cl.Dense(3, 3, "tanh")]
+    if with_function:
+        # a layer of the user's own: an elementwise scale and shift, no Kronecker structure
+        block.append(cl.Function(lambda p, x: x * p[0] + p[1], (2, 3)))
+    mods = [cl.Dense(2, 3, "tanh"), cl.Residual(block), cl.Dense(3, 2)]
+    model = cl.Sequential(mods, input_shape=(2,))
+    X = rng.standard_normal((N, 2))
+    problem = cl.Problem(model, "cross_entropy", X, rng.integers(0, 2, N))
+    return problem, model.init(seed) + 0.3 * rng.standard_normal(model.n_params)
+
+
+def plain_residual_loss(problem, with_function):
+    sizes = [3 * 3, 3 * 4] + ([6] if with_function else []) + [2 * 4]
+    X, y = problem.X, problem.y
+
+    def loss(w):
+        parts, o = [], 0
+        for n in sizes:
+            parts.append(w[o:o + n])
+            o += n
+        W1 = anp.reshape(parts[0], (3, 3))
+        W2 = anp.reshape(parts[1], (3, 4))
+        W3 = anp.reshape(parts[-1], (2, 4))
+        a = anp.tanh(anp.dot(X, W1[:, :2].T) + W1[:, 2])
+        f = anp.tanh(anp.dot(a, W2[:, :3].T) + W2[:, 3])
+        if with_function:
+            p = anp.reshape(parts[2], (2, 3))
+            f = f * p[0] + p[1]
+        a = a + f
+        z = anp.dot(a, W3[:, :3].T) + W3[:, 3]
+        m = anp.max(z, 1, keepdims=True)
+        logp = z - m - anp.log(anp.sum(anp.exp(z - m), 1, keepdims=True))
+        return -anp.mean(logp[anp.arange(len(y)), y])
+
+    return loss
+
+
+def test_kflr_of_one_sample_is_the_exact_ggn_block_in_a_residual_net():
+    problem, w = residual_problem(N=1)
+    G = cl.ggn(problem, w)
+    assert rel(G, hessian(plain_residual_loss(problem, False))(w)) > 1e-3      # not the Hessian
+    for flavor in ("expand", "reduce"):
+        K = cl.kflr(problem, w, flavor=flavor)
+        for B, sl in zip(K.blocks(), problem.model.layer_slices()):
+            assert rel(B, G[sl, sl]) < 1e-12
+
+
+def test_a_layer_without_kronecker_structure_keeps_its_exact_ggn_block():
+    problem, w = residual_problem(N=5, with_function=True)
+    G = cl.ggn(problem, w)
+    # the GGN itself against autograd on the plain forward: the oracle for the blocks below
+    L = plain_residual_loss(problem, True)
+    J = jacobian(lambda v: problem.model.forward(v, problem.X))(w)            # (N, 2, P)
+    z = problem.model.forward(w, problem.X)
+    Bz = ce_hessian(z) / problem.N
+    assert rel(G, np.einsum("nkp,nkl,nlq->pq", J, Bz, J)) < 1e-12
+    assert abs(L(w) - problem.loss(w)) < 1e-13
+    slices = problem.model.layer_slices()
+    for name in ("kflr", "ekfac"):
+        M = cl.matrix(problem, w, name)
+        blocks = M.blocks()
+        assert len(blocks) == len(slices)
+        assert rel(blocks[2], G[slices[2], slices[2]]) < 1e-12          # the Function's block
+        assert rel(blocks[1], G[slices[1], slices[1]]) > 1e-4           # a Dense: approximated
+    # the exact block is one factor pair M ⊗ [1]
+    A, S = cl.kflr(problem, w).factors[2]
+    assert A.shape == (1, 1) and S.shape == (6, 6)
+
+
+def test_ekfac_is_at_least_as_close_as_kflr_beyond_chains():
+    for problem, w in (residual_problem(N=6, with_function=True), sequence_problem("meanpool"),
+                       sequence_problem("per-position")):
+        G = cl.ggn(problem, w)
+        for flavor in ("expand", "reduce"):
+            Kb = cl.kflr(problem, w, flavor=flavor).blocks()
+            Eb = cl.ekfac(problem, w, flavor=flavor).blocks()
+            for B_k, B_e, sl in zip(Kb, Eb, problem.model.layer_slices()):
+                assert np.linalg.norm(B_e - G[sl, sl]) <= np.linalg.norm(B_k - G[sl, sl]) + 1e-12
+
+
+def test_ekfac_diagonal_is_the_second_moment_in_kflr_eigenbasis():
+    problem, w = sequence_problem("per-position")
+    G = cl.ggn(problem, w)
+    K = cl.kflr(problem, w, flavor="reduce")
+    E = cl.ekfac(problem, w, flavor="reduce")
+    for (lA, UA, lS, US), (QA, QS, s), B, sl in zip(K.eig(), E.factors, E.blocks(),
+                                                   problem.model.layer_slices()):
+        Q = np.kron(US, UA)
+        assert rel(s.ravel(), np.diag(Q.T @ G[sl, sl] @ Q)) < 1e-11
+        assert rel(B, (Q * s.ravel()) @ Q.T) < 1e-12
+
+
+def test_kfra_still_refuses_beyond_chains_by_name():
+    problem, w = residual_problem(N=2)
+    with pytest.raises(ValueError, match=r"kfra is not supported yet on models with Residual"):
+        cl.kfra(problem, w)
