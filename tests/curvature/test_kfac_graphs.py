@@ -218,3 +218,55 @@ def test_kfra_still_refuses_beyond_chains_by_name():
     problem, w = residual_problem(N=2)
     with pytest.raises(ValueError, match=r"kfra is not supported yet on models with Residual"):
         cl.kfra(problem, w)
+
+
+def torch_sequence_module(problem, w, head):
+    """The sequence model in torch with curvlab's weights: outputs (N, K) after the mean over
+    positions, or (N, K, T) (classes second, as CrossEntropyLoss wants) at every position."""
+    import torch
+
+    class Mean(torch.nn.Module):
+        def forward(self, x):
+            return x.mean(1)
+
+    class ClassesSecond(torch.nn.Module):
+        def forward(self, x):
+            return x.permute(0, 2, 1)
+
+    W1, W2 = plain_split(w)
+    l1 = torch.nn.Linear(D, H, dtype=torch.float64)
+    l2 = torch.nn.Linear(H, K, dtype=torch.float64)
+    with torch.no_grad():
+        for lin, Wb in ((l1, W1), (l2, W2)):
+            lin.weight.copy_(torch.as_tensor(Wb[:, :-1]))
+            lin.bias.copy_(torch.as_tensor(Wb[:, -1]))
+    if head == "meanpool":
+        return torch.nn.Sequential(l1, torch.nn.Tanh(), Mean(), l2)
+    return torch.nn.Sequential(l1, torch.nn.Tanh(), l2, ClassesSecond())
+
+
+@pytest.mark.parametrize("head", ["meanpool", "per-position"])
+def test_kflr_on_sequences_against_curvlinops_type2(head):
+    """curvlinops' KFAC (type-2) with a summed loss is N × ours (our loss averages over the N
+    sequences) wherever both define the same statistics: expand always here (no layer mixes
+    positions before a per-position loss), reduce with one loss per sequence. With a loss at
+    every position curvlinops' reduce is another matrix (it is not the formula above)."""
+    import torch
+    from curvlinops import KFACLinearOperator
+
+    from curvlab.torch_bridge import from_torch_layout
+    problem, w = sequence_problem(head)
+    module = torch_sequence_module(problem, w, head)
+    X, y = torch.as_tensor(problem.X), torch.as_tensor(problem.y)
+    assert np.allclose(module(X).detach().numpy().reshape(N, -1) if head == "meanpool" else
+                       module(X).detach().numpy().transpose(0, 2, 1), problem.outputs(w),
+                       rtol=0, atol=1e-13)
+    for flavor in ("expand", "reduce"):
+        op = KFACLinearOperator(module, torch.nn.CrossEntropyLoss(reduction="sum"),
+                                list(module.parameters()), [(X, y)], fisher_type="type-2",
+                                kfac_approx=flavor, separate_weight_and_bias=False,
+                                check_deterministic=False)
+        theirs = from_torch_layout(op.to_scipy() @ np.eye(problem.n_params), problem.model)
+        ours = cl.kflr(problem, w, flavor=flavor).to_dense()
+        same = flavor == "expand" or head == "meanpool"
+        assert (rel(theirs / problem.N, ours) < 1e-12) == same
