@@ -79,18 +79,23 @@ from .losses import BCE, MSE, CrossEntropy, Loss
 from .nn import (
     MLP,
     AvgPool2d,
+    BatchNorm,
     Conv1d,
     Conv2d,
     Dense,
+    Embedding,
     Flatten,
     Function,
+    LayerNorm,
     MaxPool2d,
     MeanPool,
     Residual,
+    RMSNorm,
+    SelfAttention,
     Sequential,
 )
 from .problem import Objective, Problem
-from .torch_bridge import from_torch, from_torch_loss, to_torch
+from .torch_bridge import from_torch, from_torch_loss, to_torch, torch_order
 from .units import UnitNetwork
 
 __version__ = "0.1.0"
@@ -108,6 +113,11 @@ __all__ = [
     "Flatten",
     "Residual",
     "Function",
+    "Embedding",
+    "SelfAttention",
+    "LayerNorm",
+    "RMSNorm",
+    "BatchNorm",
     "UnitNetwork",
     "BoltzmannMachine",
     "Loss",
@@ -119,6 +129,7 @@ __all__ = [
     "from_torch",
     "to_torch",
     "from_torch_loss",
+    "torch_order",
     # curvature: matrices by name, the registry, the objects
     "hessian",
     "ggn",

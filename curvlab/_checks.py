@@ -41,9 +41,19 @@ def check_dense(name, P, extra_bytes=0, alternative=None):
         )
 
 
+def as_numpy(a):
+    """A torch tensor (any device, with or without an autograd graph) as a numpy array, so
+    tensors are accepted wherever arrays go; anything else (arrays, lists, autograd's boxes)
+    unchanged. The one place tensors are converted."""
+    if type(a).__module__.startswith("torch") and hasattr(a, "detach"):
+        return a.detach().cpu().numpy()
+    return a
+
+
 def finite_array(name, a, ndim=None, dtype=np.float64):
-    """Return `a` as a float64 array, checking dimensions and that every entry is finite."""
-    a = np.asarray(a, dtype=dtype)
+    """Return `a` as a float64 array (a torch tensor converted), checking dimensions and that
+    every entry is finite."""
+    a = np.asarray(as_numpy(a), dtype=dtype)
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
@@ -56,7 +66,7 @@ def finite_array(name, a, ndim=None, dtype=np.float64):
 
 def flat_vector(name, v, P):
     """Check a flat parameter-space vector of length P (or a (P, Q) block of vectors)."""
-    v = np.asarray(v, dtype=np.float64)
+    v = np.asarray(as_numpy(v), dtype=np.float64)
     if v.ndim not in (1, 2) or v.shape[0] != P:
         raise ValueError(
             f"{name} must have shape ({P},) or ({P}, Q) in the flat layout, got {v.shape}"

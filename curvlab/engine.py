@@ -20,6 +20,14 @@ whole family of backprops is a handful of large matrix products. Steps before th
 with parameters do not depend on w: backward passes stop there and the R-forward starts there.
 Nothing here averages over samples; callers divide by N.
 
+Samples are independent unless a layer couples them (`model.couples_samples`: train-mode
+BatchNorm normalises with the batch's statistics). A backward pass of Q seeds over the N
+samples is then still exact — each seed is one cotangent of the whole batch's outputs, and
+Σₙ ∂ℓ/∂θ, J v, Jᵀ u, H v are the batch's — but the per-sample split of a gradient is not:
+`jacobian_rows` and what is built from per-sample gradients refuse (`require_independent`),
+and `Point.rows` gives the batch's rows Jₙᵀ s (Jₙ = ∂zₙ/∂w of the whole batch) by one seed per
+sample, which the GGN, true Fisher, their diagonals and the NTK use.
+
 For chains (`model.is_chain`: Dense and conv layers with pooling and Flatten between them) the
 classic notation of Botev et al. and Lin's notes holds: layer l's augmented patches ā_l
 (N, T_l, m_l + 1), pre-activations s_l = ā_l W̄_lᵀ, a_l = f(s_l), and the parameter-free
@@ -32,6 +40,7 @@ import copy
 
 import numpy as np
 
+from ._checks import memory_budget
 from .layers import FORK, JOIN
 
 
@@ -40,6 +49,23 @@ def _add(a, b):
     if a is None:
         return b
     return a if b is None else a + b
+
+
+def couples(model):
+    """Whether the model couples its samples (`couples_samples`: train-mode BatchNorm), so a
+    sample's outputs depend on the whole batch."""
+    return bool(getattr(model, "couples_samples", False))
+
+
+def require_independent(model, what):
+    """Refuse, by name, a per-sample quantity (per-sample gradients or Jacobian rows, the
+    empirical and Monte-Carlo Fishers, stored per-sample Jacobians, ...) on a model that
+    couples its samples."""
+    if couples(model):
+        from .layers.norm import coupled_error
+        layers = ", ".join(dict.fromkeys(repr(s) for s, _ in model.steps
+                                         if getattr(s, "couples_samples", False)))
+        raise coupled_error(what, layers)
 
 
 def walk(model, x, visit, start=0, stop=None, stack=()):
@@ -203,7 +229,9 @@ def weight_grads(tr, deltas):
 
 def jacobian_rows(tr, deltas):
     """Per-sample rows Jₙᵀ s_{q,n} in the flat layout, (Q, N, P) (for a list of the first
-    layers' records, those layers' columns), each layer's written in place."""
+    layers' records, those layers' columns), each layer's written in place. Per-sample rows
+    exist only when the samples are independent (`Point.rows` gives the batch's rows always)."""
+    require_independent(tr.model, "per-sample Jacobian rows")
     Q, N = deltas[0].shape[:2]
     layers = tr.model.layers
     widths = [d.shape[-1] * ab.shape[-1] if ab is not None else layer.size
@@ -394,6 +422,27 @@ class Point:
         """Backprop of output seeds (Q, N, K): the records per layer."""
         return backward(self.model, self.Wbars, self.tr, seed, with_a)
 
+    def rows(self, seeds):
+        """The batch's Jacobian rows Jₙᵀ s_{q,n} (Q, N, P) of output seeds (Q, N, K), Jₙ = ∂zₙ/∂w.
+        Independent samples: one backward pass, the layers' per-sample rows. Coupled samples
+        (`couples`): each (q, n) its own seed, zero but at sample n, backpropagated through the
+        whole batch and summed over it — Q·N seeds of N samples, in chunks."""
+        if not couples(self.model):
+            return jacobian_rows(self.tr, self.backward(seeds))
+        Q, N, K = seeds.shape
+        P = self.problem.n_params
+        out = np.empty((Q, N, P))
+        flat = out.reshape(Q * N, P)
+        budget = min(256 * 2**20, memory_budget() // 4)          # one chunk's working memory
+        step = int(max(1, min(Q * N, budget // (8 * N * (P + 2 * sum(self.model.widths))))))
+        for i0 in range(0, Q * N, step):
+            idx = np.arange(i0, min(i0 + step, Q * N))
+            q, n = np.divmod(idx, N)
+            local = np.zeros((len(idx), N, K))
+            local[np.arange(len(idx)), n] = seeds[q, n]
+            flat[idx] = weight_grads(self.tr, self.backward(local)).T
+        return out
+
     def Bu(self, U):
         """B U for output directions U (Q, N, K), per sample, without forming B."""
         return self.problem.lossfn.hessian_product(self.tr.z, self.problem.y, U)
@@ -425,6 +474,7 @@ class Point:
 
     def gv_jacobian(self, V):
         """Lin (a): reuse the stored ∂z/∂s_l; memory ∝ samples × outputs × units."""
+        require_independent(self.model, "ggnvp(method='jacobian') (stored per-sample Jacobians)")
         Jv = 0.0
         model, tr = self.model, self.tr
         K, N = self.tr.z.shape[1], self.N
@@ -443,6 +493,7 @@ class Point:
         return self.jtu(FJv) / self.N + self.l2 * V
 
     def fv_empirical(self, V):
+        require_independent(self.model, "the empirical Fisher (per-sample gradients)")
         G = self.lazy(
             "g_n", lambda: jacobian_rows(self.tr, self.backward(self.r[None]))[0]
         )  # (N, P)

@@ -6,14 +6,16 @@ The flat parameter vector (the layout every matrix in curvlab uses) is the conca
 the layers with parameters, in order of appearance (a Residual's layers in place), of each
 layer's parameters flattened row-major: W̄_l = [W_l | b_l], shape (n_l, m_l + 1), for Dense and
 conv layers — for each output unit (a Dense unit, a conv filter) its incoming weights and then
-its bias; W_l alone with bias=False; a `cl.Function`'s array of its own shape. A conv layer's W
+its bias; W_l alone with bias=False; a `cl.Function`'s array of its own shape; an Embedding's
+(V, d) table; SelfAttention's four blocks Q, K, V, O, each [W | b] (d, d + 1). A conv layer's W
 has its columns in torch's (c_in, k...) order. With this layout the K-FAC block of layer l is
 exactly ``np.kron(S_l, A_l)`` (A over ā = [a; 1]).
 
-Inputs are (N, D) for vector models, (N, T, D) for sequences, (N, C, L) for 1-D conv models
-and (N, C, H, W) for image models, like torch; inside, feature maps are channels-last (see
-`curvlab.layers`), and Flatten orders features channels first like torch. Outputs are vectors
-(N, K) or sequences (N, T, K) — a loss at every position (`curvlab.losses.PerPosition`).
+Inputs are (N, D) for vector models, (N, T, D) for sequences, (N, T) integer token ids for a
+model that starts with an Embedding, (N, C, L) for 1-D conv models and (N, C, H, W) for image
+models, like torch; inside, feature maps are channels-last (see `curvlab.layers`), and Flatten
+orders features channels first like torch. Outputs are vectors (N, K) or sequences (N, T, K) —
+a loss at every position (`curvlab.losses.PerPosition`).
 """
 
 import autograd.numpy as anp
@@ -26,22 +28,29 @@ from .layers import (
     FORK,
     JOIN,
     AvgPool2d,
+    BatchNorm,
     Conv1d,
     Conv2d,
     Dense,
+    Embedding,
     Flatten,
     Function,
     Layer,
+    LayerNorm,
     Map,
     MaxPool2d,
     MeanPool,
     Residual,
+    RMSNorm,
+    SelfAttention,
 )
 from .layers import activation as _activation
 from .layers.base import describe
 
 __all__ = ["ACTIVATIONS", "MLP", "AvgPool2d", "Conv1d", "Conv2d", "Dense", "Flatten", "Function",
            "MaxPool2d", "MeanPool", "Residual", "Sequential"]
+__all__ += ["Embedding", "SelfAttention"]
+__all__ += ["BatchNorm", "LayerNorm", "RMSNorm"]
 
 
 def _input_shape(input_shape):
@@ -76,12 +85,18 @@ class Sequential:
                 raise TypeError(
                     f"layer {i} is {type(mod).__name__} {mod!r}, not a curvlab layer; use "
                     "cl.Dense, cl.Conv1d, cl.Conv2d, cl.MaxPool2d, cl.AvgPool2d, cl.MeanPool, "
-                    "cl.Flatten, cl.Residual or cl.Function"
+                    "cl.Flatten, cl.Residual, cl.Embedding, cl.SelfAttention or cl.Function"
                 )
         self.input_shape = _input_shape(input_shape)
         self.modules = [m.clone() for m in modules]  # a layer is sized by the model it is in
         program = [step for m in self.modules for step in m.program()]
         first = next((s for s in program if s not in (FORK, JOIN)), None)
+        for i, s in enumerate(program):
+            if i and getattr(s, "reads_tokens", False):
+                raise ValueError(f"{s!r} reads integer token ids, so it must be the model's first "
+                                 f"layer (here it is step {i} of the program)")
+        # integer token inputs (an Embedding first): the layer validates X itself
+        self.reads_tokens = bool(program) and getattr(program[0], "reads_tokens", False)
         self.channels_first = len(self.input_shape) == 3 or (
             len(self.input_shape) == 2 and getattr(first, "dims", None) == 1)
         shape = self.input_shape
@@ -138,6 +153,13 @@ class Sequential:
         return len(self.out_shape) == 1 and all(
             s not in (FORK, JOIN) and s.chain for s, _ in self.steps)
 
+    @property
+    def couples_samples(self):
+        """Whether a sample's outputs depend on the other samples of the batch (train-mode
+        BatchNorm): the batch's Hessian, GGN and true Fisher stay exact, per-sample quantities
+        refuse by name (`engine.require_independent`)."""
+        return any(getattr(s, "couples_samples", False) for s, _ in self.steps)
+
     def beyond_chain(self):
         """What makes the model more than a chain (`is_chain`), in words: ['Residual', ...]."""
         out = []
@@ -180,7 +202,10 @@ class Sequential:
         return w
 
     def check_inputs(self, X):
-        """X as float64 of shape (N, *input_shape), with a clear error otherwise."""
+        """X as float64 of shape (N, *input_shape) — integer token ids (N, T), checked by the
+        Embedding, for a model that starts with one — with a clear error otherwise."""
+        if self.reads_tokens:
+            return self.steps[0][0].check_input(X, self.input_shape)
         X = finite_array("X", X)
         if X.ndim == 1 and self.input_shape == (1,):
             X = X[:, None]

@@ -13,7 +13,7 @@ import numpy as np
 from autograd import grad as _ag_grad
 
 from . import engine
-from ._checks import finite_array, nonnegative
+from ._checks import as_numpy, finite_array, nonnegative
 from .losses import for_outputs, get_loss
 
 # What a model offers a Problem (cl.Sequential / cl.MLP and cl.UnitNetwork do). `point(problem,
@@ -37,6 +37,7 @@ class Problem:
         self.model = model
         self.lossfn = for_outputs(get_loss(loss), model.out_shape)
         X = model.check_inputs(X)
+        y = as_numpy(y)
         y_arr = np.asarray(y)
         if y_arr.shape[:1] != X.shape[:1]:
             raise ValueError(f"X and y disagree on the number of samples: X has {X.shape[0]}, "
@@ -65,7 +66,8 @@ class Problem:
 
     # values ---------------------------------------------------------------------------------
     def loss(self, w):
-        """L(w); differentiable by autograd."""
+        """L(w); differentiable by autograd (a torch tensor w is converted)."""
+        w = as_numpy(w)
         z = self.model.forward(w, self.X)
         val = anp.mean(self.lossfn.value(z, self.y))
         return val + 0.5 * self.l2 * anp.sum(w * w) if self.l2 else val
@@ -105,12 +107,17 @@ class Problem:
         self.require_layered(what)
         if not self.model.is_chain:
             parts = ", ".join(self.model.beyond_chain())
+            per_sample = "sqrt_ggn, per_sample_grads, "
+            coupled = ""
+            if getattr(self.model, "couples_samples", False):   # train-mode BatchNorm
+                per_sample = ""
+                coupled = " (not the per-sample ones: its samples are coupled)"
             raise ValueError(
                 f"{what} is not supported yet on models with {parts}: it works on chains of "
                 "Dense (on vectors), Conv1d, Conv2d, pooling and Flatten layers. On this model "
                 "every exact quantity works — hessian, ggn, fisher, hessian_blocks, ggn_blocks, "
-                "diag_hessian, diag_ggn, sqrt_ggn, per_sample_grads, ntk, hvp, ggnvp, spectra "
-                "and landscapes"
+                f"diag_hessian, diag_ggn, {per_sample}ntk, hvp, ggnvp, spectra "
+                f"and landscapes{coupled}"
             )
 
     def trace(self, w):
@@ -124,6 +131,18 @@ class Problem:
         models, the model's own (`model.point`) otherwise — gradient `grad()`, and the block
         products `hv(V)`, `gv_rop(V)` under the same names."""
         return self.model.point(self, w)
+
+    def finite_point(self, w, what):
+        """`point(w)`, refusing by name a loss that is NaN or infinite at w (its matrices there
+        would be meaningless, finite or not)."""
+        pt = self.point(w)
+        z = pt.tr.z if self.layered else self.model.forward(pt.w, self.X)
+        value = float(np.mean(self.lossfn.value(z, self.y)))
+        if not np.isfinite(value):
+            raise ValueError(f"{what}: the loss at w is {value} (a NaN or infinite loss has no "
+                             "curvature); check the loss function, the data and w (e.g. a "
+                             "diverged run)")
+        return pt
 
     def subset(self, idx):
         """The same problem on samples X[idx], y[idx] (mini-batches, one-sample checks)."""

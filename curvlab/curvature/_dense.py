@@ -35,16 +35,18 @@ def gram_of_seeds(name, pt, seeds):
     """(1/N) Σ_q Σ_n (Jₙᵀ s_{q,n})(Jₙᵀ s_{q,n})ᵀ + λI for output seeds s (Q, N, K).
 
     Each seed is backpropagated (all at once, in chunks), the per-sample rows Jₙᵀ s form a
-    (Q·N, P) matrix M, and the result is the single product MᵀM / N.
+    (Q·N, P) matrix M, and the result is the single product MᵀM / N. On a model that couples
+    its samples the rows are the batch's (`engine.Point.rows`: N times the backprops).
     """
     P, N = pt.problem.n_params, pt.N
     Q = seeds.shape[0]
     per_seed = 8 * N * (P + 2 * sum(pt.problem.model.widths))
+    per_seed *= N if engine.couples(pt.problem.model) else 1
     step = chunk_size(per_seed, Q, cap=8 * P * P)  # peak: the matrix and at most its size again
     check_dense(name, P, extra_bytes=step * per_seed)
     out = None
     for q0 in range(0, Q, step):
-        rows = engine.jacobian_rows(pt.tr, pt.backward(seeds[q0 : q0 + step]))
+        rows = pt.rows(seeds[q0 : q0 + step])
         M = rows.reshape(-1, P)
         if out is None:
             out = M.T @ M

@@ -11,8 +11,10 @@ and for Dense layers only the diagonals of the H_l. (BackPACK's DiagHessian gets
 by backpropagating signed square-root factors of each layer's f'' term instead.)
 """
 
+
 import numpy as np
 
+from .. import engine
 from .._checks import check_dense
 from ..problem import require_problem
 from .base import Curvature, check_singular
@@ -57,12 +59,16 @@ class Diagonal(Curvature):
 
 def _ggn_diagonal(pt):
     """diag of (1/N) Σₙ Jₙᵀ Bₙ Jₙ, without the L2 term. With weight sharing the per-sample
-    gradient entries Σ_t δ_t ā_t are summed over the locations before they are squared."""
+    gradient entries Σ_t δ_t ā_t are summed over the locations before they are squared.
+    Coupled samples (train-mode BatchNorm): the squares of the batch's rows (`Point.rows`)."""
+    if engine.couples(pt.problem.model):
+        return (pt.rows(pt.sqrt_seeds) ** 2).sum((0, 1)) / pt.N
     return _squared_rows(pt, pt.backward(pt.sqrt_seeds))
 
 
 def _mc_diagonal(pt, samples, seed):
     from .fisher import mc_seeds
+    engine.require_independent(pt.problem.model, "diag_ggn_mc (per-sample sampled gradients)")
     return _squared_rows(pt, pt.backward(mc_seeds(pt, samples, seed)))
 
 

@@ -12,6 +12,7 @@ Monte-Carlo Fishers are Gram matrices MᵀM / N of backpropagated gradients (N o
 
 import numpy as np
 
+from .. import engine
 from .._checks import choice
 from ..problem import require_problem
 from ._dense import gram_of_seeds
@@ -40,6 +41,8 @@ def fisher(problem, w, kind="true", samples=1, seed=0):
     if kind == "true":
         return dense_from_layers("fisher (true)", pt, exact=False,
                                  top=lambda c: c.problem.lossfn.fisher_factor(c.tr.z))  # Φ = F Fᵀ
+    if kind != "true":
+        engine.require_independent(problem.model, f"fisher(kind={kind!r}) (per-sample gradients)")
     if kind == "empirical":
         seeds = pt.r[None]
     else:

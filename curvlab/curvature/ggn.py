@@ -23,9 +23,10 @@ def ggn(problem, w, progress=None):
     """G (P, P), exactly symmetric. Cost: about N·P²/2 multiply-adds in large matrix products;
     memory P² plus per-sample layer GGNs (N·Σn_l²) and one bounded working block."""
     problem = require_problem(problem, "ggn")
+    pt = problem.finite_point(w, "ggn")
     if not problem.layered:
-        return from_product("ggn", problem.n_params, problem.point(w).gv_rop)   # P products
-    return dense_from_layers("ggn", problem.point(w), exact=False, progress=progress)
+        return from_product("ggn", problem.n_params, pt.gv_rop)   # P products
+    return dense_from_layers("ggn", pt, exact=False, progress=progress)
 
 
 def gram_ggn(problem, w):

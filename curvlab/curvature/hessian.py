@@ -38,10 +38,15 @@ def hessian(objective, w, progress=None):
     and one bounded working block. progress: show a bar (default: when the build is large)."""
     obj = as_objective(objective)
     if isinstance(obj, Problem) and not obj.layered:
-        return from_product("hessian", obj.n_params, obj.point(w).hv)   # P products, R{backprop}
+        pt = obj.finite_point(w, "hessian")
+        return from_product("hessian", obj.n_params, pt.hv)   # P products, R{backprop}
     if isinstance(obj, Problem):
-        return dense_from_layers("hessian", obj.point(w), exact=True, progress=progress)
+        return dense_from_layers("hessian", obj.finite_point(w, "hessian"), exact=True,
+                                 progress=progress)
     w = obj.check(w)
+    if not np.isfinite(float(obj.fun(w))):
+        raise ValueError(f"hessian: {obj.name} is {float(obj.fun(w))} at w (a NaN or infinite "
+                         "value has no curvature)")
     check_dense("hessian", w.shape[0], alternative="cl.hvp(objective, w, v)")
     return np.asarray(_ag_hessian(obj.fun)(w), dtype=np.float64)
 

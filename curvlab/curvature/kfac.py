@@ -41,6 +41,7 @@ ours with S divided by K.
 
 import numpy as np
 
+from .. import engine
 from .._checks import choice, nonnegative
 from ..problem import require_problem
 from .base import BlockDiagonal, check_singular
@@ -215,10 +216,7 @@ def _point(problem, w, name, flavor):
     choice("flavor", flavor, FLAVORS)
     problem = require_problem(problem, name)
     require_chain(problem, name)
-    if getattr(problem.model, "couples_samples", False):
-        raise ValueError(f"{name} is built from per-sample statistics, but this model's train-mode "
-                         "BatchNorm couples the samples (each output depends on the whole batch); "
-                         "use the whole-batch ggn, hessian or fisher, or BatchNorm(mode='eval')")
+    engine.require_independent(problem.model, f"{name} (per-sample Kronecker statistics)")
     return problem.point(w)
 
 

@@ -13,6 +13,7 @@ import inspect
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
+from .._checks import as_numpy
 from ..problem import Problem, as_objective
 from .base import Curvature, Dense, Operator, symmetric
 from .registry import KINDS, REGISTRY, call, get, kind_table, register  # noqa: F401  (re-exported)
@@ -26,8 +27,7 @@ def is_outside(M):
 
 def _array(M):
     """An array-like (numpy, a CPU torch tensor, nested lists) as float64, or None."""
-    if hasattr(M, "detach"):                           # a torch tensor: no autograd graph
-        M = M.detach().cpu().numpy()
+    M = as_numpy(M)                                    # a torch tensor: no autograd graph
     try:
         return np.asarray(M, dtype=np.float64)
     except (TypeError, ValueError):

@@ -13,6 +13,10 @@ samples. Conventions (mean loss, no L2 term unless stated):
                        B = C Cᵀ; BackPACK's SqrtGGNExact is the same V with columns ordered (r, n).
     ntk                Θ = J Jᵀ (N·K, N·K), row n·K + k = ∂z_{n,k}/∂w; no 1/N (neural-tangents,
                        nngeometry). With MSE (B = I) the nonzero spectrum of Θ/N is the GGN's.
+
+On a model that couples its samples (train-mode BatchNorm) there are no per-sample gradients:
+per_sample_grads, batch_stats, sqrt_ggn and vivit refuse by name; ntk is the batch's J Jᵀ
+(`engine.Point.rows`, one seed per sample and output).
 """
 
 from dataclasses import dataclass
@@ -33,6 +37,7 @@ def per_sample_grads(problem, w):
     """∇ℓₙ(w), shape (N, P), at the data labels, without the L2 term (their mean plus λw is
     ∇L). Cost: one backward pass; memory N·P."""
     pt = require_problem(problem, "per_sample_grads").point(w)
+    engine.require_independent(problem.model, "per_sample_grads")
     return _rows(pt, pt.r[None])[0]
 
 
@@ -66,6 +71,7 @@ def sqrt_ggn(problem, w):
     """V (P, N·R) with V Vᵀ = G, the GGN without λI: column n·R + r is Jₙᵀ C_{n,:,r} / √N for
     the factor C of B = C Cᵀ (R = K for the built-in losses). Cost: R backward passes."""
     pt = require_problem(problem, "sqrt_ggn").point(w)
+    engine.require_independent(problem.model, "sqrt_ggn (per-sample columns Jₙᵀ Cₙ)")
     rows = _rows(pt, pt.sqrt_seeds) / np.sqrt(pt.N)  # (R, N, P)
     return rows.transpose(1, 0, 2).reshape(-1, problem.n_params).T
 
@@ -75,7 +81,12 @@ def ntk(problem, w):
     pt = require_problem(problem, "ntk").point(w)
     NK = pt.N * problem.n_outputs
     check_dense("ntk", NK, alternative="cl.jvp / cl.vjp (matrix-free J v, Jᵀ u)")
-    J = engine.jacobian_rows(pt.tr, pt.D).transpose(1, 0, 2).reshape(NK, -1)
+    if engine.couples(problem.model):   # the batch's rows, one seed per sample and output
+        K = problem.n_outputs
+        J = pt.rows(np.broadcast_to(np.eye(K)[:, None, :], (K, pt.N, K)))
+    else:
+        J = engine.jacobian_rows(pt.tr, pt.D)
+    J = J.transpose(1, 0, 2).reshape(NK, -1)
     return J @ J.T
 
 

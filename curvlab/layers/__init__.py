@@ -33,19 +33,33 @@ linear once its forward has run — pooling, Flatten, MeanPool — writes only f
 which the chain algorithms (Botev's dense build, KFRA, the Kronecker kinds) read; a layer with
 `chain = True` is one of theirs. Pooling keeps `expected_sandwich(state, M)`, (1/N) Σₙ Jₙᵀ M Jₙ
 for KFRA. `Function(fn, shape)` is a layer of your own whose rules autograd derives.
+
+The norm layers (`LayerNorm`, `RMSNorm`, `BatchNorm`; norm.py) write the rules themselves, the
+cotangent of their output as the record. A layer with `couples_samples` True (train-mode
+BatchNorm: the batch's statistics) makes each sample's outputs depend on the whole batch; the
+engine then keeps only the batch's quantities exact and refuses per-sample ones.
+
+`Embedding` (embedding.py) reads integer token ids, so it is the model's first layer (no input
+tangent or cotangent; it validates the ids, `check_input`); `SelfAttention` (attention.py) is
+torch's multi-head self-attention, its record the cotangents of its four blocks Q, K, V, O.
 """
 
 from .activations import ACTIVATIONS, PIECEWISE_LINEAR, Activation, activation
+from .attention import SelfAttention
 from .base import Affine, Layer, Map
 from .conv import Conv1d, Conv2d
 from .dense import Dense
+from .embedding import Embedding
 from .flatten import Flatten
 from .function import Function
+from .norm import BatchNorm, LayerNorm, RMSNorm
 from .pool import AvgPool2d, MaxPool2d, MeanPool
 from .residual import FORK, JOIN, Residual
 
-KINDS = (Dense, Conv1d, Conv2d, MaxPool2d, AvgPool2d, MeanPool, Flatten, Residual, Function)
+KINDS = (Dense, Conv1d, Conv2d, MaxPool2d, AvgPool2d, MeanPool, Flatten, Residual, Function,
+         Embedding, SelfAttention, LayerNorm, RMSNorm, BatchNorm)
 
 __all__ = ["ACTIVATIONS", "FORK", "JOIN", "PIECEWISE_LINEAR", "Activation", "Affine",
-           "AvgPool2d", "Conv1d", "Conv2d", "Dense", "Flatten", "Function", "KINDS", "Layer",
-           "Map", "MaxPool2d", "MeanPool", "Residual", "activation"]
+           "AvgPool2d", "BatchNorm", "Conv1d", "Conv2d", "Dense", "Embedding", "Flatten",
+           "Function", "KINDS", "Layer", "LayerNorm", "Map", "MaxPool2d", "MeanPool", "RMSNorm",
+           "Residual", "SelfAttention", "activation"]
