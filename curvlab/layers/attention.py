@@ -278,12 +278,10 @@ class SelfAttention(Layer):
         return Rgin, RG.reshape(Q, -1)
 
     def kron_pairs(self, theta, st, rec):
-        """The Kronecker kinds' view of this layer (curvature.kfac.kron_blocks): not written
-        yet, so they refuse it by name rather than fall back to another block silently."""
-        raise ValueError(
-            f"the Kronecker-factored kinds (kflr, kfac, ekfac, ...) do not model {self!r} yet "
-            "(its Q, K, V, O blocks); on this model use the exact kinds — ggn, ggn_blocks, "
-            "diag_ggn, hessian, fisher — or cl.ggnvp / cl.hvp")
+        """The Kronecker kinds' view (curvature.kfac.kron_blocks): four blocks Q, K, V, O in the
+        flat order, each a Dense shared over the T positions — Q, K, V meet the inputs x̄ with
+        records δ_Q, δ_K, δ_V; O meets the heads' merged outputs ō with δ_O = ∂ℓ/∂y."""
+        return [(st.xb, rec[..., j, :], False) for j in range(3)] + [(st.ob, rec[..., 3, :], False)]
 
     def __repr__(self):
         extra = (", causal=True" if self.causal else "") + ("" if self.bias else ", bias=False")

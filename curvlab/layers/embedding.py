@@ -146,12 +146,12 @@ class Embedding(Layer):
         return None, self._scatter(x, Rg, per_sample=False)
 
     def kron_pairs(self, E, x, d):
-        """The Kronecker kinds' view of this layer (curvature.kfac.kron_blocks): not written
-        yet, so they refuse it by name rather than fall back to another block silently."""
-        raise ValueError(
-            f"the Kronecker-factored kinds (kflr, kfac, ekfac, ...) do not model {self!r} yet "
-            "(a block over its one-hot inputs); on this model use the exact kinds — ggn, "
-            "ggn_blocks, diag_ggn, hessian, fisher — or cl.ggnvp / cl.hvp")
+        """The Kronecker kinds' view (curvature.kfac.kron_blocks): a Dense on one-hot inputs
+        e_{x_t} (N, T, V) with records δ = ∂ℓ/∂E[x_t]; the table is laid out (V, d), the
+        transpose of a Dense's (n_out, n_in), so the block is A ⊗ S. For expand A is diagonal
+        (token counts / (N·T)), for reduce (1/N) Σₙ c̄ₙ c̄ₙᵀ with c̄ₙ the sequence's token
+        frequencies."""
+        return [(np.eye(self.V)[x], d, True)]
 
     def __repr__(self):
         return f"Embedding({self.V}, {self.d})"

@@ -270,3 +270,132 @@ def test_kflr_on_sequences_against_curvlinops_type2(head):
         ours = cl.kflr(problem, w, flavor=flavor).to_dense()
         same = flavor == "expand" or head == "meanpool"
         assert (rel(theirs / problem.N, ours) < 1e-12) == same
+
+
+# -- attention's Q, K, V, O and the embedding as Kronecker blocks -------------------------------
+
+Vt, d, heads, Tt, Nt = 5, 4, 2, 3, 3
+
+
+def transformer_problem(seed=3):
+    rng = np.random.default_rng(seed)
+    mods = [cl.Embedding(Vt, d), cl.Residual([cl.SelfAttention(d, heads=heads, causal=True)]),
+            cl.Dense(d, Vt)]
+    model = cl.Sequential(mods, input_shape=(Tt,))
+    X = rng.integers(0, Vt, (Nt, Tt))
+    X[0, :2] = X[1, 0] = 2                                     # repeated tokens: counts > 1
+    problem = cl.Problem(model, "cross_entropy", X, rng.integers(0, Vt, (Nt, Tt)))
+    return problem, model.init(seed) + 0.4 * rng.standard_normal(model.n_params)
+
+
+def transformer_statistics(problem, w, flavor):
+    """[(A, S, transposed)] per block — embedding, Q, K, V, O, the last Dense — from the type-2
+    definitions, J by autograd on a plain forward with perturbations ε added to each block's
+    outputs (the embedding's rows, q, k, v, the attention output, the logits)."""
+    sizes = [Vt * d] + [d * (d + 1)] * 4 + [Vt * (d + 1)]
+    cuts = np.cumsum([0] + sizes)
+    E = w[:cuts[1]].reshape(Vt, d)
+    Wq, Wk, Wv, Wo = (w[cuts[i]:cuts[i + 1]].reshape(d, d + 1) for i in range(1, 5))
+    Wd = w[cuts[5]:].reshape(Vt, d + 1)
+    dh = d // heads
+    mask = np.triu(np.ones((Tt, Tt), bool), 1)
+
+    def aff(x, W):
+        return anp.dot(x, W[:, :-1].T) + W[:, -1]
+
+    def parts(tokens):
+        x = E[tokens]
+        q, k, v = aff(x, Wq), aff(x, Wk), aff(x, Wv)
+        return x, q, k, v
+
+    def z_of(eps, tokens):
+        """eps: (6, T, max width): perturbations of the six blocks' outputs."""
+        x = E[tokens] + eps[0, :, :d]
+        q, k, v = aff(x, Wq) + eps[1, :, :d], aff(x, Wk) + eps[2, :, :d], aff(x, Wv) + eps[3, :, :d]
+        heads_out = []
+        for h in range(heads):
+            sl = slice(h * dh, (h + 1) * dh)
+            s = anp.dot(q[:, sl], k[:, sl].T) / np.sqrt(dh)
+            s = anp.where(mask, -np.inf, s)
+            a = anp.exp(s - anp.max(s, 1, keepdims=True))
+            a = a / anp.sum(a, 1, keepdims=True)
+            heads_out.append(anp.dot(a, v[:, sl]))
+        o = anp.concatenate(heads_out, 1)
+        y = x + aff(o, Wo) + eps[4, :, :d]
+        return (aff(y, Wd) + eps[5, :, :Vt]).ravel()
+
+    def merged_o(tokens):
+        x, q, k, v = parts(tokens)
+        out = []
+        for h in range(heads):
+            sl = slice(h * dh, (h + 1) * dh)
+            s = np.where(mask, -np.inf, q[:, sl] @ k[:, sl].T / np.sqrt(dh))
+            a = np.exp(s - s.max(1, keepdims=True))
+            out.append((a / a.sum(1, keepdims=True)) @ v[:, sl])
+        return np.concatenate(out, 1)
+
+    width = max(d, Vt)
+    S = [np.zeros((d, d))] * 5 + [np.zeros((Vt, Vt))]
+    S = [s.copy() for s in S]
+    inputs = [[] for _ in range(6)]
+    for n in range(Nt):
+        tokens = problem.X[n]
+        zn = z_of(np.zeros((6, Tt, width)), tokens)
+        J = jacobian(z_of)(np.zeros((6, Tt, width)), tokens)          # (T·V, 6, T, width)
+        B = block_diag(list(ce_hessian(zn.reshape(Tt, Vt))))
+        x = E[tokens]
+        xb, ob = augment(x), augment(merged_o(tokens))
+        y = x + ob @ Wo.T
+        blocks_in = [np.eye(Vt)[tokens], xb, xb, xb, ob, augment(y)]
+        for b in range(6):
+            n_out = Vt if b == 5 else d
+            Jb = J[:, b, :, :n_out]                                      # (T·V, T, n_out)
+            if flavor == "expand":
+                S[b] += sum(Jb[:, t].T @ B @ Jb[:, t] for t in range(Tt)) / Nt
+            else:
+                S[b] += Jb.sum(1).T @ B @ Jb.sum(1) / Nt
+            inputs[b].append(blocks_in[b])
+    out = []
+    for b in range(6):
+        a = np.array(inputs[b])                                          # (N, T, m)
+        if flavor == "expand":
+            flat = a.reshape(-1, a.shape[-1])
+            A = flat.T @ flat / (Nt * Tt)
+        else:
+            A = a.mean(1).T @ a.mean(1) / Nt
+        out.append((A, S[b], b == 0))
+    return out
+
+
+@pytest.mark.parametrize("flavor", ["expand", "reduce"])
+def test_kflr_of_attention_and_embedding_is_the_exact_type2_statistics(flavor):
+    problem, w = transformer_problem()
+    K = cl.kflr(problem, w, flavor=flavor)
+    assert len(K.factors) == 6                         # embedding, Q, K, V, O, Dense
+    for (A, S), (A0, S0, transposed) in zip(K.factors, transformer_statistics(problem, w, flavor)):
+        if transposed:                                  # the (V, d) table: the block is A ⊗ S
+            A, S = S, A
+        # (reduce: the key block's S vanishes — adding one vector to every key leaves the softmax
+        # unchanged, so Σₜ Jₙ,ₜ = 0 — hence an absolute floor)
+        assert np.linalg.norm(A - A0) < 1e-11 * max(np.linalg.norm(A0), 1)
+        assert np.linalg.norm(S - S0) < 1e-11 * max(np.linalg.norm(S0), 1)
+    # the embedding's expand A is diagonal: the token counts over N·T
+    A_emb = K.factors[0][1]
+    counts = np.bincount(problem.X.ravel(), minlength=Vt) / problem.X.size
+    if flavor == "expand":
+        assert rel(A_emb, np.diag(counts)) < 1e-15
+    # the blocks tile the flat layout: KFLR's dense matrix has the layers' sizes on its diagonal
+    sizes = [blk.shape[0] for blk in K.blocks()]
+    assert sizes == [Vt * d] + [d * (d + 1)] * 4 + [Vt * (d + 1)]
+
+
+def test_ekfac_on_attention_is_at_least_as_close_as_kflr():
+    problem, w = transformer_problem()
+    G = cl.ggn(problem, w)
+    cuts = np.cumsum([0] + [Vt * d] + [d * (d + 1)] * 4 + [Vt * (d + 1)])
+    for flavor in ("expand", "reduce"):
+        Kb = cl.kflr(problem, w, flavor=flavor).blocks()
+        Eb = cl.ekfac(problem, w, flavor=flavor).blocks()
+        for B_k, B_e, c0, c1 in zip(Kb, Eb, cuts[:-1], cuts[1:]):
+            Gb = G[c0:c1, c0:c1]
+            assert np.linalg.norm(B_e - Gb) <= np.linalg.norm(B_k - Gb) + 1e-12
