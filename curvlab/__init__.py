@@ -78,6 +78,7 @@ from .linalg import hutchinson, layer_spectra, slq, slq_density, spectrum
 from .losses import BCE, MSE, CrossEntropy, Loss
 from .nn import (
     MLP,
+    Act,
     AvgPool2d,
     BatchNorm,
     Conv1d,
@@ -113,6 +114,7 @@ __all__ = [
     "Flatten",
     "Residual",
     "Function",
+    "Act",
     "Embedding",
     "SelfAttention",
     "LayerNorm",

@@ -24,6 +24,7 @@ import numpy as np
 from . import engine
 from ._checks import finite_array
 from .layers import (
+    Act,
     ACTIVATIONS,
     FORK,
     JOIN,
@@ -49,7 +50,7 @@ from .layers.base import describe
 
 __all__ = ["ACTIVATIONS", "MLP", "AvgPool2d", "Conv1d", "Conv2d", "Dense", "Flatten", "Function",
            "MaxPool2d", "MeanPool", "Residual", "Sequential"]
-__all__ += ["Embedding", "SelfAttention"]
+__all__ += ["Embedding", "SelfAttention", "Act"]
 __all__ += ["BatchNorm", "LayerNorm", "RMSNorm"]
 
 

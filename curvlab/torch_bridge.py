@@ -34,16 +34,15 @@ to know every value's shape and the constant tensors (attention masks), and walk
     MultiheadAttention(d, h, batch_first)   SelfAttention(d, h, causal=...)  Q, K, V, O blocks
     TransformerEncoderLayer(batch_first)    Residual blocks of LayerNorm, SelfAttention, Dense
 
-Activations live inside curvlab's Dense and conv layers, so a torch activation must follow a
-Linear or conv layer whose output nothing else uses (Conv2d, ReLU, BatchNorm2d is read;
-Conv2d, BatchNorm2d, ReLU is refused by name: curvlab has no stand-alone activation layer).
-An activation right after a MaxPool2d is moved in front of it: every supported activation is
-non-decreasing, so it commutes with taking a maximum. What a converter does not read — groups,
-dilation, padding modes other than zeros, pooling with a stride other than its kernel,
-Softplus with beta ≠ 1, GELU(approximate='tanh'), masks other than the causal one, ... — is
-refused by name, with a route that exists (cl.Function, or the model written in curvlab),
-never silently changed. As a last guard the curvlab model's outputs are compared with the
-module's on the batch it was run on. Cost: a deep copy of the module, one trace, one torch
+An activation right after a Linear or conv layer becomes that layer's activation (where the
+chain algorithms read it); any other (Conv2d, BatchNorm2d, ReLU; after a residual sum) becomes a
+layer of its own, cl.Act. An activation right after a MaxPool2d is moved in front of it: every
+supported activation is non-decreasing, so it commutes with taking a maximum. What a converter
+does not read — groups, dilation, padding modes other than zeros, pooling with a stride other
+than its kernel, Softplus with beta ≠ 1, GELU(approximate='tanh'), masks other than the causal
+one, ... — is refused by name, with a route that exists (cl.Function, or the model written in
+curvlab), never silently changed. As a last guard the curvlab model's outputs are compared with
+the module's on the batch it was run on. Cost: a deep copy of the module, one trace, one torch
 forward and one curvlab forward on that batch.
 
 `torch_order(model)` maps torch's parameter vector (`parameters_to_vector(module.parameters())`,
@@ -62,6 +61,7 @@ from . import losses
 from .layers import (
     FORK,
     JOIN,
+    Act,
     Affine,
     AvgPool2d,
     Conv1d,
@@ -618,8 +618,10 @@ class _Walk:
 
 
 def _assemble(ops):
-    """Curvlab layers from walk ops: each activation set on the Dense / conv layer before it
-    (moved in front of a max-pool), each _Res a cl.Residual."""
+    """Curvlab layers from walk ops: each activation set on the Dense / conv layer right before
+    it (moved in front of a max-pool), where the chain algorithms read it; any other activation
+    (after a norm layer, a residual sum, or at a block's start) a layer of its own, cl.Act; each
+    _Res a cl.Residual."""
     out = []
     for op in ops:
         if isinstance(op, _Res):
@@ -627,16 +629,10 @@ def _assemble(ops):
         elif isinstance(op, _Act):
             at = -2 if out and getattr(out[-1], "monotone", False) else -1
             target = out[at] if len(out) >= -at else None
-            if not isinstance(target, Affine) or target.act.name != "identity":
-                after = ("the start of the model or of a residual block (its input is also used "
-                         "by the skip)" if target is None else f"{target!r}")
-                raise TorchRefusal(
-                    f"from_torch: the activation {op.name} at '{op.where}' comes after {after}; "
-                    "curvlab applies activations inside its Dense and conv layers (it has no "
-                    "stand-alone activation layer): put the activation right after a Linear or "
-                    "conv layer (e.g. Conv2d, ReLU, BatchNorm2d), or write the model in curvlab "
-                    "(cl.Sequential)")
-            target._set_activation(op.name, None)
+            if isinstance(target, Affine) and target.act.name == "identity":
+                target._set_activation(op.name, None)
+            else:
+                out.append(Act(op.name))
         else:
             out.append(op)
     return out

@@ -67,6 +67,8 @@ def plain_forward(modules, w, x, o=0, maps=False):
                 s = _conv(x, Wt, b, mod.stride, mod.padding)
                 maps = True
             x = ACT[mod.act.name](s)
+        elif kind == "Act":
+            x = ACT[mod.name](x)
         elif kind == "Residual":
             f, o = plain_forward(mod.layers, w, x, o, maps)
             x = x + f
@@ -178,6 +180,10 @@ def models():
         ("residual-cnn", [cl.Conv2d(1, 2, 3, padding=1, activation="tanh", bias=False),
                           cl.Residual([cl.Conv2d(2, 2, 3, padding=1, activation="softplus")]),
                           cl.AvgPool2d(2), cl.Flatten(), cl.Dense(8, 2)], (1, 4, 4), "mse"),
+        ("stand-alone-acts", [cl.Dense(3, 4), cl.Act("gelu"),
+                              cl.Residual([cl.Dense(4, 4, "tanh"), cl.Act("softplus")]),
+                              cl.Act("silu"), cl.Residual([cl.Act("sigmoid")]), cl.Dense(4, 2)],
+         (3,), "cross_entropy"),
         ("function", [cl.Dense(3, 4, "tanh"), cl.Function(_rms_scale, (4,), "rms"),
                       cl.Residual([cl.Function(_dense_fn, (4, 5), "dense"),
                                    cl.Dense(4, 4, "sigmoid")]),

@@ -161,10 +161,20 @@ def test_layers_without_bias_gelu_and_silu_are_read():
 def test_unsupported_modules_are_named_with_the_supported_list():
     with pytest.raises(ValueError, match=r"module '1' is ELU.*supported: Linear, Conv1d, Conv2d"):
         cl.from_torch(nn.Sequential(nn.Linear(3, 3), nn.ELU(), nn.Linear(3, 2)), (3,))
-    with pytest.raises(ValueError, match="relu at '0' comes after the start of the model"):
-        cl.from_torch(nn.Sequential(nn.ReLU(), nn.Linear(3, 2)), (3,))
-    with pytest.raises(ValueError, match=r"tanh at '2' comes after Dense\(3, 3, 'relu'\)"):
-        cl.from_torch(nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Tanh(), nn.Linear(3, 2)), (3,))
+
+
+def test_activations_that_follow_no_dense_layer_are_layers_of_their_own():
+    X = np.random.default_rng(7).standard_normal((4, 3))
+    for net, reprs in [
+        (nn.Sequential(nn.ReLU(), nn.Linear(3, 2)), ["Act('relu')", "Dense(3, 2, 'identity')"]),
+        (nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Tanh(), nn.Linear(3, 2)),
+         ["Dense(3, 3, 'relu')", "Act('tanh')", "Dense(3, 2, 'identity')"]),
+    ]:
+        net = net.double()
+        model, w = cl.from_torch(net, (3,))
+        assert [repr(m) for m in model.modules] == reprs
+        assert np.max(np.abs(model.forward(w, X) - net(torch.as_tensor(X)).detach().numpy())) \
+            < 1e-13
 
 
 def test_to_torch_writes_norms_and_embeddings_and_from_torch_reads_them_back():

@@ -107,7 +107,8 @@ def nets():
                                  nn.Flatten(), nn.Linear(10, 2)),
                    rng.standard_normal((4, 2, 5)), ce(4, 2)),
         "sequence-mean": (SeqMean(), rng.standard_normal((4, 3, 3)), ce(4, 3)),
-        "bn-eval": (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(2),
+        # torch's usual order: the activation after the norm (a cl.Act of its own)
+        "bn-eval": (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.Tanh(),
                                   nn.AvgPool2d(2), nn.Flatten(), nn.Linear(8, 2)),
                     rng.standard_normal((4, 1, 4, 4)), ce(4, 2)),
         "bn-train": (nn.Sequential(nn.Linear(3, 4), nn.Sigmoid(), nn.BatchNorm1d(4),
@@ -131,7 +132,7 @@ def nets():
 def _prepare(name):
     net, X, y = nets()[name]
     if name == "bn-eval":                       # running statistics that are not 0 and 1
-        bn = net[2]
+        bn = net[1]
         bn.running_mean.copy_(torch.tensor([0.3, -0.2]))
         bn.running_var.copy_(torch.tensor([1.7, 0.6]))
         net.eval()
@@ -271,7 +272,8 @@ def test_what_the_converters_read():
     _, _, _, _, model, _ = _prepare("bn-train")
     assert model.modules[1].mode == "train"
     _, _, _, _, model, _ = _prepare("bn-eval")
-    assert model.modules[1].mode == "eval"
+    assert model.modules[1].mode == "eval" and model.modules[0].act.name == "identity"
+    assert isinstance(model.modules[2], cl.Act) and model.modules[2].name == "tanh"
     _, _, _, _, model, _ = _prepare("attention")
     assert model.modules[1].layers[0].causal
     # dropout in eval mode is the identity (torch's fused eval path gives the same outputs)
@@ -395,8 +397,6 @@ def test_refusals_name_the_module_and_a_route_that_exists():
         (nn.Sequential(nn.Conv2d(2, 2, 1), nn.Flatten(start_dim=2)), x4, "start_dim=2"),
         (nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)), x2, "call module.eval"),
         (nn.Sequential(nn.Linear(2, 2), nn.ELU()), x2, r"module '1' is ELU.*supported: Linear"),
-        (nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2), nn.ReLU()), x2,
-         "ReLU|relu at '2' comes after LayerNorm"),
         (nn.Sequential(nn.Embedding(4, 2, padding_idx=0)), torch.tensor([[0, 1]]),
          "padding_idx=0"),
         (nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(4)), seq, "BatchNorm1d on a sequence"),
@@ -449,6 +449,44 @@ def test_activations_move_in_front_of_a_max_pool():
     assert model.modules[0].act.name == "tanh"
     X = np.random.default_rng(2).standard_normal((3, 1, 4, 4))
     assert rel(model.forward(w, X), net(torch.as_tensor(X)).detach().numpy()) < 1e-12
+
+
+def test_activations_after_a_norm_or_a_residual_sum_are_layers_of_their_own():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.norm, self.inner = nn.Linear(3, 3), nn.LayerNorm(3), nn.Linear(3, 3)
+            self.out = nn.Linear(3, 2)
+
+        def forward(self, x):
+            x = torch.relu(self.norm(self.lin(x)))           # after a norm
+            x = nn.functional.gelu(x + self.inner(x))        # after a residual sum
+            return self.out(x)
+
+    net = Block().double()
+    X = np.random.default_rng(4).standard_normal((5, 3))
+    model, w = cl.from_torch(net, (3,))
+    names = [type(m).__name__ for m in model.modules]
+    assert names == ["Dense", "LayerNorm", "Act", "Residual", "Act", "Dense"]
+    assert [model.modules[2].name, model.modules[4].name] == ["relu", "gelu"]
+    assert rel(model.forward(w, X), net(torch.as_tensor(X)).detach().numpy()) < 1e-12
+    # the Hessian through the stand-alone activations (gelu's f'' term) against torch
+    y = np.array([0, 1, 1, 0, 1])
+    problem = cl.Problem(model, "cross_entropy", X, y)
+    Xt, yt = torch.as_tensor(X), torch.as_tensor(y)
+    params = list(net.parameters())
+
+    def loss():
+        return nn.functional.cross_entropy(net(Xt), yt)
+
+    g = torch.autograd.grad(loss(), params, create_graph=True)
+    flat = torch.cat([t.reshape(-1) for t in g])
+    order = cl.torch_order(model)
+    V = np.random.default_rng(5).standard_normal((model.n_params, 2))
+    for v in V.T:
+        Hv_torch = torch.autograd.grad(flat @ torch.as_tensor(v[order]), params, retain_graph=True)
+        Hv_torch = torch.cat([t.reshape(-1) for t in Hv_torch]).numpy()
+        assert rel(cl.hvp(problem, w, v)[order], Hv_torch) < 1e-10
 
 
 # library manners ---------------------------------------------------------------------------

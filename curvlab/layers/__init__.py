@@ -32,7 +32,8 @@ linear once its forward has run — pooling, Flatten, MeanPool — writes only f
 
 which the chain algorithms (Botev's dense build, KFRA, the Kronecker kinds) read; a layer with
 `chain = True` is one of theirs. Pooling keeps `expected_sandwich(state, M)`, (1/N) Σₙ Jₙᵀ M Jₙ
-for KFRA. `Function(fn, shape)` is a layer of your own whose rules autograd derives.
+for KFRA. `Function(fn, shape)` is a layer of your own whose rules autograd derives; `Act(name)`
+an activation on its own (after a norm layer or a residual sum).
 
 The norm layers (`LayerNorm`, `RMSNorm`, `BatchNorm`; norm.py) write the rules themselves, the
 cotangent of their output as the record. A layer with `couples_samples` True (train-mode
@@ -44,6 +45,7 @@ tangent or cotangent; it validates the ids, `check_input`); `SelfAttention` (att
 torch's multi-head self-attention, its record the cotangents of its four blocks Q, K, V, O.
 """
 
+from .act import Act
 from .activations import ACTIVATIONS, PIECEWISE_LINEAR, Activation, activation
 from .attention import SelfAttention
 from .base import Affine, Layer, Map
@@ -56,10 +58,10 @@ from .norm import BatchNorm, LayerNorm, RMSNorm
 from .pool import AvgPool2d, MaxPool2d, MeanPool
 from .residual import FORK, JOIN, Residual
 
-KINDS = (Dense, Conv1d, Conv2d, MaxPool2d, AvgPool2d, MeanPool, Flatten, Residual, Function,
+KINDS = (Act, Dense, Conv1d, Conv2d, MaxPool2d, AvgPool2d, MeanPool, Flatten, Residual, Function,
          Embedding, SelfAttention, LayerNorm, RMSNorm, BatchNorm)
 
-__all__ = ["ACTIVATIONS", "FORK", "JOIN", "PIECEWISE_LINEAR", "Activation", "Affine",
+__all__ = ["ACTIVATIONS", "Act", "FORK", "JOIN", "PIECEWISE_LINEAR", "Activation", "Affine",
            "AvgPool2d", "BatchNorm", "Conv1d", "Conv2d", "Dense", "Embedding", "Flatten",
            "Function", "KINDS", "Layer", "LayerNorm", "Map", "MaxPool2d", "MeanPool", "RMSNorm",
            "Residual", "SelfAttention", "activation"]

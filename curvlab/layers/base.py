@@ -103,8 +103,7 @@ class Layer:
         its second-order terms here."""
         return (self.pull(state, Rg) if need_input else None), None
 
-    # torch interop (curvlab.torch_bridge): the torch modules a kind reads, by class name ----
-    torch_names = ()
+    # torch interop (curvlab.torch_bridge) --------------------------------------------------
 
     def torch_layout(self, index):
         """The entries of this layer's parameters (an index array shaped like them) in the order
@@ -170,12 +169,6 @@ class Affine(Layer):
         return np.hstack([W, np.zeros((self.n_out, 1))]) if self.bias else W
 
     # torch interop --------------------------------------------------------------------------
-    @classmethod
-    def _check_torch_bias(cls, mod, refuse):
-        if mod.bias is None:
-            refuse("no bias (bias=False)", "which from_torch does not read yet; write the layer "
-                   f"as cl.{cls.__name__}(..., bias=False) in a cl.Sequential")
-
     def torch_params(self, torch, mod):
         """W̄ = [weight.reshape(n_out, -1) | bias] of a torch module, float64."""
         W = mod.weight.detach().to("cpu", torch.float64).numpy().reshape(mod.weight.shape[0], -1)

@@ -102,21 +102,6 @@ class _Conv(Affine):
     def unfold(self, a):
         return a.reshape(a.shape[: -self.dims - 1] + (self.T, self.c_out))
 
-    @classmethod
-    def from_torch(cls, mod, refuse):
-        cls._check_torch_bias(mod, refuse)
-        if mod.groups != 1:
-            refuse(f"groups={mod.groups}")
-        if tuple(mod.dilation) != (1,) * cls.dims:
-            refuse(f"dilation {mod.dilation}")
-        if mod.padding_mode != "zeros":
-            refuse(f"padding_mode={mod.padding_mode!r}")
-        if isinstance(mod.padding, str) and mod.padding != "valid":
-            refuse(f"padding={mod.padding!r}", "which from_torch reads as numbers only; give "
-                   "padding=k // 2 (the same for an odd kernel k and stride 1)")
-        padding = 0 if isinstance(mod.padding, str) else mod.padding
-        return cls(mod.in_channels, mod.out_channels, mod.kernel_size, mod.stride, padding)
-
     def _torch_module(self, torch):
         make = torch.nn.Conv2d if self.dims == 2 else torch.nn.Conv1d
         return make(self.c_in, self.c_out, self.kernel, stride=self.stride,
@@ -142,7 +127,6 @@ class Conv2d(_Conv):
     """
 
     dims = 2
-    torch_names = ("Conv2d",)
 
 
 class Conv1d(_Conv):

@@ -13,7 +13,6 @@ class Dense(Affine):
     On (N, T, D) inputs it acts on the last axis, one weight shared by the T positions."""
 
     T = 1
-    torch_names = ("Linear",)
 
     def __init__(self, n_in, n_out, activation=None, bias=True, activation_name=None):
         if int(n_in) < 1 or int(n_out) < 1:
@@ -72,11 +71,6 @@ class Dense(Affine):
         if out is None:
             return self.act.f(self.apply(Wbar, x))
         return super().run(Wbar, x, out)
-
-    @classmethod
-    def from_torch(cls, mod, refuse):
-        cls._check_torch_bias(mod, refuse)
-        return cls(mod.in_features, mod.out_features)
 
     def _torch_module(self, torch):
         return torch.nn.Linear(self.n_in, self.n_out, bias=self.bias, dtype=torch.float64)

@@ -13,13 +13,6 @@ class Flatten(Layer):
     sequence (..., T, D) -> (..., T·D); a vector passes as is."""
 
     chain = True
-    torch_names = ("Flatten",)
-
-    @classmethod
-    def from_torch(cls, mod, refuse):
-        if mod.start_dim != 1 or mod.end_dim != -1:
-            refuse(f"start_dim={mod.start_dim}, end_dim={mod.end_dim} (only 1, -1)")
-        return cls()
 
     def to_torch(self, torch, theta):
         return [torch.nn.Flatten()]

@@ -23,33 +23,11 @@ def sandwich(pull, M, out_shape):
     return pull(np.ascontiguousarray(Y.T).reshape((Din,) + tuple(out_shape))).reshape(Din, Din)
 
 
-def _two(x):
-    return tuple(np.broadcast_to(x, 2).tolist())
-
-
 class _Pool(Layer):
     chain = True
 
     def __init__(self, kernel_size):
         self.kernel = pair("kernel_size", kernel_size, 1)
-
-    @classmethod
-    def from_torch(cls, mod, refuse):
-        """The curvlab pool of a torch MaxPool2d / AvgPool2d: stride = kernel, no padding."""
-        k = mod.kernel_size
-        if mod.stride is not None and _two(mod.stride) != _two(k):
-            refuse(f"stride {mod.stride} different from its kernel {k}")
-        if np.any(np.asarray(mod.padding) != 0):
-            refuse(f"padding {mod.padding}")
-        if mod.ceil_mode:
-            refuse("ceil_mode=True")
-        if _two(getattr(mod, "dilation", 1)) != (1, 1):
-            refuse(f"dilation {mod.dilation}")
-        if getattr(mod, "return_indices", False):
-            refuse("return_indices=True")
-        if getattr(mod, "divisor_override", None) is not None:
-            refuse("divisor_override")
-        return cls(k)
 
     def to_torch(self, torch, theta):
         return [getattr(torch.nn, type(self).__name__)(self.kernel)]
@@ -104,7 +82,6 @@ class MaxPool2d(_Pool):
     P_pool is kept as the flat input position each output reads (per sample), so the tangent
     rule is a gather and the adjoint a scatter."""
 
-    torch_names = ("MaxPool2d",)
     monotone = True        # commutes with a non-decreasing activation: max f(x) = f(max x)
 
     def _selection(self, x):
@@ -165,8 +142,6 @@ class MaxPool2d(_Pool):
 
 class AvgPool2d(_Pool):
     """Mean over each window."""
-
-    torch_names = ("AvgPool2d",)
 
     def _split(self, x):
         (Ho, Wo, C), (kh, kw) = self.out_shape, self.kernel
