@@ -2,7 +2,9 @@
 
 Every function returns (X, y) as float64 inputs and targets: integer labels for the
 classification sets, real targets for regression, and y = X for the image sets meant for
-autoencoders (`curves`; `digits` returns its labels, use (X, X) for an autoencoder).
+autoencoders (`curves`; `digits` returns its labels, use (X, X) for an autoencoder). The
+sequence tasks (`sorting`, `modular_sums`) return integer tokens X (n, T) for a model that
+starts with cl.Embedding, and integer targets y (n, T), one per position.
 """
 
 import numpy as np
@@ -12,10 +14,10 @@ def _rng(seed):
     return np.random.default_rng(seed)
 
 
-def _check_n(n, minimum=1):
+def _check_n(n, minimum=1, name="n"):
     n = int(n)
     if n < minimum:
-        raise ValueError(f"n must be >= {minimum}, got {n}")
+        raise ValueError(f"{name} must be >= {minimum}, got {n}")
     return n
 
 
@@ -92,3 +94,24 @@ def curves(n=500, size=16, seed=0, width=0.6):
         d2 = ((grid[:, None, :] - pts[i][None]) ** 2).sum(-1).min(1)
         X[i] = np.exp(-d2 / (2 * width**2))
     return X, X.copy()
+
+
+def sorting(n=200, length=4, vocab=5, seed=0):
+    """A sequence task for small transformers: X (n, length) integer tokens drawn uniformly from
+    0..vocab-1, y (n, length) the same tokens sorted ascending — a target at every position
+    (cross-entropy with vocab classes per position). Every output position depends on every
+    input position, so a model must mix positions (attention) to solve it."""
+    n, length = _check_n(n), _check_n(length, name="length")
+    vocab = _check_n(vocab, 2, "vocab")
+    X = _rng(seed).integers(0, vocab, (n, length))
+    return X, np.sort(X, axis=1)
+
+
+def modular_sums(n=200, length=4, modulus=5, seed=0):
+    """Running sums modulo `modulus`: X (n, length) integer tokens 0..modulus-1, y (n, length)
+    with y[:, t] = (X[:, 0] + … + X[:, t]) mod modulus — a causal task (position t needs the
+    positions up to t only), for a causal attention mask."""
+    n, length = _check_n(n), _check_n(length, name="length")
+    modulus = _check_n(modulus, 2, "modulus")
+    X = _rng(seed).integers(0, modulus, (n, length))
+    return X, np.cumsum(X, axis=1) % modulus

@@ -54,3 +54,21 @@ def test_bad_sizes():
         cl.datasets.moons(n=0)
     with pytest.raises(ValueError, match="1797"):
         cl.datasets.digits(n=5000)
+
+
+def test_sequence_tasks_are_integer_tokens_with_a_target_at_every_position():
+    X, y = cl.datasets.sorting(n=50, length=5, vocab=7, seed=1)
+    assert X.shape == y.shape == (50, 5) and X.dtype.kind == y.dtype.kind == "i"
+    assert X.min() >= 0 and X.max() <= 6
+    for xs, ys in zip(X, y):
+        assert list(ys) == sorted(xs)
+    X, y = cl.datasets.modular_sums(n=30, length=4, modulus=3, seed=2)
+    assert X.shape == y.shape == (30, 4) and X.max() <= 2
+    for xs, ys in zip(X, y):
+        total = 0
+        for t in range(4):
+            total = (total + int(xs[t])) % 3
+            assert ys[t] == total
+    assert np.array_equal(cl.datasets.sorting(seed=3)[0], cl.datasets.sorting(seed=3)[0])
+    with pytest.raises(ValueError, match="vocab must be >= 2, got 1"):
+        cl.datasets.sorting(vocab=1)
