@@ -47,7 +47,10 @@ it does not). For P ≤ DENSE_LIMIT, training runs on one BLAS thread: threads d
 products of that size, and on a busy machine their spinning slows each step several times.
 
 Everything is float64, in curvlab's flat parameter layout (`curvlab.nn`). A run over 2 s shows
-a tqdm progress bar (progress=False: never; True: at once).
+a tqdm progress bar (progress=False: never; True: at once); or pass a function,
+progress(done, steps), called after each optimiser step with the steps done so far (an app's
+status line; it is called from the training loop, so keep it cheap or throttle it). A run served
+from the cache makes no progress calls.
 
 Stability thresholds (`run.threshold`), for the quadratic model L = ½ λ x² along an
 eigenvector of curvature λ, with step size η: the iteration is stable iff λ is below
@@ -587,8 +590,10 @@ def train(problem, w0, method="gd", lr=None, steps=2000, every=10, track=("sharp
     Lanczos), 'dense' or 'lanczos'. warm_start: start each Lanczos call from the previous top
     eigenvector(s) (False: from a seeded random vector, the cold baseline). blowup: the loss
     factor that counts as divergence. progress: a tqdm bar (None: shown when the run takes
-    over 2 s). cache: reuse an identical earlier run. hyper: the method's own settings (beta,
-    beta1, damping, …), as `cl.optim.minimize` takes them.
+    over 2 s; True: always; False: never), or a callable progress(done, steps) called after
+    each step with the number of steps done (1 … steps; not called for a cached run). cache:
+    reuse an identical earlier run. hyper: the method's own settings (beta, beta1, damping, …),
+    as `cl.optim.minimize` takes them.
 
     Returns a `Run`. Bad settings raise before any step; divergence does not raise (see
     `Run.diverged`).
@@ -601,6 +606,9 @@ def train(problem, w0, method="gd", lr=None, steps=2000, every=10, track=("sharp
     every = _check_count("every", every, 1)
     if solver not in ("auto", "dense", "lanczos"):
         raise ValueError(f"unknown solver {solver!r}; choose 'auto', 'dense' or 'lanczos'")
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise TypeError(f"progress takes None, True, False or a function progress(done, steps), "
+                        f"not {progress!r:.60}")
     blowup = float(blowup)
     if not blowup > 0:
         raise ValueError(f"blowup must be > 0, got {blowup}")
@@ -689,7 +697,8 @@ def _train(obj, w, method, eta, kwargs, hyper, init, update, steps, every, track
     t_steps = t_track = 0.0
     status, diverged, div_step, div_sharp = f"completed {steps} steps", False, None, None
     pre = "preconditioned_sharpness" in track
-    show = (progress is None) or bool(progress)
+    report = progress if callable(progress) else None
+    show = report is None and ((progress is None) or bool(progress))
     bar = tqdm(total=steps, desc=f"{method}" + (f" η={eta:g}" if eta else ""),
                disable=not show, delay=2 if progress is None else 0, leave=False)
 
@@ -734,6 +743,8 @@ def _train(obj, w, method, eta, kwargs, hyper, init, update, steps, every, track
             losses.append(L)
             w, state = w_new, state_new
             bar.update(1)
+            if report is not None:
+                report(t + 1, steps)
     finally:
         bar.close()
 

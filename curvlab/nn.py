@@ -24,10 +24,10 @@ import numpy as np
 from . import engine
 from ._checks import finite_array
 from .layers import (
-    Act,
     ACTIVATIONS,
     FORK,
     JOIN,
+    Act,
     AvgPool2d,
     BatchNorm,
     Conv1d,

@@ -307,6 +307,7 @@ def test_every_larger_than_steps_records_the_first_and_last():
     (dict(track=("preconditioned_sharpness",)), ValueError, "Adam's"),
     (dict(solver="arpack"), ValueError, "unknown solver"),
     (dict(beta=0.9), TypeError, "bad settings for method 'gd'"),
+    (dict(progress="yes"), TypeError, "progress takes None, True, False or a function"),
 ])
 def test_bad_input_is_refused_by_name(kw, err, match):
     problem, w0, _ = setup()
@@ -366,6 +367,25 @@ def test_the_cache_returns_the_same_run_for_the_same_settings_only():
     assert np.array_equal(others[-1].sharpness, a.sharpness)        # deterministic
     assert np.array_equal(others[4].sharpness, a.sharpness)         # same data, new object
     assert others[-1].ws.flags.writeable
+
+
+def test_a_progress_function_hears_every_step_in_order_and_a_cached_run_is_silent():
+    problem, w0, _ = setup()
+    heard = []
+    run = dyn.train(problem, w0, "gd", lr=0.5, steps=7, every=3,
+                    progress=lambda done, total: heard.append((done, total)))
+    assert heard == [(t, 7) for t in range(1, 8)] and run.n_steps == 7
+    # the hook changes nothing: the same run as without it (and the cache serves it silently)
+    quiet = dyn.train(problem, w0, "gd", lr=0.5, steps=7, every=3, cache=False, progress=False)
+    assert np.array_equal(quiet.ws, run.ws) and np.array_equal(quiet.sharpness, run.sharpness)
+    dyn.train(problem, w0, "gd", lr=0.5, steps=7, every=3, progress=heard.append)
+    assert len(heard) == 7
+    # a run that diverges reports the steps it completed, then stops
+    heard.clear()
+    problem, w0, _ = setup("mse")
+    bad = dyn.train(problem, w0, "gd", lr=30.0, steps=500, every=50, track=(),
+                    progress=lambda done, total: heard.append(done))
+    assert bad.diverged and heard == list(range(1, bad.n_steps + 1))
 
 
 def test_run_index_finds_the_nearest_recorded_step():

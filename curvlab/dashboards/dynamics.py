@@ -13,7 +13,7 @@ import numpy as np
 import curvlab as cl
 
 from .base import Dashboard, guarded
-from .dynamics_figs import TOP_K, figures, mark_step, spectrum_map
+from .dynamics_figs import TOP_K, figures, mark_step, spectrum_map, top_two
 from .lessons import Lesson
 from .play import Player
 from .widgets import STYLE, log_slider, panels
@@ -83,7 +83,8 @@ class DynamicsDashboard(Dashboard):
     ACTIONS = {"train": "run_training"}
 
     def __init__(self, **picker):
-        super().__init__(**{"loss": "mse", "state": "initialisation", **picker})
+        # the picker's state is where training starts: no second run's step here
+        super().__init__(**{"loss": "mse", "state": "initialisation", **picker, "time": False})
         st = STYLE
         self.method = W.Dropdown(options=list(METHODS), value="gd", description="optimiser",
                                  style=st, layout=W.Layout(width="200px"))
@@ -136,7 +137,7 @@ class DynamicsDashboard(Dashboard):
         shown = self.shown[0] if self.shown else None
         return ["train"] if shown == self._key() != self.default_key else []
 
-    def _train(self, key):
+    def _train(self, key, progress=False):
         _, method, eta, steps, slq = key
         problem, w0 = self.picker.get()
         exact = problem.n_params <= EXACT_LIMIT
@@ -147,16 +148,30 @@ class DynamicsDashboard(Dashboard):
             track["preconditioned_sharpness"] = {}
         every = max(1, steps // RECORDS)
         run = cl.dynamics.train(problem, w0, method, lr=eta, steps=steps, every=every,
-                                track=track, progress=False)
+                                track=track, progress=progress)
         return problem, run
+
+    def _progress(self, busy, what, steps):
+        """cl.dynamics.train's progress hook for the status line: the bar and 'step t of T',
+        sent once per recorded step (each change is a message to the page)."""
+        chunk = max(1, steps // RECORDS)
+
+        def tick(done, total):
+            if done % chunk and done != total:
+                return
+            busy.step(done - self.status.bar.value)
+            self.status.html.value = (f"<span style='color:#555'>&#8987; {html.escape(what)}: "
+                                      f"step {done} of {total}&hellip;</span>")
+        return tick
 
     @guarded
     def run_training(self):
         key = self._key()
         what = (f"training: {key[3]} steps of {key[1]} at η = {key[2]:.3g}, the Hessian every "
                 f"{max(1, key[3] // RECORDS)} steps")
-        with self.status.busy(what):
-            problem, run = self.cache.get(("run",) + key, lambda: self._train(key))
+        with self.status.busy(what, total=key[3]) as busy:
+            problem, run = self.cache.get(("run",) + key, lambda: self._train(
+                key, self._progress(busy, what, key[3])))
         self.shown = (key, problem, run)
         self._draw_run()
         if run.diverged:
@@ -213,13 +228,7 @@ class DynamicsDashboard(Dashboard):
 
         def make():
             w = run.ws[i]
-            if problem.n_params <= EXACT_LIMIT:        # one dense eigh: both vectors at once
-                _, V = np.linalg.eigh(cl.hessian(problem, w))
-                d1, d2 = V[:, -1], V[:, -2]
-            else:
-                d1, d2 = (cl.landscape.direction(problem, w, "eigen", index=j) for j in (0, 1))
-            # an eigenvector's sign is arbitrary: fix it, so the plane does not flip as it moves
-            d1, d2 = (d * np.sign(d[np.argmax(np.abs(d))]) for d in (d1, d2))
+            d1, d2 = top_two(problem, w, EXACT_LIMIT)      # dense up to 600 P, else Lanczos
             Z = cl.landscape.grid(problem, w, d1, d2, span=span, n=SLICE_N)
             return d1, d2, Z
         return self.cache.get(("slice", key, i, span), make)

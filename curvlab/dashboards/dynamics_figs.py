@@ -1,8 +1,11 @@
 """The dynamics app's figures (built once, empty) and the pure functions that fill them: the
-spectrum heatmap over step × eigenvalue and the moving step mark."""
+spectrum heatmap over step × eigenvalue, the moving step mark, and the loss slice's plane (the
+top two Hessian eigenvectors)."""
 
 import numpy as np
 import plotly.graph_objects as go
+
+import curvlab as cl
 
 from .figure import FigureWidget
 from .marks import set_marks
@@ -12,6 +15,27 @@ GRID = 120           # eigenvalue rows of the heatmap
 DEPTH = 1e-4         # the heatmap shows log10 density down to this fraction of its peak
 NOW = "now"          # the name of the step mark on the time panels
 LAY = dict(height=340, margin=dict(l=60, r=10, t=40, b=40))
+DENSE_PLANE = 600    # up to this many parameters the slice's plane comes from a dense eigh
+
+
+def top_two(problem, w, dense_limit=DENSE_PLANE):
+    """(u₁, u₂): unit eigenvectors of the Hessian at w for its two largest (algebraic)
+    eigenvalues λ₁ ≥ λ₂, each signed to have a positive inner product with one fixed random
+    vector (seed 0): an eigenvector's sign is arbitrary; fixed so, the plane does not flip as
+    the step moves, and two solvers agree (a largest entry can tie with its negative).
+
+    P ≤ dense_limit: one dense Hessian (P Hessian-vector products' worth) and `eigh`, O(P³).
+    Above: Lanczos (ARPACK's `eigsh`, k = 2, 'LA', seeded start) on Pearlmutter's matrix-free
+    Hv (`cl.operator`), a few dozen products and O(P) memory — no P × P matrix."""
+    P = w.shape[0]
+    if P <= dense_limit:
+        _, V = np.linalg.eigh(cl.hessian(problem, w, progress=False))
+        d1, d2 = V[:, -1], V[:, -2]
+    else:
+        _, V = cl.linalg.lanczos_eigs(cl.operator(problem, w, "hessian"), 2, "LA", vectors=True)
+        d1, d2 = V[:, 1], V[:, 0]                      # ascending: λ₂, λ₁
+    r = np.random.default_rng(0).standard_normal(P)
+    return tuple(d if d @ r >= 0 else -d for d in (d1, d2))
 
 
 def figures():

@@ -26,14 +26,23 @@ def span_is_plotted(page):
     assert abs(x_max(page, "1-D slice") - 2.5) < 1e-9             # the plot is of that view
 
 
+def at_step(page, step):
+    """The picker's step box shows `step` (a step of the recorded training run), and its state
+    menu says it is none of the shortcuts (the menu shows spaces as no-break spaces)."""
+    box = page.locator(".widget-text:has(> label:text-is('step')) input")
+    assert box.input_value() == str(step)
+    assert menu(page, "state").replace("\xa0", " ") == "other step"
+
+
 # (app, query, what each control must show: a number to 1e-9, text exactly, then what else holds)
 LINKS = [
     pytest.param("landscape", "?data=moons&d1=gradient&span=2.5",
                  {"data": "moons", "d1": "gradient", "span": 2.5}, span_is_plotted, id="landscape"),
     pytest.param("spectra", "?data=xor&scope=W1&approx=kfra",
                  {"data": "xor", "scope": "W1", "approx.": "kfra"}, None, id="spectra"),
-    pytest.param("damping", "?matrix=hessian&damping=0.1&lm-steps=20",
-                 {"matrix": "hessian", "damping η": 0.1, "LM steps": "20"}, None, id="damping"),
+    pytest.param("damping", "?matrix=hessian&damping=0.1&lm-steps=20&step=1000",
+                 {"matrix": "hessian", "damping η": 0.1, "LM steps": "20"},
+                 lambda page: at_step(page, 1000), id="damping"),
 ]
 
 
