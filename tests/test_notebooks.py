@@ -14,7 +14,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "apps"
 def test_there_are_notebooks_for_every_source_and_app():
     names = {p.stem for p in NOTEBOOKS}
     assert {"pearlmutter", "lin", "bulatov", "botev", "grosse", "beyond", "zoo", "check_your_tool",
-            "dynamics", "laplace"} <= names
+            "dynamics", "laplace", "architectures"} <= names
     assert {"landscape", "spectra", "damping", "trajectories", "products", "beyond"} <= names
 
 
