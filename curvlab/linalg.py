@@ -61,19 +61,20 @@ def _structured_vectors(C, idx, layer):
         d = C.diag if layer is None else C.diag[C.layer_slices[layer]]
         order = np.argsort(d, kind="stable")
         return np.eye(len(d))[:, order[idx]]
-    blocks = range(len(C.sizes)) if layer is None else [layer]
-    pairs = [(l,) + tuple(C.block_eigh(l)) for l in blocks]
+    blocks = range(len(C.sizes)) if layer is None else C.layer_blocks[layer]
+    pairs = [(b,) + tuple(C.block_eigh(b)) for b in blocks]
     vals = np.concatenate([lam for _, lam, _ in pairs])
     owner = np.concatenate([np.full(len(lam), i) for i, (_, lam, _) in enumerate(pairs)])
     column = np.concatenate([np.arange(len(lam)) for _, lam, _ in pairs])
     order = np.argsort(vals, kind="stable")
-    n = C.n_params if layer is None else C.sizes[layer]
+    start = 0 if layer is None else C.layer_slices[layer].start
+    n = C.n_params if layer is None else C.layer_slices[layer].stop - start
     V = np.zeros((n, len(idx)))
     for c, g in enumerate(np.asarray(idx)):
         i, j = owner[order[g]], column[order[g]]
-        l, _, U = pairs[i]
-        rows = C.layer_slices[l] if layer is None else slice(0, n)
-        V[rows, c] = U[:, j]
+        b, _, U = pairs[i]
+        bs = C.block_slices[b]
+        V[bs.start - start:bs.stop - start, c] = U[:, j]
     return V
 
 

@@ -177,24 +177,36 @@ def symmetric(name, M):
 
 
 class BlockDiagonal(Curvature):
-    """⊕_l C_l + λI over consecutive blocks of the flat vector (`offsets`). A subclass supplies
-    per block l: `_block_matmat(l, V_l)`, `_block_solve(l, V_l, γ)`, `_block_eigvalsh(l)` and
-    `_block_dense(l)`, with V_l the block's rows of V (size_l, Q). No method forms P × P but
-    `to_dense`, which writes the blocks into it."""
+    """⊕_b C_b + λI over consecutive blocks of the flat vector (`block_slices`, `offsets`). A
+    subclass supplies per block b: `_block_matmat(b, V_b)`, `_block_solve(b, V_b, γ)`,
+    `_block_eigvalsh(b)` and `_block_dense(b)`, with V_b the block's rows of V (size_b, Q). No
+    method forms P × P but `to_dense`, which writes the blocks into it.
+
+    The blocks are the layers (`layer_slices`) unless a layer holds several (attention's Q, K,
+    V, O): `blocks()` and `layer_eigvalsh(l)` are per layer, `block_eigh(b)` per block."""
 
     dense_alternative = "the blocks or `{name} @ v`"
 
-    def _set_sizes(self, sizes):
+    def _set_sizes(self, sizes, layer_slices=None):
         self.sizes = [int(s) for s in sizes]
         self.offsets = np.cumsum([0] + self.sizes)
         self.n_params = int(self.offsets[-1])
-        self.layer_slices = [slice(int(o), int(e)) for o, e in zip(self.offsets[:-1],
+        self.block_slices = [slice(int(o), int(e)) for o, e in zip(self.offsets[:-1],
                                                                     self.offsets[1:])]
+        self.layer_slices = self.block_slices if layer_slices is None else list(layer_slices)
+        # the blocks of each layer; every block lies inside one layer and they tile it
+        self.layer_blocks = [[b for b, bs in enumerate(self.block_slices)
+                              if sl.start <= bs.start and bs.stop <= sl.stop]
+                             for sl in self.layer_slices]
+        for sl, bl in zip(self.layer_slices, self.layer_blocks):
+            if sum(self.sizes[b] for b in bl) != sl.stop - sl.start:
+                raise ValueError(f"{type(self).__name__}: blocks of sizes {self.sizes} do not "
+                                 f"tile the layers {self.layer_slices}")
 
     def _blockwise(self, V, fn):
         out = np.empty_like(V)
-        for l, sl in enumerate(self.layer_slices):
-            out[sl] = fn(l, V[sl])
+        for b, sl in enumerate(self.block_slices):
+            out[sl] = fn(b, V[sl])
         return out
 
     def _matmat(self, V):
@@ -207,22 +219,33 @@ class BlockDiagonal(Curvature):
         return np.concatenate([np.ravel(self._block_eigvalsh(l)) for l in range(len(self.sizes))])
 
     def blocks(self):
-        """The dense diagonal blocks C_l + λI."""
-        return [self._block_dense(l) + self.l2 * np.eye(n) for l, n in enumerate(self.sizes)]
+        """The dense diagonal blocks of the layers, C_l + λI (a layer of several blocks: their
+        block-diagonal)."""
+        out = []
+        for sl, bl in zip(self.layer_slices, self.layer_blocks):
+            n = sl.stop - sl.start
+            B = self.l2 * np.eye(n)
+            for b in bl:
+                o = self.block_slices[b].start - sl.start
+                B[o:o + self.sizes[b], o:o + self.sizes[b]] += self._block_dense(b)
+            out.append(B)
+        return out
 
-    def block_eigh(self, l):
-        """(eigenvalues, eigenvectors) of block l (C_l + λI), in any order."""
-        return np.linalg.eigh(self.blocks()[l])
+    def block_eigh(self, b):
+        """(eigenvalues, eigenvectors) of block b (C_b + λI), in any order."""
+        return np.linalg.eigh(self._block_dense(b) + self.l2 * np.eye(self.sizes[b]))
 
     def layer_eigvalsh(self, l):
-        """Eigenvalues of block l (C_l + λI), ascending, from the block's own structure."""
-        return np.sort(np.ravel(self._block_eigvalsh(l))) + self.l2
+        """Eigenvalues of layer l's block (C_l + λI), ascending, from its blocks' own
+        structure."""
+        return np.sort(np.concatenate([np.ravel(self._block_eigvalsh(b))
+                                       for b in self.layer_blocks[l]])) + self.l2
 
     def to_dense(self):
         """The full (P, P) block-diagonal matrix."""
         check_dense(self.name, self.n_params,
                     alternative=self.dense_alternative.format(name=self.name))
         out = np.zeros(self.shape)
-        for sl, B in zip(self.layer_slices, self.blocks()):
-            out[sl, sl] = B
+        for b, sl in enumerate(self.block_slices):
+            out[sl, sl] = self._block_dense(b) + self.l2 * np.eye(self.sizes[b])
         return out

@@ -26,10 +26,10 @@ class EigenCorrected(BlockDiagonal):
     """⊕_l (Q_S ⊗ Q_A) diag(s) (Q_S ⊗ Q_A)ᵀ + λI in the flat layout; `.factors` [(Q_A, Q_S, s)]
     with s shaped like W̄_l. `@`, `solve` and `eigvalsh` never form a block."""
 
-    def __init__(self, factors, l2=0.0, name="ekfac"):
+    def __init__(self, factors, l2=0.0, name="ekfac", layer_slices=None):
         self.factors = [(np.asarray(QA), np.asarray(QS), np.asarray(s)) for QA, QS, s in factors]
         self.l2, self.name = float(l2), name
-        self._set_sizes(s.size for _, _, s in self.factors)
+        self._set_sizes((s.size for _, _, s in self.factors), layer_slices)
 
     def _in_basis(self, l, Vl, scale):
         """Q diag(scale(s)) Qᵀ V_l: rotate into the KFE, scale each coordinate, rotate back."""
@@ -100,7 +100,7 @@ def ekfac(problem, w, flavor="expand"):
     deltas = pt.backward(pt.sqrt_seeds)
     K = _kflr_from(pt, deltas, flavor)
     return EigenCorrected([(QA, QS, s) for (_, QA, _, QS), s in zip(K.eig(), refit(pt, deltas, K))],
-                          pt.l2, "ekfac")
+                          pt.l2, "ekfac", K.layer_slices)
 
 
 register("ekfac", lambda problem, w, flavor="expand": ekfac(problem, w, flavor=flavor),

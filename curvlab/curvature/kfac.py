@@ -59,12 +59,12 @@ class KroneckerFactored(BlockDiagonal):
 
     dense_alternative = "the factors or `{name} @ v`"
 
-    def __init__(self, factors, l2=0.0, name="kronecker"):
+    def __init__(self, factors, l2=0.0, name="kronecker", layer_slices=None):
         self.factors = [(np.asarray(A), np.asarray(S)) for A, S in factors]
         self.l2 = float(l2)
         self.name = name
         self.shapes = [(S.shape[0], A.shape[0]) for A, S in self.factors]
-        self._set_sizes(n * m for n, m in self.shapes)
+        self._set_sizes((n * m for n, m in self.shapes), layer_slices)
         self._eig = None
 
     def _matrices(self, l, Vl):
@@ -207,7 +207,8 @@ def _build(pt, S, name, flavor):
 
 
 def _build_from(pt, deltas, name, flavor):
-    K = KroneckerFactored(_factors(pt, deltas, flavor), pt.l2, name)
+    K = KroneckerFactored(_factors(pt, deltas, flavor), pt.l2, name,
+                          pt.problem.model.layer_slices())
     K.flavor = flavor
     return K
 

@@ -13,7 +13,6 @@ f'' = σ (1 − σ) (2 + x (1 − 2σ)).
 from collections import namedtuple
 
 import autograd.numpy as anp
-import autograd.scipy.special as aspecial
 import numpy as np
 import scipy.special
 
@@ -71,6 +70,9 @@ _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
 
 def _gelu(x):
+    # imported here: autograd.scipy's package import pulls in scipy.stats, optimize and
+    # integrate (~2 s, ~30 MB in every app's kernel) for this one function
+    import autograd.scipy.special as aspecial
     return 0.5 * x * (1.0 + aspecial.erf(x * _SQRT_HALF))
 
 

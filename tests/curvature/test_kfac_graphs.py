@@ -384,9 +384,17 @@ def test_kflr_of_attention_and_embedding_is_the_exact_type2_statistics(flavor):
     counts = np.bincount(problem.X.ravel(), minlength=Vt) / problem.X.size
     if flavor == "expand":
         assert rel(A_emb, np.diag(counts)) < 1e-15
-    # the blocks tile the flat layout: KFLR's dense matrix has the layers' sizes on its diagonal
-    sizes = [blk.shape[0] for blk in K.blocks()]
-    assert sizes == [Vt * d] + [d * (d + 1)] * 4 + [Vt * (d + 1)]
+    # the Kronecker blocks tile the flat layout, four of them in the attention layer; blocks()
+    # and layer_eigvalsh are per layer
+    assert K.sizes == [Vt * d] + [d * (d + 1)] * 4 + [Vt * (d + 1)]
+    layers = problem.model.layer_slices()
+    assert [b.shape[0] for b in K.blocks()] == [sl.stop - sl.start for sl in layers]
+    dense = K.to_dense()
+    for l, (B, sl) in enumerate(zip(K.blocks(), layers)):
+        assert np.array_equal(B, dense[sl, sl])
+        assert rel(K.layer_eigvalsh(l), np.linalg.eigvalsh(B)) < 1e-12
+    qk = layers[1].start + d * (d + 1)
+    assert not dense[layers[1].start:qk, qk:layers[1].stop].any()     # Q and K: no cross terms
 
 
 def test_ekfac_on_attention_is_at_least_as_close_as_kflr():
@@ -394,8 +402,14 @@ def test_ekfac_on_attention_is_at_least_as_close_as_kflr():
     G = cl.ggn(problem, w)
     cuts = np.cumsum([0] + [Vt * d] + [d * (d + 1)] * 4 + [Vt * (d + 1)])
     for flavor in ("expand", "reduce"):
-        Kb = cl.kflr(problem, w, flavor=flavor).blocks()
-        Eb = cl.ekfac(problem, w, flavor=flavor).blocks()
-        for B_k, B_e, c0, c1 in zip(Kb, Eb, cuts[:-1], cuts[1:]):
+        Kd = cl.kflr(problem, w, flavor=flavor).to_dense()
+        Ed = cl.ekfac(problem, w, flavor=flavor).to_dense()
+        for c0, c1 in zip(cuts[:-1], cuts[1:]):                   # block by Kronecker block
             Gb = G[c0:c1, c0:c1]
-            assert np.linalg.norm(B_e - Gb) <= np.linalg.norm(B_k - Gb) + 1e-12
+            assert np.linalg.norm(Ed[c0:c1, c0:c1] - Gb) <= \
+                np.linalg.norm(Kd[c0:c1, c0:c1] - Gb) + 1e-12
+    # spectra of a layer of several blocks, by the blocks' own structure
+    E = cl.ekfac(problem, w)
+    sl = problem.model.layer_slices()[1]
+    assert rel(cl.spectrum(problem, w, "ekfac", layer=1),
+               np.linalg.eigvalsh(E.to_dense()[sl, sl])) < 1e-10
