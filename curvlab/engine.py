@@ -258,17 +258,23 @@ def times_abar(ab, V):
     return (ab.reshape(N * T, m1) @ V.transpose(0, 2, 1)).reshape(Q, N, T, n)
 
 
-def rforward(model, Wbars, tr, Vs):
+def rforward(model, Wbars, tr, Vs, first=0):
     """The R-forward pass for Q directions: each step's R-state (by step index) and R z = J v
-    (Q, N, K). Tangents start at the first layer with parameters (None, zero, before it)."""
+    (Q, N, K). Tangents start at the first layer with parameters (None, zero, before it).
+
+    first: the directions of layers l < first are zero (the caller's promise, e.g. a block of
+    Hessian columns of later layers). Such a layer still leaves its R-state (the R-backward
+    reads it), but a zero tangent leaves it as None, not as an array of zeros: the steps up
+    to layer `first` then skip their products with R x (adding nothing; the result is the
+    same)."""
     rstates = [None] * len(model.steps)
 
     def visit(i, step, l, Rx):
         if l is None and Rx is None:
             return None
-        Rx, rstates[i] = step.rforward(None if l is None else Wbars[l], tr.states[i], Rx,
+        Ry, rstates[i] = step.rforward(None if l is None else Wbars[l], tr.states[i], Rx,
                                        None if l is None else Vs[l])
-        return Rx
+        return None if Rx is None and l is not None and l < first else Ry
 
     Rz = walk(model, None, visit)
     return rstates, Rz.reshape(Rz.shape[:2] + (-1,))
@@ -459,10 +465,12 @@ class Point:
         """Σ_n J_nᵀ U_n for Q output cotangents U (Q, N, K): (P, Q)."""
         return weight_grads(self.tr, self.backward(U))
 
-    def hv(self, V):
+    def hv(self, V, first=0):
+        """H V + λV for directions V (P, Q); first: V's rows of layers l < first are zero
+        (`rforward`)."""
         Vs = self.split(V)
         model = self.model
-        rstates, Rz = rforward(model, self.Wbars, self.tr, Vs)
+        rstates, Rz = rforward(model, self.Wbars, self.tr, Vs, first)
         recs, gouts = self.backprop
         HV = rbackward(model, self.Wbars, self.tr, recs, gouts, rstates, Vs, self.Bu(Rz))
         return HV / self.N + self.l2 * V

@@ -400,12 +400,23 @@ def _symmetrise_diagonal_blocks(out, slices, tile=256):
 # the output curvature's factor C). Both are exact; each costs about P (Hessian) or R (Gram)
 # gradients instead of the chain's N·P²/2 multiply-adds.
 
+# Directions per batched H V: the gain of a batch is fewer, larger products, its cost arrays
+# that outgrow the caches. Measured in CPU time on the bench's transformer and residual MLP
+# (P ≈ 5,000; bench/architectures.py), ms per Hessian column at Q directions per batch:
+# Q = 1: 3.0 / 2.6, Q = 8: 1.75 / 1.4, Q = 16: 1.65 / 1.4, Q = 40: 2.45 / 1.95 (the old
+# 256 MiB budget gave 40). The estimate below (4 arrays per step's output per direction) is
+# about 5 MiB per direction on both: 64 MiB gives 11-14.
+_BATCH_BYTES = 64 * 2**20
+
+
 def _direction_chunk(pt, cap=None):
-    """Directions per batched H V so the R-passes' arrays stay under the chunk budget."""
+    """Directions per batched H V: as many as keep the R-passes' arrays (about four per step's
+    output per direction) within _BATCH_BYTES, at least one."""
     model = pt.problem.model
     per_sample = sum(int(np.prod(s.out_shape)) for s, _ in model.steps
                      if hasattr(s, "out_shape")) + sum(model.widths)
     per_sample += sum(layer.T * getattr(layer, "n_in", 0) for layer in model.layers)
+    cap = _BATCH_BYTES if cap is None else min(cap, _BATCH_BYTES)
     return chunk_size(8 * pt.N * 4 * max(per_sample, 1), model.n_params, cap)
 
 
@@ -415,11 +426,15 @@ def hessian_columns(pt, cols, into=None):
     P = pt.problem.n_params
     out = np.empty((P, len(cols))) if into is None else into
     step = _direction_chunk(pt, 8 * P * max(len(cols), 1))
+    starts = [sl.start for sl in pt.problem.model.layer_slices()]
     for c0 in range(0, len(cols), step):
         idx = cols[c0:c0 + step]
         E = np.zeros((P, len(idx)))
         E[idx, np.arange(len(idx))] = 1.0
-        out[:, c0:c0 + len(idx)] = pt.hv(E)
+        # the chunk's directions are zero below its first column's layer: the R-forward
+        # carries no tangent through the layers before it
+        first = int(np.searchsorted(starts, np.min(idx), side="right")) - 1
+        out[:, c0:c0 + len(idx)] = pt.hv(E, first)
     return out
 
 
