@@ -129,7 +129,8 @@ def find_process(match, what):
 
 def server_pid(port):
     """The Voila server listening on `port` (its command line names the port)."""
-    return find_process(lambda args: "voila" in args and f"--port={port}" in args, f"a Voila server on port {port}")[0]
+    return find_process(lambda args: any(a.endswith("voila") for a in args) and f"--port={port}" in args,
+                        f"a Voila server on port {port}")[0]
 
 
 def memory_mb(pid):
@@ -150,6 +151,63 @@ def memory_mb(pid):
 
 PROBE = ("(lambda m: m is not None and m.waiting)"
          "(__import__('sys').modules.get('curvlab.dashboards.links'))")
+
+
+def ask_kernel(connection_file, expression, timeout=1.0):
+    """The repr of `expression` evaluated in the kernel of `connection_file`, asked over the
+    control channel (which ipykernel serves while the shell is busy); None if no answer."""
+    import jupyter_client
+    kc = jupyter_client.BlockingKernelClient(connection_file=str(connection_file))
+    kc.load_connection_file()
+    kc.start_channels(shell=False, iopub=False, stdin=False, hb=False, control=True)
+    try:
+        msg = kc.session.msg("execute_request", dict(code="", silent=True, store_history=False, allow_stdin=False,
+                                                     stop_on_error=False, user_expressions={"x": expression}))
+        kc.control_channel.send(msg)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                reply = kc.control_channel.get_msg(timeout=max(deadline - time.time(), 0.01))
+            except Exception:   # queue.Empty: not started yet
+                return None
+            if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+                return reply["content"].get("user_expressions", {}).get("x", {}).get("data", {}).get("text/plain")
+        return None
+    finally:
+        kc.stop_channels()
+
+
+APP_OF = "type(__import__('__main__').app).__name__"      # every app's notebook names its dashboard `app`
+
+
+def kernel_memory(apps, log_name="class_memory_voila.log", timeout=300):
+    """{app: (RSS MB, USS MB)} of one preheated kernel per app (it has run its app and waits for
+    its visitor), and the server's own RSS: served as `./run apps` does with a pool of one for
+    each of `apps`. USS (memory only that kernel holds) is what each further kernel adds; RSS
+    also counts shared library pages. An app whose kernel has not run it after `timeout` s (it
+    failed: see the log) is left out."""
+    import psutil
+    log_path = ROOT / "test-output" / log_name
+    log_path.parent.mkdir(exist_ok=True)
+    with open(log_path, "w") as log, serve_voila(ROOT / "apps", log, pool=0, pools={a: 1 for a in apps}) as url:
+        server = server_pid(int(re.search(r":(\d+)$", url).group(1)))
+        t0, ready = time.time(), {}
+        while len(ready) < len(apps) and time.time() - t0 < timeout:
+            time.sleep(2)
+            text = log_path.read_text(errors="replace")
+            found = re.search(r"Storing connection files in (\S+?)\.?$", text, re.M)
+            for kid in set(re.findall(r"Kernel started: ([0-9a-f-]{36})", text)) - set(ready):
+                conn = pathlib.Path(found.group(1)) / f"kernel-{kid}.json"
+                if has_run_app(conn):
+                    ready[kid] = conn
+        out = {}
+        for kid, conn in ready.items():
+            name = (ask_kernel(conn, APP_OF, timeout=5) or "?").strip("'")
+            pid = find_process(lambda a: str(conn) in a, f"kernel {kid}")[0]
+            info = psutil.Process(pid).memory_full_info()
+            out[name] = (info.rss / 2 ** 20, info.uss / 2 ** 20)
+        out["server"] = (psutil.Process(server).memory_info().rss / 2 ** 20, None)
+    return out
 
 
 def has_run_app(connection_file, timeout=1.0):
@@ -231,47 +289,121 @@ def browser_student(url, app, result):
         b.close()
 
 
-def run(students=30, app="landscape", quiet=False, fill_delay=5.0, browser=True):
-    """Serve, fill the app's pool with `students` kernels, let them all arrive; a result dict."""
+def run(students=30, app="landscape", quiet=False, fill_delay=5.0, browser=True, env=None, arrivals=None):
+    """Serve, fill the pools, let `students` arrive at once; a result dict.
+
+    `env` is `./run apps`' environment (e.g. {} as shipped, {"CLASS": "30", "APPS": "landscape"});
+    the server's pools, caps and fill delay are then what curvlab.dashboards.serve chooses. Without
+    `env`: POOLS=<app>=<students> with `fill_delay` (tests/browser/test_class.py). Students go to
+    the apps of `arrivals` in turn (default: all to `app`); the browser student to the first."""
+    from curvlab.dashboards import serve
+    arrivals = arrivals or [app]
     log_path = ROOT / "test-output" / "class_load_voila.log"
     log_path.parent.mkdir(exist_ok=True)
-    with open(log_path, "w") as log, serve_voila(ROOT / "apps", log, pool=0, pools={app: students},
-                                                 fill_delay=fill_delay) as url:
+    if env is None:
+        settings, pools, caps = dict(pool=0, pools={app: students}, fill_delay=fill_delay), {app: students}, None
+    else:
+        s = serve.settings(env)
+        apps = sorted(p.stem for p in (ROOT / "apps").glob("*.ipynb") if p.name != "index.ipynb")
+        chosen = serve.plan(apps, **s)
+        if not chosen["fits"]:
+            raise RuntimeError(serve.refusal(apps, s, chosen))
+        pools, caps = chosen["pools"], chosen["caps"]
+        settings = dict(pool=s["pool"], pools=pools, caps=caps, fill_delay=s["fill_delay"], cull=s["cull"])
+    with open(log_path, "w") as log, serve_voila(ROOT / "apps", log, **settings) as url:
         server = int(re.search(r":(\d+)$", url).group(1))
         pid = server_pid(server)
-        say(f"server up at {url}; filling {app}'s pool with {students} kernels")
-        warm = wait_for_pool(log_path, {app: students})
-        say(f"every pooled kernel had run the app after {warm:.0f} s; the teacher opens the landing page")
-        # the teacher opens the landing page first: the server's first render compiles its
-        # templates (~2.7 s here), which no student should pay
-        fetch(f"{url}/voila/render/index.ipynb")
+        say(f"server up at {url}; filling the pools {pools}")
+        warm = wait_for_pool(log_path, {a: n for a, n in pools.items() if n})
+        say(f"every pooled kernel had run its app after {warm:.0f} s; the teacher opens the landing page")
+        # the teacher opens the landing page first (through the server's root URL): the server's
+        # first render compiles its templates (~2.7 s here), which no student should pay
+        fetch(f"{url}/")
+        time.sleep(5)                   # the landing page's kernel settles
+        load = os.getloadavg()
         mem_before = memory_mb(pid)
-        say(f"{students} students arrive")
+        say(f"{students} students arrive (load average {load[0]:.1f})")
         result = {}
         # everyone at once: students − 1 light clients and one real browser
         barrier = threading.Barrier(students)
         with concurrent.futures.ThreadPoolExecutor(students) as pool:
-            def light(_):
+            def light(i):
                 barrier.wait()
-                return fetch(f"{url}/voila/render/{app}.ipynb", with_widgets=True)
+                return fetch(f"{url}/voila/render/{arrivals[(i + 1) % len(arrivals)]}.ipynb", with_widgets=True)
 
             def real(_):
                 barrier.wait()
-                browser_student(url, app, result)
+                browser_student(url, arrivals[0], result)
             futures = [pool.submit(light, i) for i in range(students - 1)] + [pool.submit(real if browser else light, 0)]
             results = [f.result() for f in futures[:-1]]
             last = futures[-1].result()
             if not browser:
                 results.append(last)
         mem_after = memory_mb(pid)
+        time.sleep(2)
+        kernels = len(re.findall(r"Kernel started", log_path.read_text()))
     times = [r[0] for r in results]
     out = dict(students=students, app=app, warm=warm, times=times, heads=[r[4] for r in results],
                sizes=[r[3] for r in results], widgets=[r[5] for r in results], ok=sum(r[1] for r in results),
                errors=sum(r[2] for r in results), first_plot=result.get("first plot"),
-               latency=result.get("latency", []), mem_before=mem_before, mem_after=mem_after)
+               latency=result.get("latency", []), mem_before=mem_before, mem_after=mem_after,
+               pools=pools, caps=caps, load=load, kernels=kernels, arrivals=arrivals)
     if not quiet:
         print(out)
     return out
+
+
+def write_section(title, text, path=ROOT / "bench" / "results_class.md"):
+    """Replace the section `## title` of the results file (or add it), keeping the others (the
+    JupyterHub section is bench/hub.py's)."""
+    old = path.read_text() if path.exists() else "# A class at once\n"
+    parts = re.split(r"(?m)^(?=## )", old)
+    body = f"## {title}\n\n{text.strip()}\n\n"
+    for n, part in enumerate(parts):
+        if part.startswith(f"## {title}\n"):
+            parts[n] = body
+            break
+    else:
+        parts.insert(1, body)
+    path.write_text("".join(parts))
+
+
+def table(r, command, what):
+    lat, ws = r["latency"], [w[0] for w in r["widgets"] if w[0] is not None]
+    counts = sorted({w[1] for w in r["widgets"] if w[0] is not None})
+    t = sorted(r["times"])
+    return "\n".join([
+        f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; `{command}`; "
+        f"load average {r['load'][0]:.1f} / {r['load'][1]:.1f} / {r['load'][2]:.1f} when the students arrived "
+        f"(other work shared the 2 cores). {what} Pools: {r['pools']}" + (f", caps {r['caps']}" if r["caps"] else "")
+        + f". Every pooled kernel had run its app {r['warm']:.0f} s after the server started; the teacher "
+        f"then opened the landing page (the root URL), and {r['students'] - 1} light clients and one headless "
+        "Chromium page arrived at the same instant (light client: the page's GET, then a websocket fetching every "
+        "widget's state as ipywidgets 8's manager does; students' browsers run on their own laptops).", "",
+        "| measure | value |", "|---|---:|",
+        f"| pages served with their app (a widget view, no error output) | {r['ok']} of {len(t)} light clients |",
+        f"| pages or widget states with an error or a timeout | {r['errors']} |",
+        f"| time to a served page: median / max | {statistics.median(t):.2f} s / {max(t):.2f} s |",
+        "| widget states fetched after the page: median / max | "
+        + (f"{statistics.median(ws):.2f} s / {max(ws):.2f} s ({', '.join(map(str, counts))} widgets) |" if ws else "– |"),
+        f"| browser ({r['arrivals'][0]}): first plot drawn, from the page request | "
+        + (f"{r['first_plot']:.2f} s |" if r["first_plot"] else "– |"),
+        "| browser: control → plot median / max (6 changes) | "
+        + (f"{statistics.median(lat) * 1e3:.0f} ms / {max(lat) * 1e3:.0f} ms |" if lat else "– |"),
+        f"| server + kernels memory before / after the arrival | {r['mem_before']:.0f} MB / {r['mem_after']:.0f} MB |",
+        f"| kernels started in all (pools, replacements, landing page) | {r['kernels']} |", ""])
+
+
+def memory_section(mem):
+    rows = [(k.removesuffix("Dashboard").lower(), v) for k, v in mem.items() if k != "server"]
+    lines = ["Resident memory of one preheated kernel per app (it has run its app and waits for its visitor), "
+             "served as `./run apps` serves it; `.venv/bin/python bench/class_load.py --memory`. RSS counts the "
+             "shared libraries in each kernel; USS is what each further kernel adds. `curvlab.dashboards.serve."
+             "KERNEL_MB` holds these RSS figures for the class knob's memory estimate.", "",
+             "| app | RSS (MB) | USS (MB) |", "|---|---:|---:|"]
+    lines += [f"| {a} | {rss:.0f} | {uss:.0f} |" for a, (rss, uss) in sorted(rows)]
+    lines.append(f"| the Voila server | {mem['server'][0]:.0f} | |")
+    return "\n".join(lines)
 
 
 def main():
@@ -280,39 +412,43 @@ def main():
     parser.add_argument("--app", default="landscape", choices=sorted(PLOTS))
     parser.add_argument("--fill-delay", type=float, default=60.0,
                         help="seconds before taken kernels are replaced (the class recipe's FILL_DELAY)")
+    parser.add_argument("--shipped", action="store_true",
+                        help="`./run apps` as shipped, 8 students across five apps")
+    parser.add_argument("--class-env", default=None,
+                        help='the class knob, e.g. "CLASS=30 APPS=landscape": students arrive at --app')
+    parser.add_argument("--memory", action="store_true", help="each app's preheated kernel's memory")
     a = parser.parse_args()
+    if a.memory:
+        mem = kernel_memory(sorted(p.stem for p in (ROOT / "apps").glob("*.ipynb") if p.name != "index.ipynb"))
+        text = memory_section(mem)
+        print(text)
+        write_section("Memory per kernel", text)
+        return
+    if a.shipped:
+        arrivals = ["landscape", "spectra", "damping", "trajectories", "products"]
+        r = run(8, arrivals[0], env={}, arrivals=arrivals)
+        text = table(r, ".venv/bin/python bench/class_load.py --shipped",
+                     "The server runs as `./run apps` starts it with no setting; 8 students arrive across five "
+                     f"apps in turn ({', '.join(arrivals)}).")
+        print(text)
+        write_section("`./run apps` as shipped: 8 students at once", text)
+        return
+    if a.class_env:
+        env = dict(x.split("=", 1) for x in a.class_env.split())
+        r = run(a.students, a.app, env=env)
+        text = table(r, f".venv/bin/python bench/class_load.py --class-env '{a.class_env}' --students "
+                        f"{a.students} --app {a.app}",
+                     f"The server runs as `{a.class_env} ./run apps` starts it; {a.students} students arrive at "
+                     f"{a.app}.")
+        print(text)
+        write_section(f"The class knob: {a.students} students at once", text)
+        return
     r = run(a.students, a.app, fill_delay=a.fill_delay)
-    lat = r["latency"]
-    ws = [w[0] for w in r["widgets"] if w[0] is not None]
-    counts = sorted({w[1] for w in r["widgets"] if w[0] is not None})
-    lines = ["# A class at once", "",
-             f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-             f"`.venv/bin/python bench/class_load.py --students {a.students} --app {a.app} --fill-delay "
-             f"{a.fill_delay:g}`. The server runs as `POOLS={a.app}={a.students} FILL_DELAY={a.fill_delay:g} "
-             f"./run apps` would start it: every student gets a preheated kernel, and taken kernels are "
-             f"replaced {a.fill_delay:g} s later, after the class has settled. Every pooled kernel had run the "
-             f"app {r['warm']:.0f} s after the server started (asked of each kernel); then {a.students - 1} light "
-             "clients and one headless Chromium page arrive at the same instant. A light client is what a "
-             "student's browser asks of the server: the page's GET, then a websocket to the page's kernel "
-             "fetching every widget's state in one message (the widget control comm's request_states), as "
-             "ipywidgets 8's widget manager does; the Chromium page's first plot and control → plot times are measured in the "
-             "browser (students' browsers run on their own laptops, so one real browser here measures the "
-             "server, not Chromium).", "",
-             "| measure | value |", "|---|---:|",
-             f"| pages served with their app (a widget view, no error output) | {r['ok']} of {len(r['times'])} light clients |",
-             f"| pages or widget states with an error or a timeout | {r['errors']} |",
-             f"| time to a served page: median / max | {statistics.median(r['times']):.3f} s / {max(r['times']):.3f} s |",
-             "| widget states fetched after the page: median / max | "
-             + (f"{statistics.median(ws):.2f} s / {max(ws):.2f} s ({', '.join(map(str, counts))} widgets) |" if ws else "– |"),
-             "| browser: first plot drawn, from the page request | "
-             + (f"{r['first_plot']:.2f} s |" if r["first_plot"] else "– |"),
-             "| browser: control → plot median / max (6 changes) | "
-             + (f"{statistics.median(lat) * 1e3:.0f} ms / {max(lat) * 1e3:.0f} ms |" if lat else "– |"),
-             f"| server + kernels memory before / after | {r['mem_before']:.0f} MB / {r['mem_after']:.0f} MB "
-             f"({r['mem_before'] / a.students:.0f} MB per pooled kernel, server included) |", ""]
-    text = "\n".join(lines)
+    text = table(r, f".venv/bin/python bench/class_load.py --students {a.students} --app {a.app} --fill-delay "
+                    f"{a.fill_delay:g}", f"The server runs as `POOLS={a.app}={a.students} FILL_DELAY="
+                    f"{a.fill_delay:g} ./run apps` would start it.")
     print(text)
-    (ROOT / "bench" / "results_class.md").write_text(text + "\n")
+    write_section(f"POOLS={a.app}={a.students}: {a.students} students at once", text)
 
 
 if __name__ == "__main__":

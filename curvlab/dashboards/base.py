@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 
 from . import lessons, links
 from .export import csv_button, numbers_csv
-from .figure import sync
+from .figure import PANEL_ROOM, sync
 from .marks import STALE, clear_overlay, overlay, present
 from .pagewidgets import ResizeNudge
 from .problems import ProblemPicker
@@ -19,6 +19,12 @@ from .widgets import PANEL_CSS, Cache, Status, table_html
 
 PRESENT_HEIGHT = 1.5      # figures' height in presentation mode, times their own
 SUBTITLE_MARGIN = 64      # top margin (px) that holds a figure's title and its settings line
+
+
+def _walk(widget):
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from _walk(child)
 
 
 def guarded(method):
@@ -133,9 +139,12 @@ class Dashboard:
         self.view_defaults = links.view_texts(self)
         self.csv = csv_button(self)
         row.children += (links.link_box(self), self.csv)
+        self.wide_figures = {id(f) for w in _walk(self.widget) if "curvlab-wide" in w._dom_classes
+                     for f in _walk(w)}          # the figures that take a whole row
         for fig in self.figures():
             fig.layout.margin.t = max(fig.layout.margin.t or 0, SUBTITLE_MARGIN)
             fig.layout.title.subtitle.font.size = 11
+            fig.title_room = PANEL_ROOM * (2 if id(fig) in self.wide_figures else 1)
         self.label_figures()
         self.sync_figures()
 
@@ -153,6 +162,8 @@ class Dashboard:
             # every plot fits its (now whole-row) panel
             (self.widget.add_class if on else self.widget.remove_class)("curvlab-present")
             for fig in self.figures():
+                # every figure has the whole row: its title may be as wide (figure.fitted_title)
+                fig.title_room = PANEL_ROOM * (2 if on or id(fig) in self.wide_figures else 1)
                 present(fig, on)
                 if fig.layout.height:
                     fig.layout.height = round(fig.layout.height * (PRESENT_HEIGHT if on

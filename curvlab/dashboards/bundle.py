@@ -1,114 +1,133 @@
-"""plotly's widget bundle, patched: the text the page evaluates for a FigureWidget.
+"""The front-end module of a curvlab FigureWidget: where the page gets plotly's widget code.
 
-plotly's FigureWidget is an anywidget whose front-end module (~5 MB: all of plotly.js) is sent
-and evaluated once per figure. With several figures on a Voila page the later ones often never
-receive an update: their plots freeze while the app keeps computing (reproduced with plain
-go.FigureWidget and five scatter plots: the 4th and 5th stayed frozen in most page loads; see
-bench/figurewidget_freeze.py). The patches below, applied to the minified bundle of the plotly
-release curvlab pins (pyproject: plotly>=7.1,<7.2), fix that and two smaller things:
+plotly's FigureWidget is an anywidget whose module (~5 MB: all of plotly.js) travels through the
+widget channel with every figure, and is evaluated once per figure. curvlab patches that bundle
+(curvlab_jupyter.plotly_widget: the several-figure freeze, views that follow their size, cheap
+relayouts; all or nothing behind one version gate, `patch`) and gets it to the page once:
 
-- "freeze": only one figure per kernel carries plotly.js; its module publishes the widget
-  definition on a global slot, and every other figure's module is a few lines that wait on it;
-- "view": each view listens through its own model handle, and follows its element's size;
-- "relayout": Python's relayouts are counted in flight (`__fromPy`) instead of flagged with
-  `_doNotReportToPy`, which made plotly.js redraw the whole plot.
+- "server" (the default): every figure's module is `LOADER_ESM`, under 2 kB, that imports
+  the patched bundle from the Jupyter server serving the page, at
+  {base_url}curvlab/plotly-widget.js (curvlab_jupyter, installed with curvlab: a server extension
+  for JupyterLab, Voila as an extension, JupyterHub and Binder; `./run apps` runs Voila with the
+  same handler). The base URL is the page's own (`jupyter-config-data`, which Voila and
+  JupyterLab pages carry), so it works under a prefix such as JupyterHub's /user/<name>/. The
+  browser's module map evaluates the bundle once per page whatever the number of figures, and
+  its cache keeps it between visits. A server without the extension: the figure shows an error
+  naming the two fixes (enable the extension, or "kernel" below).
+- "kernel" (CURVLAB_PLOTLY_BUNDLE=kernel in the kernel's environment, for front ends served by
+  no Jupyter server, e.g. an editor's notebook view): the first figure of a kernel carries the
+  patched bundle (`FULL_ESM`: 5 MB through the widget channel, once per kernel), every other
+  figure waits on the global slot it resolves (`SMALL_ESM`; see curvlab.dashboards.figure).
 
-The patches are keyed on bundler-generated names (`MD`, `j4t`, `Md`, …), so they are all or
-nothing behind one gate (`patch`): every text a patch replaces must occur exactly once, or the
-bundle is not the one curvlab adapts and FigureWidget stays plotly's own, with a warning.
+With an unadapted plotly (`PATCHED` None, warned) both are None and FigureWidget is plotly's own.
+Cost in a kernel: reading and checking plotly's bundle at import, ~0.05 s.
 """
 
 import os
-import pathlib
-import tempfile
-import warnings
 
-GLOBAL = "globalThis.__curvlabPlotlyWidget"
-SLOT = f"({GLOBAL} ??= (() => {{ let r; const p = new Promise(x => r = x); return {{p, r}}; }})())"
+from curvlab_jupyter import URL_PATH
+from curvlab_jupyter.plotly_widget import GLOBAL, PATCHES, SLOT, patch, plotly_source
 
-_RENDER = "render({el:ne}){let ge=new MD(Q,ne);return ge.perform_render(),()=>ge.remove()}"
-_EXPORTS = "export{TD as FigureModel,MD as FigureView,j4t as default};"
-_RELAYOUT = "ge._doNotReportToPy=!0,Md.default.relayout(this.el,ne.relayout_data)"
-_REPORTED = 'handle_plotly_relayout(ne){if(ne!=null&&!ne.hasOwnProperty("_doNotReportToPy")'
+__all__ = ["GLOBAL", "PATCHES", "SLOT", "patch", "plotly_source", "PATCHED", "MODE",
+           "LOADER_ESM", "WAITER_ESM", "FULL_ESM", "SMALL_ESM", "mode"]
 
-# name: [(text in plotly's bundle, its replacement)], applied in this order
-PATCHES = {
-    # Each view listens through its own model handle; and it follows its element's size
-    # (plotly's widget only listens to the window, and not at all when rendered as an
-    # anywidget): a figure without a fixed width fills its panel (see widgets.panels). Only a
-    # drawn, displayed plot whose width changed: plotly refuses to resize a hidden one, and the
-    # observer also fires on first sight and on height changes.
-    "view": [(_RENDER,
-              "render({model:mm,el:ne}){let sh=Object.create(Q);sh.on=(...a)=>mm.on(...a);"
-              "sh.off=(...a)=>mm.off(...a);let ge=new MD(sh,ne);ge.perform_render();"
-              "let tm,ro=new ResizeObserver(()=>{clearTimeout(tm);tm=setTimeout(()=>"
-              "{if(ne._fullLayout&&ne.offsetParent!==null&&ne.clientWidth>0&&"
-              "Math.abs(ne.clientWidth-ne._fullLayout.width)>1)ge.autosizeFigure()},50)});"
-              "ro.observe(ne);return ()=>{ro.disconnect();clearTimeout(tm);ge.remove()}}")],
-    # A layout change from Python (our marks are shapes) reached plotly.js with a flag, so that
-    # the view does not report it back; but plotly takes the unknown key as a reason to redraw
-    # the whole plot (~50 ms with contours) instead of the shapes alone (~2 ms). Count Python's
-    # relayouts in flight instead, and report none while one is (safe against a throw).
-    "relayout": [(_RELAYOUT,
-                  "this.__fromPy=(this.__fromPy||0)+1;try{Md.default.relayout(this.el,"
-                  "ne.relayout_data).finally(()=>{this.__fromPy--})}"
-                  "catch(e){this.__fromPy--;throw e}"),
-                 (_REPORTED, _REPORTED + "&&!(this.__fromPy>0)")],
-    # The module that carries plotly.js resolves the global slot with the widget definition.
-    "freeze": [(_EXPORTS, _EXPORTS + f"\n{SLOT}.r(j4t);\n")],
-}
+MODES = ("server", "kernel")
 
 
-def plotly_source():
-    """The text of the installed plotly's widget bundle."""
-    import plotly
-    return (pathlib.Path(plotly.__file__).parent / "package_data" / "widgetbundle.js").read_text()
+def mode(env=os.environ):
+    """Where the page gets plotly's widget code: CURVLAB_PLOTLY_BUNDLE, "server" by default."""
+    value = env.get("CURVLAB_PLOTLY_BUNDLE", "server")
+    if value not in MODES:
+        raise ValueError(f"CURVLAB_PLOTLY_BUNDLE={value!r}: write 'server' (plotly's widget code "
+                         "from the Jupyter server, the default) or 'kernel' (through the widget "
+                         "channel, once per kernel)")
+    return value
 
 
-def patch(src=None):
-    """plotly's widget bundle (`src`, default the installed one) with every patch applied; None,
-    with a warning, when it is not the bundle curvlab adapts (then FigureWidget is plotly's own,
-    with its several-figure freeze)."""
-    import plotly
-    src = plotly_source() if src is None else src
-    if any(src.count(old) != 1 for edits in PATCHES.values() for old, _ in edits):
-        warnings.warn(f"curvlab.dashboards: the widget bundle of plotly {plotly.__version__} is "
-                      "not the one curvlab adapts (plotly 7.1); using plotly's own FigureWidget, "
-                      "whose later figures may stop updating on a Voila page with several of "
-                      "them. Install curvlab's pinned plotly (pip install 'plotly>=7.1,<7.2').",
-                      RuntimeWarning, stacklevel=2)
-        return None
-    for edits in PATCHES.values():
-        for old, new in edits:
-            src = src.replace(old, new)
-    return src
+# Every figure's module when the server serves the bundle. anywidget (0.11) gives a model ~2 s
+# from its creation to import this module, call its default export and run `initialize`; past
+# that it logs "Failed to initialize model." and drops the model's messages (after a page reload
+# whole dashboards then show "model not found"). Only `render` may wait. So the module finishes
+# at once: it starts importing the bundle and exports a factory whose `initialize` only records
+# the model's changes until plotly's definition arrives; then plotly's `initialize` runs and
+# hears those changes replayed in order, each with the model's values as they were then (its
+# handlers apply each `_py2js_*` message to `_widget_data`/`_widget_layout`, which Python may
+# replace in between). `render` waits for that. A failed import says what to do, in the
+# figure's place and in the console.
+LOADER_ESM = f"""\
+const config = document.getElementById("jupyter-config-data");
+const base = config ? JSON.parse(config.textContent).baseUrl || "/" : "/";
+const url = new URL(base.replace(/\\/?$/, "/") + {URL_PATH!r}, location.href).href;
+const def = import(url).then(() => {SLOT}.p, e => {{
+  throw new Error(`curvlab: plotly's widget code did not load from ${{url}} (${{e}}). The ` +
+    "Jupyter server needs curvlab's extension (jupyter server extension enable " +
+    "curvlab_jupyter), or set CURVLAB_PLOTLY_BUNDLE=kernel where the kernel runs.");
+}});
+def.catch(() => {{}});
+export default () => {{
+  let ok, no;
+  const real = new Promise((y, n) => {{ ok = y; no = n; }});
+  return {{
+    initialize({{ model, signal, experimental }}) {{
+      const was = {{}}, log = [], on = [];
+      const rec = (ev, m, v) => {{
+        if (!ev.startsWith("change:")) return;
+        const k = ev.slice(7);
+        if (!(k in was)) was[k] = m.previous(k);
+        log.push([k, v, m]);
+      }};
+      model.on("all", rec);
+      const stop = () => model.off("all", rec);
+      def.then(f => {{
+        stop();
+        if (signal.aborted) return;
+        const w = f();
+        let at = null;
+        w.initialize({{ signal, experimental, model: {{ ...model,
+          get: k => (at && k in at ? at[k] : model.get(k)),
+          on: (n, cb) => {{ on.push([n, cb]); model.on(n, cb); }} }} }});
+        at = was;
+        for (const [k, v, m] of log) {{
+          at[k] = v;
+          for (const [n, cb] of on) if (n === "change:" + k) cb(m, v, {{}});
+        }}
+        at = null;
+        return w;
+      }}, e => {{ stop(); throw e; }}).then(ok, no);
+    }},
+    async render(view) {{
+      try {{
+        return (await real).render(view);
+      }} catch (e) {{
+        view.el.textContent = e.message;
+        throw e;
+      }}
+    }},
+  }};
+}};
+"""
 
+# kernel mode: every figure but the first waits on the slot the first one's bundle resolves
+WAITER_ESM = f"const factory = await {SLOT}.p;\nexport default factory;\n"
 
-PATCHED = patch()        # the patched bundle's text, or None (plotly's own widget then)
-STATIC_BUNDLE = "_static/plotly-widget.js"
+_text = patch()          # the patched bundle's text, or None (plotly's own widget then)
+MODE = mode()
 # the module of the figure that carries plotly.js (None: plotly's own), and of every other one
-FULL_ESM = PATCHED
-SMALL_ESM = f"const factory = await {SLOT}.p;\nexport default factory;\n"
-if FULL_ESM is not None and os.environ.get("CURVLAB_STATIC_PLOTLY") == "1":
-    # ./run apps writes the bundle beside the apps (write_static_bundle) and lets Voila serve it:
-    # the browser fetches (and caches) it from /voila/files/ next to the page, instead of the
-    # kernel sending 5 MB through the widget channel on every visit (~0.5 s of a first render).
-    FULL_ESM = ("const here = new URL(location.href).pathname"
-                ".replace('/voila/render/', '/voila/files/');\n"
-                "const m = await import(new URL(here.replace(/[^/]*$/, '') + "
-                f"{STATIC_BUNDLE!r}, location.origin).href);\n"
-                "export default m.default;\n")
+if _text is None:
+    FULL_ESM = SMALL_ESM = None
+elif MODE == "server":
+    FULL_ESM = SMALL_ESM = LOADER_ESM
+else:
+    FULL_ESM = _text
+    SMALL_ESM = WAITER_ESM
+if _text is None or MODE != "server":
+    PATCHED = _text
+# else PATCHED is made on demand (__getattr__): the server serves the text, and a kernel keeping
+# it would hold ~28 MB (a str with non-ASCII characters, 4 bytes each) in every app's kernel
+del _text
 
 
-def write_static_bundle(folder):
-    """Write the patched plotly widget bundle to folder/_static (for CURVLAB_STATIC_PLOTLY=1)."""
-    if PATCHED is None:
-        return False
-    target = pathlib.Path(folder) / STATIC_BUNDLE
-    target.parent.mkdir(exist_ok=True)
-    if not target.exists() or target.read_text() != PATCHED:
-        with tempfile.NamedTemporaryFile("w", dir=target.parent, delete=False,
-                                         suffix=".tmp") as f:
-            f.write(PATCHED)
-        pathlib.Path(f.name).replace(target)                # atomic: servers may be reading it
-    return True
+def __getattr__(name):
+    if name == "PATCHED":
+        return patch()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -102,6 +102,104 @@ def _binary():
     return traitlets.Dict(allow_none=True).tag(**_tags(to_json=_py_to_js))
 
 
+# ---- titles that fit their panel ---------------------------------------------------------------
+# plotly.js draws a title on one line, however narrow the figure: beside JupyterLab's file
+# browser a panel is ~480 px and a 60-character title was cut. So what the page gets (never the
+# figure in Python: its titles stay plain text for the CSV, the captions and the tests) has the
+# title and the settings line (subtitle) broken into lines of about equal length that fit the
+# figure's `title_room`, and a top margin grown by the lines added.
+PANEL_ROOM = 400      # px for a title in the narrowest half-row panel (a row below 860 px is one
+#                       column: widgets.PANEL_CSS), less plotly's 5 % indent; a whole row: twice
+GLYPH = 0.45          # mean width of a title character over the font size (Open Sans; measured:
+#                       61 characters at 16.8 px take 456 px)
+LINE = 1.3            # a text line's height over the font size
+
+
+def wrap(text, limit):
+    """`text` broken at spaces into lines of about equal length, joined by '<br>': as few lines
+    as lines of at most `limit` characters need (a longer word gets a line of its own). Breaks
+    already in `text` count as spaces."""
+    words = text.replace("<br>", " ").split()
+    flat = " ".join(words)
+    if len(flat) <= limit or len(words) < 2:
+        return flat
+    for n in range(-(-len(flat) // int(limit)), len(words) + 1):
+        for width in range(-(-len(flat) // n), int(limit) + 1):    # the narrowest that fits
+            lines = _greedy(words, width)
+            if len(lines) <= n:
+                return "<br>".join(lines)
+    return "<br>".join(words)
+
+
+def _greedy(words, width):
+    lines = [words[0]]
+    for w in words[1:]:
+        if len(lines[-1]) + 1 + len(w) <= width:
+            lines[-1] += " " + w
+        else:
+            lines.append(w)
+    return lines
+
+
+def fitted_title(fig):
+    """(title, subtitle, top margin) as the page draws them for figure `fig`: its title and
+    subtitle wrapped to `fig.title_room` pixels in their fonts' sizes, the top margin grown by
+    twice the height of the lines added (plotly.js centres the first line in the margin and
+    hangs the rest below it)."""
+    lay = fig.layout
+    size = lay.title.font.size or 1.4 * (lay.font.size or 12)     # plotly.js's defaults
+    sub_size = lay.title.subtitle.font.size or (lay.font.size or 12)
+    room = getattr(fig, "title_room", PANEL_ROOM)
+    title = wrap(lay.title.text or "", room / (GLYPH * size))
+    sub = wrap(lay.title.subtitle.text or "", room / (GLYPH * sub_size))
+    added = LINE * (size * title.count("<br>") + sub_size * sub.count("<br>"))
+    top = lay.margin.t
+    if added:
+        top = round((top if top is not None else 100) + 2 * added)   # plotly's default: 100
+    return title, sub, top
+
+
+def _fit_layout(layout, fig):
+    """A copy of layout properties `layout` (the figure's whole layout) with the fitted title,
+    subtitle and top margin."""
+    title, sub, top = fitted_title(fig)
+    out = dict(layout)
+    if title or "title" in out:
+        out["title"] = {**(out.get("title") or {}), "text": title}
+        if sub:
+            out["title"]["subtitle"] = {**out["title"].get("subtitle", {}), "text": sub}
+    if top is not None:
+        out["margin"] = {**(out.get("margin") or {}), "t": top}
+    return out
+
+
+def _fit_edit(edit, fig):
+    """A copy of layout edit `edit` ({property path: value}, as plotly.js's relayout takes it)
+    followed by the fitted title, subtitle and top margin when it touches any of what they
+    depend on (title, margin, fonts)."""
+    if not edit or not any(k.split(".")[0] in ("title", "margin", "font") for k in edit):
+        return edit
+    title, sub, top = fitted_title(fig)
+    out = {**edit, "title.text": title}
+    if sub:
+        out["title.subtitle.text"] = sub
+    if top is not None:
+        out["margin.t"] = top
+    return out
+
+
+def _layout_to_js(layout, fig):
+    return _py_to_js(_fit_layout(layout, fig) if fig is not None and layout else layout, fig)
+
+
+def _message_to_js(msg, fig):
+    """A relayout or update message with its layout edit fitted (`_fit_edit`)."""
+    if msg and fig is not None:
+        msg = {k: _fit_edit(v, fig) if k in ("relayout_data", "layout_data") else v
+               for k, v in msg.items()}
+    return _py_to_js(msg, fig)
+
+
 def _not_echoed():
     return traitlets.Dict(allow_none=True).tag(**_tags(echo_update=False))
 
@@ -115,7 +213,11 @@ class FigureWidget(_PlotlyFigureWidget):
     _widget_data = traitlets.List().tag(**_tags(to_json=_py_to_js))
     _py2js_addTraces = _binary()
     _py2js_restyle = _binary()
-    _py2js_update = _binary()
+    # the traits that carry the layout, with titles fitted to the panel (`fitted_title`)
+    _widget_layout = traitlets.Dict().tag(**_tags(to_json=_layout_to_js))
+    _py2js_relayout = traitlets.Dict(allow_none=True).tag(**_tags(to_json=_message_to_js))
+    _py2js_update = traitlets.Dict(allow_none=True).tag(**_tags(to_json=_message_to_js))
+    title_room = PANEL_ROOM     # px the title may take (Dashboard.finish: twice on a whole row)
     # the traits the page sets (plotly's report of each redraw to Python, up to ~14 KB each),
     # not echoed back by ipywidgets: the page would have to take each in while it draws the
     # next figure
@@ -127,6 +229,7 @@ class FigureWidget(_PlotlyFigureWidget):
     _js2py_pointsCallback = _not_echoed()
 
     def __init__(self, *args, **kwargs):
+        self._choose_module()
         super().__init__(*args, **kwargs)
         if self.layout.template.layout.xaxis.exponentformat is None:     # not set by the caller
             import plotly.io as pio
@@ -145,7 +248,15 @@ class FigureWidget(_PlotlyFigureWidget):
                             format="png", width=EXPORT_WIDTH // EXPORT_SCALE,
                             height=round(EXPORT_WIDTH // EXPORT_SCALE * h / w),
                             scale=EXPORT_SCALE, filename=name)}
-        if bundle.FULL_ESM is None:                         # unadapted plotly: its own module
+
+    def _choose_module(self):
+        """This figure's front-end module (`bundle`), chosen before its widget opens: anywidget
+        reads `_esm` from the instance for the comm's first message, and plotly's class sets it
+        to its whole bundle (which JupyterLab then received once per figure, 5 MB each, before a
+        later switch sent the module again). The kernel's first live figure gets FULL_ESM, every
+        other one SMALL_ESM (in "server" mode both are the loader); unadapted plotly: its own."""
+        if bundle.FULL_ESM is None:
+            self._esm = _PlotlyFigureWidget._esm
             return
         carrier = FigureWidget._carrier() if FigureWidget._carrier is not None else None
         if carrier is None or carrier.comm is None:         # none yet, or it was closed
@@ -154,12 +265,37 @@ class FigureWidget(_PlotlyFigureWidget):
         else:
             self._esm = bundle.SMALL_ESM
 
+    def get_state(self, key=None, drop_defaults=False):
+        """The widget's state, with the figure's current data and layout as `_widget_data`
+        and `_widget_layout`.
+
+        plotly sets those two traits when the widget opens and when it is displayed, and sends
+        every later change as a one-off message (`_py2js_restyle`, …) that only the views open
+        at that moment apply. A page that builds its views from the kernel's state afterwards
+        — JupyterLab reopening or reloading a notebook whose kernel runs asks every widget for
+        `get_state()` — would draw the figure as first displayed beside controls that show the
+        current settings; then setting a control back to that first value would draw what the
+        page already shows. So the two traits are refreshed from the figure (a deep copy of
+        its data and layout: O(size of the plot data)) whenever the state is read, without a
+        message of their own."""
+        wanted = _MIRRORED if key is None else {key} if isinstance(key, str) else set(key)
+        if getattr(self, "_layout_obj", None) is not None and not _MIRRORED.isdisjoint(wanted):
+            # straight into traitlets' storage: assigning would send both to the page again
+            self._trait_values["_widget_data"] = copy.deepcopy(self._data)
+            self._trait_values["_widget_layout"] = copy.deepcopy(self._layout_obj._props)
+        return super().get_state(key, drop_defaults)
+
+
+# the traits a view draws a figure from when it opens
+_MIRRORED = frozenset({"_widget_data", "_widget_layout"})
+
 
 def sync(fig):
-    """Copy a FigureWidget's current data and layout into its synced widget state.
+    """Send a FigureWidget's current data and layout to the page as its widget state (one
+    message).
 
     Since plotly 6 a FigureWidget sends later changes as one-off messages, which a view that
     does not exist yet never receives (plotly.py issue 4998): a draw done before the figure is
-    displayed would be lost."""
-    fig._widget_data = copy.deepcopy(fig._data)
-    fig._widget_layout = copy.deepcopy(fig._layout_obj._props)
+    displayed would be lost. (A page that asks for the state itself, as JupyterLab does when a
+    notebook is reopened, gets the current figure anyway: `FigureWidget.get_state`.)"""
+    fig.send_state(list(_MIRRORED))

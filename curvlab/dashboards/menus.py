@@ -65,6 +65,22 @@ def kind_menu(**where):
     return [k for k in order if not _one_draw_of_a_dense_matrix(k)]
 
 
+def defined_on(kinds, problem):
+    """(kept, left out): the kinds of `kinds` defined on `problem`'s model — a chain-only kind
+    (KFRA, KFOC, TNT, Shampoo, unit-wise) is left out on a model that is not a chain (residual
+    blocks, norm layers, attention, ...)."""
+    chain = getattr(problem.model, "is_chain", True)
+    kept = [k for k in kinds if chain or k not in registry.REGISTRY
+            or not registry.REGISTRY[k].chains_only]
+    return kept, [k for k in kinds if k not in kept]
+
+
+def left_out_note(left):
+    """A status line's note on the kinds `defined_on` left out ('' for none)."""
+    return (f" ({', '.join(left)} left out: defined on chains of Dense and conv layers only)"
+            if left else "")
+
+
 def optimizer_color(method):
     """The colour of the first kind (registry order) whose optimiser is `method` (newton: the
     Hessian's, gauss_newton: the GGN's, …), or None."""

@@ -31,10 +31,15 @@ DATASETS = {
     "regression1d": (lambda: cl.datasets.regression1d(n=80, seed=0), "regression"),
     "digits": (lambda: cl.datasets.digits(n=200, seed=0), "class"),     # 8×8 images, flattened
     "curves": (lambda: cl.datasets.curves(n=120, size=8, seed=0), "image"),
+    # integer tokens (N, T), a target at every position: for the transformer
+    "sorting": (lambda: cl.datasets.sorting(n=96, length=4, vocab=5, seed=0), "sequence"),
 }
-# hidden layers of an MLP, or "conv": Conv(1→4, 3×3, pad 1) → MaxPool 2 → Flatten → Dense
-# (8×8 images)
-ARCHITECTURES = {"8": [8], "16": [16], "8-8": [8, 8], "4-4-4": [4, 4, 4], "conv": "conv"}
+# hidden layers of an MLP; "conv": Conv(1→4, 3×3, pad 1) → MaxPool 2 → Flatten → Dense (8×8
+# images); "residual-ln": Dense → 8, a pre-norm residual block (LayerNorm, Dense), LayerNorm,
+# Dense; "transformer": a one-block pre-norm transformer (width 8, 2 heads) on token sequences
+ARCHITECTURES = {"8": [8], "16": [16], "8-8": [8, 8], "4-4-4": [4, 4, 4], "conv": "conv",
+                 "residual-ln": "residual-ln", "transformer": "transformer"}
+WIDTH = 8                    # the residual net's and the transformer's width
 ACTIVATIONS = ["tanh", "sigmoid", "relu", "softplus", "identity"]
 LOSSES = ["cross_entropy", "bce", "mse"]
 STATES = {"initialisation": 0, "part-trained": 40, "trained": 400}   # shortcuts: steps of the run
@@ -49,6 +54,11 @@ RUNS_KEPT = 8                # recorded runs kept (each holds (steps + 1) × P w
 def _targets(dataset, loss, X, y):
     """Targets for the chosen loss, or a ValueError that says which combination to pick."""
     kind = DATASETS[dataset][1]
+    if kind == "sequence":
+        if loss != "cross_entropy":
+            raise ValueError(f"{dataset} has a token target at every position: pick the "
+                             f"cross_entropy loss, not {loss}")
+        return y, int(max(X.max(), y.max())) + 1
     if kind == "regression":
         if loss != "mse":
             raise ValueError(f"{dataset} has real-valued targets: pick the mse loss, not {loss}")
@@ -71,6 +81,23 @@ def make_model(dataset, arch, n_in, K, activation):
     images (the digits' and curves' pixels, as one-channel images)."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {list(ARCHITECTURES)}")
+    sequence = DATASETS[dataset][1] == "sequence"
+    if sequence != (arch == "transformer"):
+        raise ValueError(f"{dataset} is a token sequence task: pick the transformer" if sequence
+                         else f"the transformer reads token sequences: pick the sorting data, "
+                         f"not {dataset}")
+    d = WIDTH
+    if arch == "transformer":                     # n_in: positions, K: the vocabulary
+        return cl.Sequential([
+            cl.Embedding(K, d),
+            cl.Residual([cl.LayerNorm(d), cl.SelfAttention(d, heads=2)]),
+            cl.Residual([cl.LayerNorm(d), cl.Dense(d, 2 * d, activation), cl.Dense(2 * d, d)]),
+            cl.LayerNorm(d), cl.Dense(d, K)], input_shape=(n_in,))
+    if arch == "residual-ln":
+        return cl.Sequential([
+            cl.Dense(n_in, d, activation),
+            cl.Residual([cl.LayerNorm(d), cl.Dense(d, d, activation)]),
+            cl.LayerNorm(d), cl.Dense(d, K)], input_shape=(n_in,))
     if ARCHITECTURES[arch] != "conv":
         return cl.MLP([n_in] + ARCHITECTURES[arch] + [K], activation=activation)
     if n_in != 64:

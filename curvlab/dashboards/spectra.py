@@ -15,8 +15,9 @@ from .figure import FigureWidget
 from .heatmaps import heat_fig, heatmaps
 from .lessons import Lesson
 from .marks import set_note
-from .menus import kind_color, kind_dash, kind_menu
-from .widgets import STYLE, log_slider, panels, read_array, with_hint
+from .menus import defined_on, kind_color, kind_dash, kind_menu, left_out_note
+from .uploads import MatrixUpload, read_matrix
+from .widgets import STYLE, log_slider, panels, with_hint
 
 YOURS = "yours"             # your own matrix (a file), beside the registered kinds
 # the table's rows: the classic approximations of the GGN and the empirical Fisher
@@ -96,8 +97,8 @@ class SpectraDashboard(Dashboard):
                                     style=st, layout=W.Layout(width="170px"))
         self.damping = log_slider("damping", 1e-3, -6, 2)
         self.slq = W.Checkbox(value=False, description="SLQ density (matrix-free)")
-        self.upload = W.FileUpload(accept=".npy,.npz", multiple=False, description="your matrix",
-                                   layout=W.Layout(width="170px"))
+        # refuses a file over uploads.MAX_UPLOAD_BYTES in the page, before sending it
+        self.upload = MatrixUpload(accept=".npy,.npz", description="your matrix")
         self.uploaded = None                     # (file name, the matrix as a curvature object)
         self.table = W.HTML()
 
@@ -131,6 +132,7 @@ class SpectraDashboard(Dashboard):
             c.observe(self._on_compare, names="value")
         self.slq.observe(self._on_slq, names="value")
         self.upload.observe(self._on_upload, names="value")
+        self.upload.observe(self._on_refused, names="refused")
         self.slq_box = W.Box([self.slq_fig], layout=W.Layout(display="none"))
 
         controls = W.VBox([self.picker.widget,
@@ -186,11 +188,18 @@ class SpectraDashboard(Dashboard):
         f = self.upload.value[0]
         self.load_matrix(f["name"], bytes(f["content"]))
 
+    def _on_refused(self, change=None):
+        if self.upload.refused:     # the page refused a file by its size; say it here too
+            self.status.warn(self.upload.refused)
+            self.upload.refused = ""        # so that the same refusal again is a change
+
     def load_matrix(self, name, content):
         """Take a .npy / .npz file's bytes as your own matrix for the current problem: its
-        spectrum beside the others, a row in the table, the heatmaps' 'approximation'."""
+        spectrum beside the others, a row in the table, the heatmaps' 'approximation'. The
+        arrays' headers are checked first (uploads.read_matrix: shape × dtype within the
+        upload limit), so an .npz that would inflate past it is refused unopened."""
         problem, _ = self.picker.get()
-        data = read_array(name, content)
+        data = read_matrix(name, content)
         if data.ndim == 2 and data.shape[0] > MAX_UPLOAD_P:
             raise ValueError(f"{name}: {data.shape[0]} x {data.shape[0]} is larger than the app "
                              f"takes (P ≤ {MAX_UPLOAD_P}); use cl.compare(..., "
@@ -222,7 +231,8 @@ class SpectraDashboard(Dashboard):
 
     @guarded
     def _on_spectrum(self, change=None):
-        kinds, layer = self.kinds.value, self.scope.value
+        kinds, left = defined_on(self.kinds.value, self.picker.get()[0])
+        layer = self.scope.value
         with self.status.busy("eigenvalues", total=len(kinds)) as b:
             vals = {}
             for k in kinds:
@@ -246,16 +256,21 @@ class SpectraDashboard(Dashboard):
                 f"{k} {n}" for k, n in zeros.items()) if zeros else "")
         self.zeros = zeros
         P = len(next(iter(vals.values()))) if vals else 0
-        self.status.info(f"{len(vals)} spectra of {P} eigenvalues, {self.status.seconds:.2f} s")
+        self.status.info(f"{len(vals)} spectra of {P} eigenvalues, {self.status.seconds:.2f} s"
+                         + left_out_note(left))
 
     @guarded
     def _on_compare(self, change=None):
         problem, w = self.picker.get()
         approx, ref, eta = self.approx.value, self.reference.value, self.damping.value
         refs = ("ggn", "hessian")
+        if defined_on([approx], problem)[1]:
+            raise ValueError(f"{approx} is defined on chains of Dense and conv layers only: "
+                             "pick another approximation for this net")
         with self.status.busy("comparison table and heatmaps"):
             rows = self.cache.get(("compare", self.picker.value, eta), lambda: cl.compare(
-                problem, w, kinds=COMPARED, damping=eta, references=refs))
+                problem, w, kinds=defined_on(COMPARED, problem)[0], damping=eta,
+                references=refs))
             if self.uploaded is not None:
                 rows = rows + cl.compare(problem, w, kinds=(), damping=eta, references=refs,
                                          extra={f"yours ({self.uploaded[0]})": self.uploaded[1]})
@@ -279,7 +294,7 @@ class SpectraDashboard(Dashboard):
             return
         self.slq_box.layout.display = None
         problem, w = self.picker.get()
-        kinds, layer = self.kinds.value, self.scope.value
+        kinds, layer = defined_on(self.kinds.value, problem)[0], self.scope.value
         with self.status.busy("stochastic Lanczos quadrature", total=len(kinds)) as b:
             curves = {}
             for k in kinds:

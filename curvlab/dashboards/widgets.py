@@ -102,13 +102,16 @@ class Cache:
 
 
 def table_html(header, rows, fmt="{:.3g}"):
-    """A small HTML table; floats formatted with `fmt`."""
+    """A small HTML table; floats formatted with `fmt`. In a box that scrolls sideways when the
+    table is wider than its place (a panel in a notebook column beside JupyterLab's file
+    browser is ~480 px; the spectra table is ~500)."""
     def cell(v):
         return fmt.format(v) if isinstance(v, (float, np.floating)) else html.escape(str(v))
     head = "".join(f"<th style='padding:2px 8px'>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td style='padding:2px 8px;text-align:right'>{cell(v)}</td>"
                                     for v in r) + "</tr>" for r in rows)
-    return f"<table style='border-collapse:collapse;font-size:90%'><tr>{head}</tr>{body}</table>"
+    return (f"<div class='curvlab-table'><table style='border-collapse:collapse;font-size:90%'>"
+            f"<tr>{head}</tr>{body}</table></div>")
 
 
 def read_array(name, content):
@@ -141,7 +144,11 @@ def log_slider(description, value, lo, hi, step=0.1):
 # its own layout and paint: plotly measures text as it draws, and each measurement would
 # otherwise lay out the whole page (~15 % of a redraw). In presentation mode (the dashboard's
 # class curvlab-present) every figure takes the whole row, so its plot area grows with its
-# fonts, and the controls, status lines and tables (class curvlab-scale) are zoomed.
+# fonts, and the controls, status lines and tables (class curvlab-scale) are zoomed. What is
+# wider than its panel scrolls rather than being cut by the panel's paint containment: a table
+# in its box (`table_html`), while text beside it wraps at the panel's width (min-width 0: a
+# flex item would otherwise be as wide as the table; width auto: 100 % and its margins would
+# reach past the panel). Figures' titles wrap: figure.fit_titles.
 PANEL_CSS = """<style>
 .curvlab-panels { display: flex; flex-flow: row wrap; gap: 6px; width: 100%;
                   align-items: flex-start; }
@@ -152,6 +159,10 @@ PANEL_CSS = """<style>
 @media (max-width: 900px) { .curvlab-panels > .curvlab-panel { flex-basis: 100%; } }
 .curvlab-panels { container-type: inline-size; }
 @container (max-width: 860px) { .curvlab-panels > .curvlab-panel { flex-basis: 100%; } }
+.curvlab-panel .widget-html, .curvlab-panel .widget-html-content { min-width: 0;
+                                                                   max-width: 100%; }
+.curvlab-panel > .widget-html { width: auto; }
+.curvlab-table { overflow-x: auto; max-width: 100%; }
 .curvlab-present .curvlab-scale { zoom: 1.35; }
 .curvlab-present .curvlab-panels > .curvlab-panel { flex-basis: 100%; }
 </style>"""

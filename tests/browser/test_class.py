@@ -26,7 +26,8 @@ def test_five_students_at_once_each_get_their_app_without_errors():
 
 def _notebook(path, source):
     kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": kernel})
+    # curvlab's template (with its banner) is chosen per notebook, as the apps choose it
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": kernel, "voila": {"template": "curvlab"}})
     nb.cells = [nbformat.v4.new_markdown_cell("# An app"), nbformat.v4.new_code_cell(source)]
     nbformat.write(nb, path)
 
