@@ -215,7 +215,11 @@ def test_a_visitor_cuts_a_waiting_refill_short_and_a_class_holds_its_cap():
         await asyncio.wait_for(entry, 5)
         assert started and started[0] - t0 < 5                      # it started at once
         assert not pool.wake(entry)                                 # nothing left to wake
-    asyncio.run(race())
+    # on a thread of its own: an earlier test in this process (the browser tests' Playwright)
+    # may leave an event loop running on the main thread, where asyncio.run refuses to start
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as ex:
+        ex.submit(asyncio.run, race()).result()
 
     class Done:
         def __init__(self, done):

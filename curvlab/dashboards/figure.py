@@ -145,7 +145,8 @@ def fitted_title(fig):
     """(title, subtitle, top margin) as the page draws them for figure `fig`: its title and
     subtitle wrapped to `fig.title_room` pixels in their fonts' sizes, the top margin grown by
     twice the height of the lines added (plotly.js centres the first line in the margin and
-    hangs the rest below it)."""
+    hangs the rest below it). A figure of fixed height grows by as much (`_grown_height`), so
+    its plot area keeps its size."""
     lay = fig.layout
     size = lay.title.font.size or 1.4 * (lay.font.size or 12)     # plotly.js's defaults
     sub_size = lay.title.subtitle.font.size or (lay.font.size or 12)
@@ -159,11 +160,23 @@ def fitted_title(fig):
     return title, sub, top
 
 
+def _grown_height(fig, top):
+    """The figure's height grown by what the fitted top margin adds (None: no fixed height)."""
+    lay = fig.layout
+    if not lay.height or top is None:
+        return None
+    base = lay.margin.t if lay.margin.t is not None else 100
+    return lay.height + max(0, top - base)
+
+
 def _fit_layout(layout, fig):
     """A copy of layout properties `layout` (the figure's whole layout) with the fitted title,
-    subtitle and top margin."""
+    subtitle, top margin and height."""
     title, sub, top = fitted_title(fig)
     out = dict(layout)
+    height = _grown_height(fig, top)
+    if height is not None:
+        out["height"] = height
     if title or "title" in out:
         out["title"] = {**(out.get("title") or {}), "text": title}
         if sub:
@@ -173,14 +186,24 @@ def _fit_layout(layout, fig):
     return out
 
 
+# Off: with fitted titles in the page, presentation mode's plots stopped following their panels'
+# new width (tests/browser/test_lecture.py), for a reason not yet found; until it is, titles are
+# drawn as the figure says (and may be cut in a narrow notebook column).
+FIT_TITLES = False
+
+
 def _fit_edit(edit, fig):
     """A copy of layout edit `edit` ({property path: value}, as plotly.js's relayout takes it)
-    followed by the fitted title, subtitle and top margin when it touches any of what they
-    depend on (title, margin, fonts)."""
-    if not edit or not any(k.split(".")[0] in ("title", "margin", "font") for k in edit):
+    followed by the fitted title, subtitle, top margin and height when it touches any of what
+    they depend on (title, margin, fonts, height)."""
+    if not FIT_TITLES or not edit or not any(
+            k.split(".")[0] in ("title", "margin", "font", "height") for k in edit):
         return edit
     title, sub, top = fitted_title(fig)
     out = {**edit, "title.text": title}
+    height = _grown_height(fig, top)
+    if height is not None:
+        out["height"] = height
     if sub:
         out["title.subtitle.text"] = sub
     if top is not None:
@@ -189,7 +212,8 @@ def _fit_edit(edit, fig):
 
 
 def _layout_to_js(layout, fig):
-    return _py_to_js(_fit_layout(layout, fig) if fig is not None and layout else layout, fig)
+    fit = FIT_TITLES and fig is not None and layout
+    return _py_to_js(_fit_layout(layout, fig) if fit else layout, fig)
 
 
 def _message_to_js(msg, fig):
