@@ -216,26 +216,7 @@ def has_run_app(connection_file, timeout=1.0):
     sets `curvlab.dashboards.links.waiting`. The probe goes through the control channel, which
     ipykernel serves while the shell is busy. False while the kernel is still starting or
     building the app."""
-    import jupyter_client
-    kc = jupyter_client.BlockingKernelClient(connection_file=str(connection_file))
-    kc.load_connection_file()
-    kc.start_channels(shell=False, iopub=False, stdin=False, hb=False, control=True)
-    try:
-        msg = kc.session.msg("execute_request", dict(code="", silent=True, store_history=False, allow_stdin=False,
-                                                     stop_on_error=False, user_expressions={"done": PROBE}))
-        kc.control_channel.send(msg)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                reply = kc.control_channel.get_msg(timeout=max(deadline - time.time(), 0.01))
-            except Exception:   # queue.Empty: not started yet
-                return False
-            if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
-                done = reply["content"].get("user_expressions", {}).get("done", {})
-                return done.get("data", {}).get("text/plain") == "True"
-        return False
-    finally:
-        kc.stop_channels()
+    return ask_kernel(connection_file, PROBE, timeout) == "True"
 
 
 def wait_for_pool(log_path, pools, timeout=900):

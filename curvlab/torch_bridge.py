@@ -130,13 +130,20 @@ def _short(mod):
     return text if "\n" not in text else type(mod).__name__ + "(...)"
 
 
-def converts(*names):
-    """Register a converter for the torch modules of these class names."""
-    def register(fn):
-        for name in names:
-            CONVERTERS[name] = fn
-        return fn
-    return register
+def _registrar(table):
+    """A decorator factory: `@deco(*names)` puts the decorated function in `table` under each
+    name."""
+    def deco(*names):
+        def register(fn):
+            for name in names:
+                table[name] = fn
+            return fn
+        return register
+    return deco
+
+
+# Register a converter for the torch modules of these class names.
+converts = _registrar(CONVERTERS)
 
 
 # parameter readers --------------------------------------------------------------------------
@@ -788,13 +795,8 @@ def _check_outputs(model, w, x, out):
 WRITERS = {}
 
 
-def writes(*names):
-    """Register a writer fn(torch, layer, θ) -> [torch modules] for curvlab layer classes."""
-    def register(fn):
-        for name in names:
-            WRITERS[name] = fn
-        return fn
-    return register
+# Register a writer fn(torch, layer, θ) -> [torch modules] for curvlab layer classes.
+writes = _registrar(WRITERS)
 
 
 def _copy(param, value):
