@@ -201,3 +201,14 @@ def set_and_wait(page, label, value, plot):
     """Set the control labelled `label` to `value` and wait until `plot` shows something else."""
     with changes(page, plot):
         set_control(page, label, value)
+
+
+def block_outside(page, outside):
+    """Let `page` reach loopback only: every other request is aborted and listed in `outside`."""
+    def route(r):
+        host = r.request.url.split("/")[2] if "://" in r.request.url else ""
+        if host.split(":")[0] in ("127.0.0.1", "localhost", ""):
+            return r.continue_()
+        outside.append(r.request.url)
+        return r.abort()
+    page.route("**/*", route)

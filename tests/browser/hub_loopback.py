@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import psutil
 
 from .conftest import _free_port
+from .drive import block_outside  # noqa: F401  (test_hub and bench/hub.py use it from here)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TRIAL = ROOT / "deploy" / "jupyterhub" / "trial_config.py"
@@ -156,17 +157,6 @@ def stop(proc, started):
         with contextlib.suppress(psutil.Error):
             p.kill()
     psutil.wait_procs(alive, timeout=10)
-
-
-def block_outside(page, outside):
-    """Let `page` reach loopback only: every other request is aborted and listed in `outside`."""
-    def route(r):
-        host = r.request.url.split("/")[2] if "://" in r.request.url else ""
-        if host.split(":")[0] in ("127.0.0.1", "localhost", ""):
-            return r.continue_()
-        outside.append(r.request.url)
-        return r.abort()
-    page.route("**/*", route)
 
 
 def log_in(page, hub, name):

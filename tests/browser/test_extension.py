@@ -23,7 +23,7 @@ import urllib.request
 import pytest
 
 from .conftest import ROOT, _free_port
-from .drive import PLOTS, RENDER_COUNTER, assert_no_errors, wait_rendered
+from .drive import PLOTS, RENDER_COUNTER, assert_no_errors, block_outside, wait_rendered
 
 BASE = "/user/student-1/"        # a prefix as JupyterHub gives each user's server
 APP = "landscape"
@@ -167,17 +167,10 @@ def test_an_app_through_voila_as_a_server_extension_is_curvlabs_app_offline(serv
     outside, errors, bundles, ws_bytes = [], [], [], [0]
     origin = server.split(BASE)[0]
 
-    def route(r):
-        host = r.request.url.split("/")[2] if "://" in r.request.url else ""
-        if host.split(":")[0] in ("127.0.0.1", "localhost", ""):
-            return r.continue_()
-        outside.append(r.request.url)
-        return r.abort()
-
     def count_frames(ws):
         ws.on("framereceived", lambda payload: ws_bytes.__setitem__(0, ws_bytes[0] + len(
             payload if isinstance(payload, (bytes, str)) else b"")))
-    page.route("**/*", route)
+    block_outside(page, outside)
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("response", lambda r: bundles.append((r.url, r.status))

@@ -3,7 +3,7 @@ the console shows no error (no icon font, script or formula renderer is fetched 
 
 import pytest
 
-from .drive import PLOTS, assert_no_errors, open_app
+from .drive import PLOTS, assert_no_errors, block_outside, open_app
 
 
 # Every app, the dynamics and uncertainty apps too: they once failed here with "Cell execution
@@ -18,13 +18,7 @@ def test_every_page_works_with_no_network_beyond_loopback(browser, voila_url, ap
     page.set_default_timeout(120_000)
     outside, errors = [], []
 
-    def route(r):
-        host = r.request.url.split("/")[2] if "://" in r.request.url else ""
-        if host.split(":")[0] in ("127.0.0.1", "localhost", ""):
-            return r.continue_()
-        outside.append(r.request.url)
-        return r.abort()
-    page.route("**/*", route)
+    block_outside(page, outside)
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
