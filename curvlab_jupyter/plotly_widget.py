@@ -31,6 +31,8 @@ SLOT = f"({GLOBAL} ??= (() => {{ let r; const p = new Promise(x => r = x); retur
 _RENDER = "render({el:ne}){let ge=new MD(Q,ne);return ge.perform_render(),()=>ge.remove()}"
 _EXPORTS = "export{TD as FigureModel,MD as FigureView,j4t as default};"
 _RELAYOUT = "ge._doNotReportToPy=!0,Md.default.relayout(this.el,ne.relayout_data)"
+_AUTOSIZE = ('autosizeFigure(){var ne=this,ge=ne.model.get("_widget_layout");'
+             '(qs.isNil(ge)||qs.isNil(ge.width))&&Md.default.Plots.resize(ne.el)')
 _REPORTED = 'handle_plotly_relayout(ne){if(ne!=null&&!ne.hasOwnProperty("_doNotReportToPy")'
 
 # name: [(text in plotly's bundle, its replacement)], applied in this order
@@ -46,7 +48,15 @@ PATCHES = {
               "let tm,ro=new ResizeObserver(()=>{clearTimeout(tm);tm=setTimeout(()=>"
               "{if(ne._fullLayout&&ne.offsetParent!==null&&ne.clientWidth>0&&"
               "Math.abs(ne.clientWidth-ne._fullLayout.width)>1)ge.autosizeFigure()},50)});"
-              "ro.observe(ne);return ()=>{ro.disconnect();clearTimeout(tm);ge.remove()}}")],
+              "ro.observe(ne);return ()=>{ro.disconnect();clearTimeout(tm);ge.remove()}}"),
+             # A height from Python (presentation mode's ×1.5) reaches plotly.js's relayout,
+             # which then pins the width at the plot's current one (and autosize off), so the
+             # plot stopped following its panel whenever that relayout came before the panel's
+             # re-flow was seen. A width Python never set is the panel's: unpin it before
+             # resizing (plotly's resize then keeps the drawn height).
+             (_AUTOSIZE, _AUTOSIZE.replace("&&Md.default.Plots.resize(ne.el)",
+                                           "&&(ne.el.layout&&delete ne.el.layout.width,"
+                                           "Md.default.Plots.resize(ne.el))"))],
     # A layout change from Python (our marks are shapes) reached plotly.js with a flag, so that
     # the view does not report it back; but plotly takes the unknown key as a reason to redraw
     # the whole plot (~50 ms with contours) instead of the shapes alone (~2 ms). Count Python's

@@ -186,10 +186,10 @@ def _fit_layout(layout, fig):
     return out
 
 
-# Off: with fitted titles in the page, presentation mode's plots stopped following their panels'
-# new width (tests/browser/test_lecture.py), for a reason not yet found; until it is, titles are
-# drawn as the figure says (and may be cut in a narrow notebook column).
-FIT_TITLES = False
+# Titles fitted to their panel (a switch for tests and for a front end that fits its own). Their
+# taller margins change figures' heights from Python, which plotly.js's relayout turns into a
+# pinned width; the view patch unpins it (curvlab_jupyter.plotly_widget, "view").
+FIT_TITLES = True
 
 
 def _fit_edit(edit, fig):

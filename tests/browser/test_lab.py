@@ -172,14 +172,21 @@ def wait_span(page, span, points):
         " && Math.abs(x[x.length - 1] - s) < 1e-9; })", arg=[span, points], timeout=60_000)
 
 
-# Everything in a panel that is cut: any text or table reaching beyond its panel's right edge
-# (tables may only overflow inside their scrolling box). Not yet figure titles: their fitting to
-# the panel is off (curvlab.dashboards.figure.FIT_TITLES).
+# Everything in a panel that is cut: a figure title wider than its plot, and any text or table
+# reaching beyond its panel's right edge (tables may only overflow inside their scrolling box).
 CUT = """() => {
   const out = [];
   for (const panel of document.querySelectorAll('.curvlab-panel')) {
     if (panel.offsetParent === null) continue;
     const right = panel.getBoundingClientRect().right + 1;
+    for (const svg of panel.querySelectorAll('.main-svg')) {
+      const box = svg.getBoundingClientRect();
+      for (const t of svg.querySelectorAll('.gtitle, .gtitle-subtitle')) {
+        const r = t.getBoundingClientRect();
+        if (r.width && (r.right > box.right + 1 || r.left < box.left - 1))
+          out.push('title: ' + t.textContent);
+      }
+    }
     for (const e of panel.querySelectorAll('.widget-html-content, .curvlab-table')) {
       if (e.getBoundingClientRect().right > right) out.push('box: ' + e.textContent.slice(0, 60));
     }

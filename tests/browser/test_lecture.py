@@ -28,6 +28,12 @@ def test_presentation_mode_enlarges_controls_and_keeps_plot_areas(page, voila_ur
     assert len(after) == len(before) == 5
     assert sum(w * h for w, h in after) > 2 * sum(w * h for w, h in before)
     assert label.bounding_box()["height"] > 1.25 * height             # the controls too
+    # and back: two to a row again, each plot area as before (within a few pixels)
+    page.get_by_role("button", name="presentation").click()
+    back = (f"(b) => {{ const a = ({AREAS})(); return a.length === b.length && a.every("
+            "([w, h], i) => Math.abs(w - b[i][0]) <= 0.03 * b[i][0] + 2"
+            " && Math.abs(h - b[i][1]) <= 0.03 * b[i][1] + 2); }")
+    page.wait_for_function(back, arg=before, timeout=20_000, polling=250)
     assert_no_errors(page)
 
 

@@ -151,6 +151,36 @@ def test_a_title_wraps_into_lines_of_about_equal_length_within_the_limit(text, l
                                                                    text.split()) + 1
 
 
+def test_the_page_gets_titles_that_fit_a_half_row_panel_and_the_figure_keeps_its_own():
+    d = SpectraDashboard()
+    fig = d.spec_fig
+    python_title = "eigenvalues by rank (|λ|, log scale; open markers: negative λ)"
+    assert fig.layout.title.text == python_title                     # the CSV and captions
+    state = plain(fig.get_state()["_widget_layout"])
+    lines = state["title"]["text"].split("<br>")
+    # 16.8 px (plotly's title font) × 0.45 per character within 400 px: 52 characters a line
+    assert len(lines) == 2 and all(len(line) * GLYPH * 16.8 <= PANEL_ROOM for line in lines)
+    # the top margin grows by twice the added line (the first line sits at the margin's middle)
+    assert state["margin"]["t"] == round(fig.layout.margin.t + 2 * 1.3 * 16.8)
+    assert "<br>" not in plain(d.heat_fig.get_state()["_widget_layout"])["title"]["text"]
+    # a relayout message carries the fitted title too, and a short title takes the margin back
+    sent = []
+    fig.observe(lambda c: sent.append(fig.trait_metadata("_py2js_relayout", "to_json")(
+        c["new"], fig)) if c["new"] else None, names="_py2js_relayout")
+    fig.layout.title.text = "eigenvalues"
+    edit = sent[-1]["relayout_data"]
+    assert edit["title.text"] == "eigenvalues" and edit["margin.t"] == fig.layout.margin.t
+    fig.layout.title.text = python_title
+    assert sent[-1]["relayout_data"]["title.text"] == state["title"]["text"]
+    # presentation: each figure has a whole row, its title twice as much room in a larger font
+    d.presentation.value = True
+    page_title = plain(fig.get_state()["_widget_layout"])["title"]["text"]
+    size = fig.layout.title.font.size
+    assert size > 24 and all(len(line) * GLYPH * size <= 2 * PANEL_ROOM
+                             for line in page_title.split("<br>"))
+    d.presentation.value = False
+
+
 def test_a_wide_table_scrolls_in_its_box():
     out = table_html(["kind", "a very long column heading"], [["kfac", 1.0]])
     assert re.match(r"<div class='curvlab-table'><table .*</table></div>$", out)
