@@ -54,6 +54,7 @@ import copy
 import inspect
 import operator
 from collections import namedtuple
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -558,7 +559,8 @@ class _Walk:
         self.call_function(node, self.functions.get(node.target))
 
     def get_attr(self, node):
-        self.refuse(node, f"a tensor attribute '{node.target}' used on the data")
+        """A tensor attribute (an attention mask buffer): its value is read where it is used
+        (a converter's argument); as data (in a sum, a module's input) it is refused there."""
 
     def _getitem(self, node, what):
         src, i = node.args
@@ -848,19 +850,97 @@ def _write_embedding(torch, layer, theta):
     return [mod]
 
 
-def to_torch(model, w):
-    """The torch.nn.Sequential (float64) of a curvlab model with parameters w (flat layout):
-    Dense, conv, pooling, Flatten, LayerNorm, RMSNorm, BatchNorm (in its mode) and Embedding
-    layers; a Residual, SelfAttention or MeanPool (which need a forward of their own) is refused
-    by name. `torch_order(model)` maps the module's parameter vector to w."""
-    torch = _torch()
-    w = model.check_params(w)
-    mods, Wbars = [], iter(model.unflatten(w))
-    for layer in model.modules:
-        theta = next(Wbars) if layer.has_params else None
+@writes("SelfAttention")
+def _write_attention(torch, layer, theta):
+    d, bias = layer.d, layer.bias
+    mod = torch.nn.MultiheadAttention(d, layer.heads, bias=bias, batch_first=True,
+                                      dtype=torch.float64)
+    _copy(mod.in_proj_weight, theta[:3, :, :d])                     # Q, K, V rows stacked
+    _copy(mod.out_proj.weight, theta[3, :, :d])
+    if bias:
+        _copy(mod.in_proj_bias, theta[:3, :, d])
+        _copy(mod.out_proj.bias, theta[3, :, d])
+    mask = None
+    if layer.causal:            # torch's square subsequent mask: True = may not attend
+        mask = torch.triu(torch.ones(layer.T, layer.T, dtype=torch.bool), 1)
+    return [_modules(torch).SelfAttention(mod, mask)]
+
+
+@writes("MeanPool")
+def _write_meanpool(torch, layer, theta):
+    # a sequence (N, T, D) averages dim 1; a 1-D map, channels first in torch (N, C, L), dim 2
+    return [_modules(torch).MeanPool(2 if layer.on_map else 1)]
+
+
+_MODULES = {}
+
+
+def _modules(torch):
+    """The small torch modules to_torch writes for what torch has no module of its own for:
+    x + f(x), self-attention mha(x, x, x) (with its causal mask), the mean over positions —
+    each written so that from_torch reads it back (torch.fx traces their forwards)."""
+    if "classes" not in _MODULES:
+        class Residual(torch.nn.Module):
+            """x + block(x)."""
+
+            def __init__(self, block):
+                super().__init__()
+                self.block = block
+
+            def forward(self, x):
+                return x + self.block(x)
+
+        class SelfAttention(torch.nn.Module):
+            """attn(x, x, x)[0]; mask (T, T), True where a position may not attend, or None."""
+
+            def __init__(self, attn, mask=None):
+                super().__init__()
+                self.attn = attn
+                self.register_buffer("mask", mask)
+
+            def forward(self, x):
+                return self.attn(x, x, x, need_weights=False, attn_mask=self.mask)[0]
+
+        class MeanPool(torch.nn.Module):
+            """x.mean(dim): over the positions."""
+
+            def __init__(self, dim):
+                super().__init__()
+                self.dim = dim
+
+            def forward(self, x):
+                return x.mean(self.dim)
+
+        _MODULES["classes"] = SimpleNamespace(Residual=Residual, SelfAttention=SelfAttention,
+                                              MeanPool=MeanPool)
+    return _MODULES["classes"]
+
+
+def _write(torch, layers, thetas):
+    """The torch modules of curvlab layers, their parameters drawn in turn from `thetas`."""
+    mods = []
+    for layer in layers:
+        if isinstance(layer, Residual):
+            block = torch.nn.Sequential(*_write(torch, layer.layers, thetas))
+            mods.append(_modules(torch).Residual(block))
+            continue
+        theta = next(thetas) if layer.has_params else None
         write = WRITERS.get(type(layer).__name__)
         mods += write(torch, layer, theta) if write else layer.to_torch(torch, theta)
-    return torch.nn.Sequential(*mods)
+    return mods
+
+
+def to_torch(model, w):
+    """The torch.nn.Sequential (float64) of a curvlab model with parameters w (flat layout):
+    Dense, conv, pooling, Flatten, LayerNorm, RMSNorm, BatchNorm (in its mode), Embedding and
+    activation layers as torch's own modules; SelfAttention as nn.MultiheadAttention
+    (batch_first) called on (x, x, x) with the causal mask if any, Residual as x + block(x)
+    and MeanPool as x.mean(dim), in three small modules of curvlab's (`_modules`) that
+    from_torch reads back. A cl.Function is refused by name (torch cannot run its autograd
+    function). `torch_order(model)` maps the module's parameter vector to w."""
+    torch = _torch()
+    w = model.check_params(w)
+    return torch.nn.Sequential(*_write(torch, model.modules, iter(model.unflatten(w))))
 
 
 class LossConversion(namedtuple("LossConversion", "loss scale")):

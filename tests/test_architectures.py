@@ -531,9 +531,61 @@ def test_to_torch_writes_the_new_layer_options_and_torch_order_maps_the_paramete
     order = cl.torch_bridge.torch_order(model)
     flat = torch.nn.utils.parameters_to_vector(net.parameters()).detach().numpy()
     assert np.array_equal(flat, w[order])
+    fn = cl.Function(lambda theta, x: theta * x, shape=(2,))
     with pytest.raises(ValueError, match="no torch counterpart"):
-        cl.to_torch(cl.Sequential([cl.Dense(2, 2), cl.Residual([cl.Dense(2, 2)])], (2,)),
-                    np.zeros(12))
+        cl.to_torch(cl.Sequential([cl.Dense(2, 2), fn], (2,)), np.zeros(8))
+
+
+def _plain_attention(theta, x, heads, causal):
+    """Multi-head self-attention written out (the oracle for to_torch's module): θ (4, d, d+1)
+    with Q, K, V, O as [W | b]."""
+    d = x.shape[-1]
+    dh = d // heads
+    q, k, v = (x @ theta[j, :, :d].T + theta[j, :, d] for j in range(3))
+    split = lambda a: a.reshape(a.shape[:-1] + (heads, dh)).swapaxes(-2, -3)  # noqa: E731
+    S = split(q) @ split(k).swapaxes(-1, -2) / np.sqrt(dh)
+    if causal:
+        T = x.shape[-2]
+        S = np.where(np.tril(np.ones((T, T), dtype=bool)), S, -np.inf)
+    E = np.exp(S - S.max(-1, keepdims=True))
+    A = (E / E.sum(-1, keepdims=True)) @ split(v)
+    A = A.swapaxes(-2, -3).reshape(x.shape)
+    return A @ theta[3, :, :d].T + theta[3, :, d]
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_to_torch_writes_residual_attention_and_mean_pool_and_reads_them_back(causal):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    d, T, heads = 4, 3, 2
+    model = cl.Sequential([cl.Dense(d, d, "gelu"),
+                           cl.Residual([cl.LayerNorm(d), cl.SelfAttention(d, heads, causal)]),
+                           cl.Residual([cl.Dense(d, 6, "relu"), cl.Dense(6, d)]),
+                           cl.MeanPool(), cl.Dense(d, 2)], (T, d))
+    w = model.init(0) + 0.3 * rng.standard_normal(model.n_params)
+    X = rng.standard_normal((5, T, d))
+    net = cl.to_torch(model, w).eval()
+    out = net(torch.as_tensor(X)).detach().numpy()
+    assert rel(out, model.forward(w, X)) < 1e-13
+    # the attention module against attention written out, on its own input
+    Ws = model.unflatten(w)
+    attn = net[2].block[1]
+    z = rng.standard_normal((5, T, d))
+    mine = attn(torch.as_tensor(z)).detach().numpy()
+    assert rel(mine, _plain_attention(Ws[2], z, heads, causal)) < 1e-13
+    flat = torch.nn.utils.parameters_to_vector(net.parameters()).detach().numpy()
+    assert np.array_equal(flat, w[cl.torch_order(model)])
+    model2, w2 = cl.from_torch(net, (T, d))                             # and back
+    assert repr(model2) == repr(model)
+    assert rel(model2.forward(w2, X), out) < 1e-13
+    assert np.array_equal(w2[cl.torch_order(model2)], flat)
+    # on a 1-D map (C, L) the mean is over L: torch's dim 2
+    model = cl.Sequential([cl.Conv1d(2, 3, 3, padding=1, activation="tanh"), cl.MeanPool(),
+                           cl.Dense(3, 2)], (2, 5))
+    w, X = model.init(1), rng.standard_normal((5, 2, 5))
+    net = cl.to_torch(model, w)
+    assert net[-2].dim == 2
+    assert rel(net(torch.as_tensor(X)).detach().numpy(), model.forward(w, X)) < 1e-13
 
 
 def test_your_own_loss_sees_sequence_outputs_whole():

@@ -89,6 +89,14 @@ class SelfAttention(Layer):
         W = rng.standard_normal((4, self.d, self.d)) / np.sqrt(self.d)
         return np.concatenate([W, np.zeros((4, self.d, 1))], axis=2) if self.bias else W
 
+    def torch_layout(self, index):
+        """torch's MultiheadAttention lists in_proj_weight (Q, K, V rows stacked), in_proj_bias,
+        then out_proj's weight and bias."""
+        d = self.d
+        parts = [index[:3, :, :d]] + ([index[:3, :, d]] if self.bias else [])
+        parts += [index[3, :, :d]] + ([index[3, :, d]] if self.bias else [])
+        return np.concatenate([np.ravel(p) for p in parts])
+
     # shapes ----------------------------------------------------------------------------------
     def _heads(self, a):
         """(..., T, d) -> (..., h, T, d_h)."""

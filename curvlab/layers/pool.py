@@ -11,7 +11,7 @@ import autograd.numpy as anp
 import numpy as np
 from autograd.tracer import getval
 
-from .base import Layer, describe, pair
+from .base import Layer, describe, is_map, pair
 
 
 def sandwich(pull, M, out_shape):
@@ -180,6 +180,7 @@ class MeanPool(Layer):
                 f"(C, L)), but gets an input of shape {describe(in_shape)}"
             )
         self.in_shape, self.out_shape = tuple(in_shape), (in_shape[1],)
+        self.on_map = is_map(in_shape)          # a 1-D map (C, L) rather than a sequence
         return self.out_shape
 
     def apply(self, x):
