@@ -12,6 +12,7 @@ from autograd import grad, hessian, jacobian
 
 import curvlab as cl
 from curvlab import engine, units
+from tests.test_attention_layers import plain_attention
 
 TOL = 1e-10
 RNG = np.random.default_rng(0)
@@ -536,23 +537,6 @@ def test_to_torch_writes_the_new_layer_options_and_torch_order_maps_the_paramete
         cl.to_torch(cl.Sequential([cl.Dense(2, 2), fn], (2,)), np.zeros(8))
 
 
-def _plain_attention(theta, x, heads, causal):
-    """Multi-head self-attention written out (the oracle for to_torch's module): θ (4, d, d+1)
-    with Q, K, V, O as [W | b]."""
-    d = x.shape[-1]
-    dh = d // heads
-    q, k, v = (x @ theta[j, :, :d].T + theta[j, :, d] for j in range(3))
-    split = lambda a: a.reshape(a.shape[:-1] + (heads, dh)).swapaxes(-2, -3)  # noqa: E731
-    S = split(q) @ split(k).swapaxes(-1, -2) / np.sqrt(dh)
-    if causal:
-        T = x.shape[-2]
-        S = np.where(np.tril(np.ones((T, T), dtype=bool)), S, -np.inf)
-    E = np.exp(S - S.max(-1, keepdims=True))
-    A = (E / E.sum(-1, keepdims=True)) @ split(v)
-    A = A.swapaxes(-2, -3).reshape(x.shape)
-    return A @ theta[3, :, :d].T + theta[3, :, d]
-
-
 @pytest.mark.parametrize("causal", [False, True])
 def test_to_torch_writes_residual_attention_and_mean_pool_and_reads_them_back(causal):
     torch = pytest.importorskip("torch")
@@ -567,12 +551,12 @@ def test_to_torch_writes_residual_attention_and_mean_pool_and_reads_them_back(ca
     net = cl.to_torch(model, w).eval()
     out = net(torch.as_tensor(X)).detach().numpy()
     assert rel(out, model.forward(w, X)) < 1e-13
-    # the attention module against attention written out, on its own input
+    # the attention module against attention written out (test_attention_layers)
     Ws = model.unflatten(w)
     attn = net[2].block[1]
     z = rng.standard_normal((5, T, d))
     mine = attn(torch.as_tensor(z)).detach().numpy()
-    assert rel(mine, _plain_attention(Ws[2], z, heads, causal)) < 1e-13
+    assert rel(mine, plain_attention(Ws[2], z, heads, causal, bias=True)) < 1e-13
     flat = torch.nn.utils.parameters_to_vector(net.parameters()).detach().numpy()
     assert np.array_equal(flat, w[cl.torch_order(model)])
     model2, w2 = cl.from_torch(net, (T, d))                             # and back
