@@ -1,14 +1,17 @@
 """Standalone Voila with curvlab's handler (`python -m curvlab_jupyter.voila apps/ [voila options]`,
 what `./run apps` runs): Voila's own application, which loads no Jupyter server extension, plus
-the route that serves plotly's patched widget bundle (curvlab_jupyter.PlotlyWidgetHandler)."""
+the route that serves plotly's patched widget bundle (curvlab_jupyter.PlotlyWidgetHandler), the
+root URL sent to the landing page, and that page served with no kernel when it is markdown only
+(curvlab_jupyter.landing)."""
 
+import re
 from pathlib import Path
 
 from tornado.web import RedirectHandler
 from traitlets import Dict, Unicode, default
 from voila.app import Voila
 
-from . import handlers, pool
+from . import handlers, landing, pool
 from .guard import GuardedConnection
 
 
@@ -36,11 +39,14 @@ class CurvlabVoila(Voila):
     def init_handlers(self):
         from jupyter_server.utils import url_path_join
         root = []
-        if not self.notebook_path and (Path(self.root_dir) / self.landing).is_file():
+        path = Path(self.root_dir) / self.landing
+        if not self.notebook_path and path.is_file():
+            page = url_path_join(self.server_url, "voila/render", self.landing)
             # the root URL opens the landing page, not Voila's file list (still at /voila/tree)
             root = [(self.server_url, RedirectHandler,
-                     {"url": url_path_join(self.server_url, "voila/render", self.landing),
-                      "permanent": False})]       # browsers would keep a 301 for good
+                     {"url": page, "permanent": False})]   # browsers would keep a 301 for good
+            if landing.is_static(path):      # markdown only: served with no kernel (landing)
+                root.append((re.escape(page), landing.LandingHandler, {"path": path}))
         return root + handlers(self.server_url) + super().init_handlers()
 
 

@@ -42,7 +42,7 @@ def serve_voila(folder, log=subprocess.DEVNULL, args=(), **settings):
     try:
         for _ in range(300):
             try:
-                # Voila's file list: "/" opens the landing page, which starts a kernel
+                # Voila's file list: "/" redirects to the landing page
                 urllib.request.urlopen(url + "/voila/tree", timeout=1)
                 break
             except Exception:

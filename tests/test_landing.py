@@ -1,0 +1,84 @@
+"""The landing page is served with no kernel (curvlab_jupyter.landing): its markdown rendered as a
+static page at Voila's usual address, every app linked with its picture inline; a landing
+notebook with code is Voila's to render, with a kernel as before."""
+
+import base64
+import pathlib
+import re
+import shutil
+import time
+import urllib.request
+
+import nbformat
+import pytest
+
+from curvlab.dashboards import APPS
+from curvlab_jupyter import landing
+from tests.browser.conftest import ROOT, serve_voila
+
+INDEX = ROOT / "apps" / "index.ipynb"
+
+
+def test_the_landing_notebook_renders_with_every_app_linked_and_its_picture_inline():
+    assert landing.is_static(INDEX)
+    page = landing.render(INDEX)
+    assert "<title>curvlab — a curvature laboratory</title>" in page
+    for name in APPS:
+        assert f'<h3><a href="{name}.ipynb">{name}</a></h3>' in page, name
+        img = re.search(rf'<a href="{name}.ipynb"><img src="data:image/png;base64,([^"]+)" '
+                        rf'alt="{name} app" />', page)
+        assert img, name
+        assert base64.b64decode(img.group(1)).startswith(b"\x89PNG\r\n\x1a\n"), name
+    assert "attachment:" not in page and "http" not in page      # nothing off the machine
+    assert "<strong>landscape</strong>" in page                   # markdown, not source text
+
+
+def _processes():
+    """(pid, parent pid, command line) of every process."""
+    for proc in pathlib.Path("/proc").iterdir():
+        try:
+            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            yield int(proc.name), ppid, args
+        except (ValueError, OSError):
+            continue
+
+
+def _kernels(server):
+    """The server's kernel processes (its children running ipykernel)."""
+    return sum("ipykernel" in args for _, ppid, args in _processes() if ppid == server)
+
+
+def _server_pid(url):
+    port = url.rsplit(":", 1)[1]
+    for pid, _, args in _processes():
+        if "curvlab_jupyter.voila" in args and f"--port={port}" in args:
+            return pid
+    raise AssertionError("the server's process was not found")
+
+
+@pytest.mark.parametrize("with_code", [False, True])
+def test_a_markdown_landing_page_starts_no_kernel_and_one_with_code_does(tmp_path, with_code):
+    shutil.copy(INDEX, tmp_path / "index.ipynb")
+    if with_code:
+        nb = nbformat.read(tmp_path / "index.ipynb", as_version=4)
+        nb.cells.append(nbformat.v4.new_code_cell("print('from a kernel')"))
+        nbformat.write(nb, tmp_path / "index.ipynb")
+    with open(tmp_path / "voila.log", "w") as log, serve_voila(tmp_path, log) as url:
+        pid = _server_pid(url)
+        assert _kernels(pid) == 0
+        for _ in range(3):                    # three visitors
+            with urllib.request.urlopen(url + "/", timeout=60) as reply:   # the root redirects
+                assert reply.url == url + "/voila/render/index.ipynb"
+                page = reply.read().decode()
+            assert 'href="damping.ipynb"' in page
+        if not with_code:
+            assert "jupyter-config-data" not in page                       # not Voila's page
+            time.sleep(1)
+            assert _kernels(pid) == 0
+        else:
+            for _ in range(100):
+                if _kernels(pid):
+                    break
+                time.sleep(0.2)
+            assert _kernels(pid) >= 1
