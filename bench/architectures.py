@@ -256,21 +256,25 @@ measured interleaved in fresh processes (CPU s, two rounds): residual MLP 11.3, 
 transformer 12.6, 13.4 → 12.5, 13.8 (no clear gain on the whole matrix there, although the
 column batches of its MLP block measured 1.5× faster).
 
-**The bench MLP's one-shot hvp: goal (≤ 1.5× a gradient) not met** — 1.8-2.0× in CPU time,
-unchanged by this work (the engine's hvp path is the same; only `first` was added). A fresh
-hvp's CPU time (ms, best of 150): forward trace 0.95 (shared with the gradient), R-forward
-0.44, backprop with the cotangents kept 0.39, R-backward 0.94, B R z 0.07; the gradient 1.75.
-By count of matrix products an exact H V is ~2.5× a gradient's (R-forward ā Vᵀ and R ā Wᵀ,
-R-backward Rδᵀā, δᵀRā, Rδ W and δ V_W per layer); the gradient's share of tanh (0.23 ms per
-64×256 layer) and fixed costs bring the ratio down to ~1.8. The commit before the conv work
-(aa6014c), timed the same way in the same session: gradient 2.7-2.8 ms, hvp 4.9-5.2 ms, ratio
-1.8 — the 1.16× in the issue was not reproduced single-threaded; today's hvp (2.6-2.7 ms) is
-about half that commit's. Page faults matter on this machine: a fresh gradient takes ~290-360
-minor faults, an hvp ~640-720 (glibc trims its heap after each call, so each call's arrays are
-mapped again); with MALLOC_TRIM_THRESHOLD_ / MALLOC_MMAP_THRESHOLD_ / MALLOC_TOP_PAD_ set large
-the gradient took 0.97 ms and the hvp 1.75 ms wall (ratio 1.8). What is left is in the Dense
-layer's R-rules (`layers/base.py`, Affine.rforward / rbackward: fewer temporaries, in-place
-updates) and in the activation (`activations.py`), not in the engine's walk.
+**The bench MLP's one-shot hvp: goal (≤ 1.5× a gradient) not met** — 1.7-2.0× in CPU time
+(was 1.9-2.1× side by side). Almost all of the difference between an hvp and a gradient beyond
+their matrix products is fresh memory: glibc trims its heap after each call, so every array a
+call holds at its peak is mapped again next call (~2 µs per 4 KiB page here; an N × 64 array is
+32 pages). The hvp work cut the hvp's peak: a one-shot H V backpropagates ∂ℓ/∂z inside its
+R-backward (`engine.rbackward_fused`: g and δ live only while their step runs; a second product
+at the same point keeps the backprop), the R-backward drops each step's R-state once read, the
+Affine R-rules form R δ in R s's own array and add products in place (`matmul2d_add`, BLAS with
+β = 1), and tanh's f'' g comes from −2 f δ without an f'' array: page faults per hvp 608 → 416
+(gradient 194). With trimming off the two engines tie (1.75 vs 1.73): the rest is arithmetic.
+By count of matrix products an exact H V is ~2.5× a gradient's (per layer ā Vᵀ, R ā Wᵀ, R δᵀ ā,
+δᵀ R ā, R δ W, δ V_W against s, δ W, δᵀ ā), all at the BLAS's peak (~55 µs per 256×65×64
+product); tanh (~0.19 ms per 256×64 layer, shared) brings the floor to ~1.5-1.6, and per-call
+Python overhead (hvp 0.39 ms, gradient 0.16 ms at N = 2) the rest. What is left: the R-states
+the R-backward needs (R s and R a per layer, ~4 arrays here) and B R z (cross-entropy's
+`hessian_product` forms B, N × K × K); below 1.5 needs fewer arrays at the hvp's peak or a
+trace without the duplicate a / ā copy (shared with the gradient, so it lowers both).
+The 1.16× in the issue was not reproduced single-threaded at the commit before the conv
+work (aa6014c: 1.8 timed the same way).
 
 **hvp and KFLR** meet their goals on both nets. KFLR expand on the transformer: K = T·V = 384
 columns of √B per sample, 118 gradients.
@@ -340,6 +344,7 @@ def mlp_hvp_rows(rounds=300):
 def main():
     with threadpool_limits(1):
         if "--mlp" in sys.argv:
+            print(subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
             t, faults = mlp_hvp_rows()
             print(f"gradient {t['gradient'] * 1e3:.3f} ms, hvp {t['hvp'] * 1e3:.3f} ms, "
                   f"ratio {t['hvp'] / t['gradient']:.2f}; page faults per call {faults}")

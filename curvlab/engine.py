@@ -13,6 +13,8 @@ rules (`curvlab.layers`) — no pass knows a layer kind:
                with parameters leaves a record (δ = ∂ℓ/∂s for Dense and conv layers)
     rforward   Pearlmutter's R-forward for Q directions V: R y from R x and V, step by step
     rbackward  the R-backward: R{∂ℓ/∂x} and R{∂ℓ/∂θ} with the second-order terms, the exact H V
+               (`rbackward_fused`: with the ordinary backprop in the same walk, for a one-shot
+               H V that keeps no backprop)
     run_batched  the forward map at G parameter vectors at once (the landscape's grids)
 
 Backward passes carry a leading axis of Q seeds (directions, output units or samples), so a
@@ -37,6 +39,7 @@ z and back). The chain algorithms (curvature.blocks, KFRA) use these.
 """
 
 import copy
+import operator
 
 import numpy as np
 
@@ -86,11 +89,12 @@ def walk(model, x, visit, start=0, stop=None, stack=()):
     return x if stop is None else (x, stack)
 
 
-def walk_back(model, g, visit):
+def walk_back(model, g, visit, add=operator.add):
     """The walk backwards, from the outputs down to the first layer with parameters (below it
     nothing depends on w): a JOIN hands its cotangent to both the block and the skip, the FORK
-    adds the two back; a layer step is g -> visit(i, step, l, g, need_input), need_input False
-    for the first layer with parameters."""
+    adds the two back (`add`; pairs of cotangents add pairwise); a layer step is
+    g -> visit(i, step, l, g, need_input), need_input False for the first layer with
+    parameters."""
     steps, first = model.steps, model.first_param_step
     stack = []
     for i in range(len(steps) - 1, first - 1, -1):
@@ -98,7 +102,7 @@ def walk_back(model, g, visit):
         if step is JOIN:
             stack.append(g)
         elif step is FORK:
-            g = g + stack.pop()
+            g = add(g, stack.pop())
         else:
             g = visit(i, step, l, g, i > first)
     return g
@@ -284,20 +288,50 @@ def rbackward(model, Wbars, tr, recs, gouts, rstates, Vs, Rseed):
     """Exact R{∂ℓ/∂θ} (summed over samples) for Q directions, flat (P, Q).
 
     recs, gouts: the ordinary backprop of ∂ℓ/∂z (`backprop(..., keep=True)`, without the seed
-    axis); rstates from `rforward`; Rseed = R{∂ℓ/∂z} = B R z (Q, N, K).
+    axis); rstates from `rforward`, used up: a layer may form its terms in its R-state's arrays,
+    and each step's entry is dropped once read (its memory serves the steps below);
+    Rseed = R{∂ℓ/∂z} = B R z (Q, N, K).
     """
     out = [None] * len(model.layers)
 
     def visit(i, step, l, Rg, need_input):
-        if l is None:
-            return step.rbackward(None, tr.states[i], rstates[i], None, gouts[i], Rg, None,
-                                  need_input)[0]
-        Rg, out[l] = step.rbackward(Wbars[l], tr.states[i], rstates[i], recs[l], gouts[i], Rg,
-                                    Vs[l], need_input)
+        Rg, o = step.rbackward(None if l is None else Wbars[l], tr.states[i], _take(rstates, i),
+                               None if l is None else recs[l], gouts[i], Rg,
+                               None if l is None else Vs[l], need_input)
+        if l is not None:
+            out[l] = o
         return Rg
 
     walk_back(model, _seed_shape(model, Rseed), visit)
     return np.concatenate(out, axis=1).T
+
+
+def rbackward_fused(model, Wbars, tr, dz, rstates, Vs, Rseed):
+    """`rbackward` with the ordinary backprop of dz = ∂ℓ/∂z (N, K) done in the same walk: each
+    step backpropagates (g, R g) together, so its cotangent and record live only while the
+    step runs instead of for the whole pass (a one-shot H V keeps no backprop: less memory,
+    fewer fresh pages). Same rules, same result; rstates used up as in `rbackward`."""
+    out = [None] * len(model.layers)
+
+    def visit(i, step, l, gRg, need_input):
+        g, Rg = gRg
+        W, st = None if l is None else Wbars[l], tr.states[i]
+        gin, rec = step.backprop(W, st, g, need_input)
+        Rg, o = step.rbackward(W, st, _take(rstates, i), None if rec is None else rec[0], g[0],
+                               Rg, None if l is None else Vs[l], need_input)
+        if l is not None:
+            out[l] = o
+        return gin, Rg
+
+    walk_back(model, (_seed_shape(model, dz[None]), _seed_shape(model, Rseed)), visit,
+              add=lambda a, b: (a[0] + b[0], a[1] + b[1]))
+    return np.concatenate(out, axis=1).T
+
+
+def _take(items, i):
+    """items[i], dropping the list's reference (so the caller's is the last)."""
+    item, items[i] = items[i], None
+    return item
 
 
 # the chain view (model.is_chain) ---------------------------------------------------------------
@@ -467,13 +501,22 @@ class Point:
 
     def hv(self, V, first=0):
         """H V + λV for directions V (P, Q); first: V's rows of layers l < first are zero
-        (`rforward`)."""
+        (`rforward`). The first product at a point backpropagates ∂ℓ/∂z inside its R-backward
+        (`rbackward_fused`, nothing kept: a one-shot H V); a second one keeps that backprop
+        (`backprop`) for itself and every later product."""
         Vs = self.split(V)
         model = self.model
         rstates, Rz = rforward(model, self.Wbars, self.tr, Vs, first)
-        recs, gouts = self.backprop
-        HV = rbackward(model, self.Wbars, self.tr, recs, gouts, rstates, Vs, self.Bu(Rz))
-        return HV / self.N + self.l2 * V
+        if "backprop" not in self._cache and not self._cache.pop("hv_once", False):
+            self._cache["hv_once"] = True
+            HV = rbackward_fused(model, self.Wbars, self.tr, self.r, rstates, Vs, self.Bu(Rz))
+        else:
+            recs, gouts = self.backprop
+            HV = rbackward(model, self.Wbars, self.tr, recs, gouts, rstates, Vs, self.Bu(Rz))
+        HV /= self.N
+        if self.l2:
+            HV += self.l2 * V
+        return HV
 
     def gv_rop(self, V):
         """Lin (b): J v by the R-operator, then a backward pass with B J v in place of ∂ℓ/∂z."""

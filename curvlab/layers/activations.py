@@ -19,9 +19,11 @@ import scipy.special
 from .._checks import choice
 
 # f, f', f'' and f applied in place to a float array (batched grids evaluate it without
-# temporaries); f_df(x) -> (f, f'); d2f_from(x, f, f') -> f''; linear: f is the identity.
-Activation = namedtuple("Activation", "name f df d2f f_inplace f_df d2f_from linear",
-                        defaults=(None, None, False))
+# temporaries); f_df(x) -> (f, f'); d2f_from(x, f, f') -> f''; linear: f is the identity;
+# times_g_d2f(out, x, f, f', g, d) -> out ⊙ g ⊙ f'' in place, given d = f' ⊙ g, for an f whose
+# f'' g follows from f and d without forming f'' (the R-backward's second-order term), or None.
+Activation = namedtuple("Activation", "name f df d2f f_inplace f_df d2f_from linear times_g_d2f",
+                        defaults=(None, None, False, None))
 
 
 def _sigmoid(x):
@@ -36,6 +38,19 @@ def _tanh_d2(x):
 def _tanh_f_df(x):
     t = np.tanh(x)
     return t, 1.0 - t * t
+
+
+def _tanh_d2f_from(x, f, fp):
+    out = f * fp           # tanh'' = −2 tanh tanh', one array
+    out *= -2.0
+    return out
+
+
+def _tanh_times_g_d2f(out, x, f, fp, g, d):
+    out *= f               # tanh'' g = −2 tanh (tanh' g) = −2 f d
+    out *= d
+    out *= -2.0
+    return out
 
 
 def _sigmoid_inplace(x):
@@ -129,7 +144,7 @@ def _silu_inplace(x):
 ACTIVATIONS = {
     "tanh": Activation(
         "tanh", anp.tanh, lambda x: 1.0 - np.tanh(x) ** 2, _tanh_d2, lambda x: np.tanh(x, out=x),
-        _tanh_f_df, lambda x, f, fp: -2.0 * f * fp,
+        _tanh_f_df, _tanh_d2f_from, False, _tanh_times_g_d2f,
     ),
     "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_d1, _sigmoid_d2, _sigmoid_inplace,
                           _sigmoid_f_df, lambda x, f, fp: fp * (1.0 - 2.0 * f)),

@@ -4,6 +4,7 @@ import copy
 
 import autograd.numpy as anp
 import numpy as np
+from scipy.linalg.blas import dgemm
 
 from .activations import PIECEWISE_LINEAR
 from .activations import activation as _activation
@@ -40,6 +41,22 @@ def pair(name, value, minimum, n=2):
 def matmul2d(a, B):
     """a (..., m) @ B (m, n) as one 2-D product (numpy would loop over a's leading axes)."""
     return (a.reshape(-1, a.shape[-1]) @ B).reshape(a.shape[:-1] + (B.shape[-1],))
+
+
+def matmul2d_add(c, a, B):
+    """c += a @ B in place, c (..., n) and a (..., m) with the same leading axes, B (m, n): one
+    BLAS product with β = 1 (C ← a B + C), so no temporary a @ B and no separate sum — the
+    R-rules' sums of two products. Returns c. Cost: the product's, 2·|a|·n flops."""
+    if not (c.flags.c_contiguous and c.dtype == np.float64):
+        c += matmul2d(a, B)
+        return c
+    c2 = c.reshape(-1, c.shape[-1])
+    a2 = np.ascontiguousarray(a, dtype=np.float64).reshape(-1, a.shape[-1])
+    # in Fortran's order c2ᵀ (n, M) is contiguous: c2ᵀ ← Bᵀ a2ᵀ + c2ᵀ, written into c itself
+    out = dgemm(1.0, B.T, a2.T, beta=1.0, c=c2.T, overwrite_c=1)
+    if out.ctypes.data != c2.ctypes.data:      # not written in place (never seen): copy back
+        c2[...] = out.T
+    return c
 
 
 class Layer:
@@ -293,30 +310,35 @@ class Affine(Layer):
         return (ab.reshape(N * T, m1) @ V.transpose(0, 2, 1)).reshape(Q, N, T, self.n_out)
 
     def rforward(self, Wbar, st, Rx, V):
-        Rs = self.param_tangent(Wbar, st, V)
+        Rs = self.param_tangent(Wbar, st, V)                 # ā Vᵀ, a fresh (Q, N, T, n)
         Rp = None
         if Rx is not None:
             Rp = self.patches(Rx)
-            Rs += matmul2d(Rp, self.weight(Wbar).T)
+            matmul2d_add(Rs, Rp, self.weight(Wbar).T)        # + R ā Wᵀ, accumulated in place
         Ra = Rs if self.act.linear else st.fp * Rs
         return self.fold(Ra), (Rs, Rp)
 
     def rbackward(self, Wbar, st, rst, d, g, Rg, V, need_input=True):
+        # R δ = f' ⊙ R g + f'' ⊙ g ⊙ R s is formed in R s itself, which only this rule reads
+        # (used up, `engine.rbackward`; a nonlinear f makes R a another array); f' ⊙ R g is a
+        # temporary, as R g may also be a residual skip's
         Rs, Rp = rst
-        Rd = self.unfold(Rg)
-        if not self.act.linear:
-            Rd = Rd * st.fp
         if self.act.name not in PIECEWISE_LINEAR:
-            Rd += self.unfold(g) * st.fpp * Rs
+            Rd = st.times_g_fpp(Rs, self.unfold(g), d)
+            Rd += self.unfold(Rg) * st.fp
+        else:
+            Rd = self.unfold(Rg) if self.act.linear else self.unfold(Rg) * st.fp
         G = self.param_grads(Wbar, st, Rd).reshape((-1,) + self.shape)
         N, T, n = d.shape
+        d2 = d.reshape(N * T, n)
         if Rp is not None:
-            G[:, :, : self.n_in] += d.reshape(N * T, n).T @ Rp.reshape(Rp.shape[0], N * T, -1)
+            G[:, :, : self.n_in] += d2.T @ Rp.reshape(Rp.shape[0], N * T, -1)
         Rgin = None
         if need_input:
-            VW = self.weight(V)                                          # (Q, n, m)
-            Rgin = self.patches_T(matmul2d(Rd, self.weight(Wbar))
-                                  + (d.reshape(N * T, n) @ VW).reshape(Rd.shape[:-1] + (-1,)))
+            Rgin = matmul2d(Rd, self.weight(Wbar))                      # R δ W
+            for Rg_q, V_q in zip(Rgin, V):                              # + δ V_W per direction
+                matmul2d_add(Rg_q, d2, self.weight(V_q))
+            Rgin = self.patches_T(Rgin)
         return Rgin, G.reshape(G.shape[0], -1)
 
 
@@ -335,3 +357,14 @@ class AffineState:
         if self._fpp is None:
             self._fpp = self.layer.act.d2f_from(self.s, self.a, self.fp)
         return self._fpp
+
+    def times_g_fpp(self, out, g, d):
+        """out ⊙ g ⊙ f''(s), written into out (Q, N, T, n); g = ∂ℓ/∂a and d = f' ⊙ g (N, T, n).
+        An activation with `times_g_d2f` forms it from f and d (tanh: f'' g = −2 f d) without
+        f''; otherwise f'' is made (once per trace) and kept."""
+        rule = self.layer.act.times_g_d2f
+        if rule is not None:
+            return rule(out, self.s, self.a, self.fp, g, d)
+        out *= self.fpp
+        out *= g
+        return out
