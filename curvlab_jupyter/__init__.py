@@ -6,10 +6,14 @@ import plotly's widget code, patched (plotly_widget.patch), from the server that
     GET {base_url}curvlab/plotly-widget.js
 
 so the browser fetches it once per page (and revalidates its cached copy by ETag), instead of the
-kernel sending its 5 MB through the widget channel with each figure. The same handler serves
-every route: Voila as a server extension and JupyterLab (`jupyter server`, JupyterHub's single
-user servers, Binder: enabled by etc/jupyter/jupyter_server_config.d/curvlab_jupyter.json, which
-`pip install` puts in the environment), and standalone Voila (`./run apps`: curvlab_jupyter.voila).
+kernel sending its 5 MB through the widget channel with each figure. That module carries only
+plotly.js's cartesian traces (plotly_widget.split: 1.6 MB, evaluated in about a third of the
+time, which a visitor's first plot waits for); a figure with another trace type (a 3-D surface)
+imports the whole plotly.js from {base_url}curvlab/plotly-full.js when it is first shown.
+The same handler serves every route: Voila as a server extension and JupyterLab (`jupyter
+server`, JupyterHub's single user servers, Binder: enabled by
+etc/jupyter/jupyter_server_config.d/curvlab_jupyter.json, which `pip install` puts in the
+environment), and standalone Voila (`./run apps`: curvlab_jupyter.voila).
 
 A package of its own, outside `curvlab`, because a server extension is imported by the Jupyter
 server itself: `import curvlab` takes ~2 s and ~1000 modules (the numerics and every dashboard),
@@ -25,36 +29,57 @@ import threading
 from tornado import web
 
 URL_PATH = "curvlab/plotly-widget.js"     # under the server's base URL
+FULL_PATH = "curvlab/plotly-full.js"      # the whole plotly.js, for a figure that needs it
 
 
-@functools.lru_cache(maxsize=1)
-def _bundle():
-    """(text, gzip-compressed bytes, ETag) of the patched bundle, or None when the installed
-    plotly's bundle is not the one curvlab adapts. Built once per server, ~0.9 s on a loaded
-    2-core machine, mostly compressing (4.96 MB → 1.51 MB for a remote student)."""
-    from .plotly_widget import patch
-    text = patch()
-    if text is None:
-        return None
+def _packed(text):
     raw = text.encode()
     return raw, gzip.compress(raw, compresslevel=6, mtime=0), hashlib.sha256(raw).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=1)
+def _bundles():
+    """{what: (text, gzip-compressed bytes, ETag)}: "widget", the module every figure imports
+    (plotly_widget.split: plotly.js's cartesian traces only, 1.6 MB), "full", the whole
+    plotly.js as a module (what a figure of another trace type imports when it first renders),
+    and "whole", the patched bundle with all of plotly.js in it (4.96 MB; `?whole` on the
+    widget URL, for comparing; also the widget itself when the split does not apply, warned).
+    Empty when the installed plotly's bundle is not the one curvlab adapts. Built once per
+    server, ~1.5 s on a loaded 2-core machine, mostly compressing."""
+    from .plotly_widget import full_module, patch, split
+    whole = patch()
+    if whole is None:
+        return {}
+    widget = split(whole)
+    found = {"whole": _packed(whole), "widget": _packed(widget or whole)}
+    if widget is not None:
+        found["full"] = _packed(full_module())
+    return found
+
+
 class PlotlyWidgetHandler(web.RequestHandler):
-    """GET the patched bundle as a JavaScript module. Not behind the server's login: it is
-    plotly's public code, like Voila's and Lab's own static files. `Cache-Control: no-cache`
-    with an ETag: the browser keeps its copy and asks whether it is current (a 304 on loopback
-    costs ~1 ms), so a plotly upgrade reaches every browser at once."""
+    """GET the patched bundle (or, on FULL_PATH, the whole plotly.js) as a JavaScript module. Not
+    behind the server's login: it is plotly's public code, like Voila's and Lab's own static
+    files. `Cache-Control: no-cache` with an ETag: the browser keeps its copy and asks whether
+    it is current (a 304 on loopback costs ~1 ms), so a plotly upgrade reaches every browser at
+    once."""
+
+    def initialize(self, what):
+        self.what = what
 
     def _gzip(self):
         return "gzip" in self.request.headers.get("Accept-Encoding", "")
 
+    def _found(self):
+        what = "whole" if self.what == "widget" and "whole" in self.request.arguments else self.what
+        return _bundles().get(what)
+
     def compute_etag(self):             # one per encoding: a cache must not mix them up
-        found = _bundle()
+        found = self._found()
         return f'"{found[2]}{"-gz" if self._gzip() else ""}"' if found else None
 
     def get(self):
-        found = _bundle()
+        found = self._found()
         if found is None:
             raise web.HTTPError(404, reason="the installed plotly's widget bundle is not the one "
                                 "curvlab adapts: install plotly>=7.1,<7.2")
@@ -70,11 +95,12 @@ class PlotlyWidgetHandler(web.RequestHandler):
 
 
 def handlers(base_url):
-    """The tornado handlers this extension adds under `base_url`; the bundle is prepared in a
-    thread meanwhile, so the first visitor does not wait for it."""
+    """The tornado handlers this extension adds under `base_url`; the bundles are prepared in a
+    thread meanwhile, so the first visitor does not wait for them."""
     from jupyter_server.utils import url_path_join
-    threading.Thread(target=_bundle, name="curvlab-plotly-bundle", daemon=True).start()
-    return [(url_path_join(base_url, URL_PATH), PlotlyWidgetHandler)]
+    threading.Thread(target=_bundles, name="curvlab-plotly-bundle", daemon=True).start()
+    return [(url_path_join(base_url, URL_PATH), PlotlyWidgetHandler, {"what": "widget"}),
+            (url_path_join(base_url, FULL_PATH), PlotlyWidgetHandler, {"what": "full"})]
 
 
 def _jupyter_server_extension_points():

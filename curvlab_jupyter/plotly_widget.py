@@ -18,11 +18,20 @@ The patches are keyed on bundler-generated names (`MD`, `j4t`, `Md`, …), so th
 nothing behind one gate (`patch`): every text a patch replaces must occur exactly once, or the
 bundle is not the one curvlab adapts and FigureWidget stays plotly's own, with a warning.
 
+`split` then makes the text the server sends (curvlab_jupyter): the same widget code with only
+plotly.js's cartesian trace types (the vendored plotly.js-cartesian-dist-min, 1.5 MB instead of
+4.8 MB), because evaluating all of plotly.js held a visitor's first plot ~1.6 s on a quiet machine
+(issue 24; bench/first_render.py). A figure with another trace type (the landscape app's 3-D
+surface) gets the whole plotly.js when its first view renders (`full_module`, beside the bundle),
+and that view draws with it.
+
 This module imports only the standard library (plotly when called): the Jupyter server loads it
 (curvlab_jupyter serves the patched bundle) without importing curvlab's numerics.
 """
 
+import json
 import pathlib
+import re
 import warnings
 
 GLOBAL = "globalThis.__curvlabPlotlyWidget"
@@ -94,3 +103,100 @@ def patch(src=None):
         for old, new in edits:
             src = src.replace(old, new)
     return src
+
+
+# ---- the split bundle: plotly.js's cartesian traces at once, the rest when a figure needs it ----
+
+# vendor/: npm's plotly.js-cartesian-dist-min 4.1.1 (MIT, vendor/LICENSE.plotly.js; npm's sha1
+# 4282e25097f00195aa7aeafb3f1678d6bf25a36c): the version of plotly.js that plotly 7.1's widget
+# bundle embeds and that it ships whole (package_data/plotly.min.js, which the 3-D figures get).
+CARTESIAN_VERSION = "4.1.1"
+CARTESIAN_FILE = (pathlib.Path(__file__).parent / "vendor"
+                  / f"plotly-cartesian-{CARTESIAN_VERSION}.min.js")
+# its trace types (the package's README); a figure with any other type needs the whole plotly.js
+CARTESIAN_TYPES = ("bar", "box", "contour", "heatmap", "histogram", "histogram2d",
+                   "histogram2dcontour", "image", "pie", "scatter", "scatterternary", "violin")
+FULL_NAME = "plotly-full.js"        # the whole plotly.js as a module, beside the bundle's URL
+
+# plotly.js inside the widget bundle: one CommonJS wrapper (esbuild's), from its head to its tail;
+# the widget code after it calls plotly.js only as `Md.default.<fn>(graph div, …)`
+_PLOTLY_HEAD = "var LQ=fbe((DQ,hA)=>{"
+_PLOTLY_TAIL = "return window.Plotly=Q,Q})});"
+_PLOTLY_USE = "Md.default."
+_PLOTLY_USES = 11
+_MD_DEF = "var Md=dbe(LQ());"
+_VIEW_RENDER = "render({model:mm,el:ne}){"            # the "view" patch's render
+# Every call goes to the plotly.js that drew its graph div: the whole one for a view that
+# needed it (render sets `__curvlabPlotly` on its div before the view draws), else the cartesian.
+_DISPATCH = ("var __curvlabPlotlyOf=new Proxy({},{get:(_,k)=>k===\"Plots\"?{resize:gd=>"
+             "(gd.__curvlabPlotly||Md.default).Plots.resize(gd)}:(gd,...a)=>"
+             "(gd.__curvlabPlotly||Md.default)[k](gd,...a)});")
+_NEEDS_FULL = ("const __curvlabCartesian=new Set({types});let __curvlabFull=null;"
+               "function __curvlabPlotlyFor(mm,el){{const d=mm.get(\"_widget_data\")||[];"
+               "if(d.every(t=>__curvlabCartesian.has(t.type||\"scatter\")))return;"
+               "__curvlabFull??=import(new URL({name},import.meta.url).href).then(m=>m.default);"
+               "return __curvlabFull.then(P=>{{el.__curvlabPlotly=P}})}}")
+
+
+def _version(head):
+    found = re.search(r"plotly\.js[^\n]*? v(\d+\.\d+\.\d+)", head[:300])
+    return found.group(1) if found else None
+
+
+def plotly_full_source():
+    """The text of the installed plotly's whole plotly.js (package_data/plotly.min.js, UMD)."""
+    import plotly
+    return (pathlib.Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text()
+
+
+def _split_failure(src, cartesian, full):
+    """Why `split` cannot apply (a sentence), or None."""
+    head, tail = src.find(_PLOTLY_HEAD), src.find(_PLOTLY_TAIL)
+    embedded = re.findall(r'\.version="(\d+\.\d+\.\d+)"', src[max(head, 0):max(tail, 0)])
+    versions = {"widget bundle": embedded[0] if len(embedded) == 1 else None,
+                "plotly.min.js": _version(full), "cartesian bundle": _version(cartesian)}
+    if set(versions.values()) != {CARTESIAN_VERSION}:
+        return (f"plotly.js versions {versions}: they must all be {CARTESIAN_VERSION}, the "
+                "version of curvlab's cartesian bundle")
+    counts = [src.count(t) for t in (_PLOTLY_HEAD, _PLOTLY_TAIL, _MD_DEF, _VIEW_RENDER)]
+    rest = src[tail:]
+    if counts != [1, 1, 1, 1] or not 0 <= head < tail or rest.count(_PLOTLY_USE) != _PLOTLY_USES \
+            or src.count(_PLOTLY_USE) != _PLOTLY_USES:
+        return "the widget bundle is not laid out as the one curvlab splits"
+    return None
+
+
+def split(src, cartesian=None, full=None):
+    """The patched bundle `src` (from `patch`) with plotly.js replaced by its cartesian bundle
+    (`cartesian`, default the vendored one; `full`, default the installed plotly.min.js, only
+    checked for its version), each view drawing with the plotly.js its traces need; None, with
+    a warning, when the bundle or the versions are not the ones curvlab splits (the server then
+    sends `src` whole)."""
+    if cartesian is None and not CARTESIAN_FILE.is_file():
+        why = f"{CARTESIAN_FILE} is missing (curvlab installed without its package data)"
+    else:
+        cartesian = CARTESIAN_FILE.read_text() if cartesian is None else cartesian
+        full = plotly_full_source() if full is None else full
+        why = _split_failure(src, cartesian, full)
+    if why:
+        warnings.warn(f"curvlab_jupyter: plotly's widget code is sent whole (4.9 MB to evaluate "
+                      f"before the first plot): {why}.", RuntimeWarning, stacklevel=2)
+        return None
+    head = src.find(_PLOTLY_HEAD)
+    tail = src.find(_PLOTLY_TAIL) + len(_PLOTLY_TAIL)
+    # the CommonJS wrapper's parameters renamed as the UMD bundle expects them
+    rest = src[tail:].replace(_PLOTLY_USE, "__curvlabPlotlyOf.")
+    rest = rest.replace(_MD_DEF, _MD_DEF + _DISPATCH + _NEEDS_FULL.format(
+        types=json.dumps(list(CARTESIAN_TYPES)), name=json.dumps(FULL_NAME)))
+    rest = rest.replace(_VIEW_RENDER, "async " + _VIEW_RENDER
+                        + "await __curvlabPlotlyFor(mm,ne);")
+    return (src[:head] + "var LQ=fbe((exports,module)=>{\n" + cartesian + "\n});"
+            + rest)
+
+
+def full_module(full=None):
+    """The whole plotly.js (`full`, default the installed plotly.min.js) as a module whose default
+    export is Plotly; the page's global `Plotly` (the cartesian one) is left as it was."""
+    full = plotly_full_source() if full is None else full
+    return ("const __saved = globalThis.Plotly;\nconst module = { exports: {} };\n" + full
+            + "\n;globalThis.Plotly = __saved;\nexport default module.exports;\n")
