@@ -178,6 +178,10 @@ def ask_kernel(connection_file, expression, timeout=1.0):
 
 
 APP_OF = "type(__import__('__main__').app).__name__"      # every app's notebook names its dashboard `app`
+# what an app kernel should not hold at start (issue 24): plotly's nbformat (for fig.show()), Voila's
+# server side (its query-string helper's module), torch
+HEAVY = ("nbformat", "jsonschema", "voila", "jupyter_server", "torch")
+HEAVY_LOADED = f"' '.join(m for m in {HEAVY!r} if m in __import__('sys').modules) or 'none'"
 
 
 def kernel_memory(apps, log_name="class_memory_voila.log", timeout=300):
@@ -205,8 +209,9 @@ def kernel_memory(apps, log_name="class_memory_voila.log", timeout=300):
             name = (ask_kernel(conn, APP_OF, timeout=5) or "?").strip("'")
             pid = find_process(lambda a: str(conn) in a, f"kernel {kid}")[0]
             info = psutil.Process(pid).memory_full_info()
-            out[name] = (info.rss / 2 ** 20, info.uss / 2 ** 20)
-        out["server"] = (psutil.Process(server).memory_info().rss / 2 ** 20, None)
+            heavy = (ask_kernel(conn, HEAVY_LOADED, timeout=5) or "'?'").strip("'")
+            out[name] = (info.rss / 2 ** 20, info.uss / 2 ** 20, heavy)
+        out["server"] = (psutil.Process(server).memory_info().rss / 2 ** 20, None, "")
     return out
 
 
@@ -375,15 +380,20 @@ def table(r, command, what):
         f"| kernels started in all (pools, replacements, landing page) | {r['kernels']} |", ""])
 
 
-def memory_section(mem):
+def memory_section(mem, load=None):
     rows = [(k.removesuffix("Dashboard").lower(), v) for k, v in mem.items() if k != "server"]
-    lines = ["Resident memory of one preheated kernel per app (it has run its app and waits for its visitor), "
-             "served as `./run apps` serves it; `.venv/bin/python bench/class_load.py --memory`. RSS counts the "
-             "shared libraries in each kernel; USS is what each further kernel adds. `curvlab.dashboards.serve."
-             "KERNEL_MB` holds these RSS figures for the class knob's memory estimate.", "",
-             "| app | RSS (MB) | USS (MB) |", "|---|---:|---:|"]
-    lines += [f"| {a} | {rss:.0f} | {uss:.0f} |" for a, (rss, uss) in sorted(rows)]
-    lines.append(f"| the Voila server | {mem['server'][0]:.0f} | |")
+    load = os.getloadavg() if load is None else load
+    lines = [f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+             f"{time.strftime('%Y-%m-%d %H:%M')}, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+             "after the measurement. Resident memory of one preheated kernel per app (it has run its app and "
+             "waits for its visitor), served as `./run apps` serves it; `.venv/bin/python bench/class_load.py "
+             "--memory`. RSS counts the shared libraries in each kernel; USS is what each further kernel adds. "
+             "`curvlab.dashboards.serve.KERNEL_MB` holds these RSS figures for the class knob's memory estimate. "
+             f"Last column: which of {', '.join(HEAVY)} the kernel holds (none should be; what was brought down "
+             "and how: the next section).", "",
+             "| app | RSS (MB) | USS (MB) | heavy modules held |", "|---|---:|---:|---|"]
+    lines += [f"| {a} | {rss:.0f} | {uss:.0f} | {heavy} |" for a, (rss, uss, heavy) in sorted(rows)]
+    lines.append(f"| the Voila server | {mem['server'][0]:.0f} | | |")
     return "\n".join(lines)
 
 

@@ -20,16 +20,19 @@ relayouts; all or nothing behind one version gate, `patch`) and gets it to the p
   figure waits on the global slot it resolves (`SMALL_ESM`; see curvlab.dashboards.figure).
 
 With an unadapted plotly (`PATCHED` None, warned) both are None and FigureWidget is plotly's own.
-Cost in a kernel: reading and checking plotly's bundle at import, ~0.05 s.
+Cost in a kernel at import: "server", checking plotly's bundle (`adapted`, ~10 ms, nothing kept);
+"kernel", reading and patching it (~0.05 s, 28 MB kept: `PATCHED`, a str).
 """
 
+import mmap
 import os
+import pathlib
 
 from curvlab_jupyter import URL_PATH
 from curvlab_jupyter.plotly_widget import GLOBAL, PATCHES, SLOT, patch, plotly_source
 
 __all__ = ["GLOBAL", "PATCHES", "SLOT", "patch", "plotly_source", "PATCHED", "MODE",
-           "LOADER_ESM", "WAITER_ESM", "FULL_ESM", "SMALL_ESM", "mode"]
+           "LOADER_ESM", "WAITER_ESM", "FULL_ESM", "SMALL_ESM", "mode", "adapted"]
 
 MODES = ("server", "kernel")
 
@@ -110,22 +113,46 @@ export default () => {{
 # kernel mode: every figure but the first waits on the slot the first one's bundle resolves
 WAITER_ESM = f"const factory = await {SLOT}.p;\nexport default factory;\n"
 
-_text = patch()          # the patched bundle's text, or None (plotly's own widget then)
+
+def _count(data, needle):
+    """How many times bytes `needle` occur in buffer `data` (not overlapping)."""
+    n, at = 0, data.find(needle)
+    while at >= 0:
+        n, at = n + 1, data.find(needle, at + len(needle))
+    return n
+
+
+def adapted(path=None):
+    """Whether plotly's widget bundle (file `path`, default the installed plotly's) is the one
+    curvlab adapts: `patch`'s gate
+    (each patch's text found exactly once), without making the patched text. The file is mapped,
+    not read (UTF-8 is self-synchronizing: a text's count in the file's bytes is its count in
+    the file's text), so no copy of it passes through the kernel's heap (the text as a str, 4
+    bytes per character, and its patched copies left ~20 MB in the heap once freed). A bundle
+    that fails the gate: False, with `patch`'s warning. Cost: a pass over the file per patch
+    text, ~10 ms."""
+    if path is None:
+        import plotly
+        path = pathlib.Path(plotly.__file__).parent / "package_data" / "widgetbundle.js"
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        if all(_count(data, old.encode()) == 1 for edits in PATCHES.values() for old, _ in edits):
+            return True
+    # patch's own verdict (None, with the warning that says what to do)
+    return patch(pathlib.Path(path).read_text()) is not None
+
+
 MODE = mode()
 # the module of the figure that carries plotly.js (None: plotly's own), and of every other one
-if _text is None:
-    FULL_ESM = SMALL_ESM = None
-elif MODE == "server":
-    FULL_ESM = SMALL_ESM = LOADER_ESM
+if MODE == "server":
+    if adapted():
+        FULL_ESM = SMALL_ESM = LOADER_ESM
+        # PATCHED is made on demand (__getattr__): the server serves the text, and a kernel
+        # keeping it would hold ~28 MB (a str with non-ASCII characters, 4 bytes each)
+    else:
+        FULL_ESM = SMALL_ESM = PATCHED = None
 else:
-    FULL_ESM = _text
-    SMALL_ESM = WAITER_ESM
-if _text is None or MODE != "server":
-    PATCHED = _text
-# else PATCHED is made on demand (__getattr__): the server serves the text, and a kernel keeping
-# it would hold ~28 MB (a str with non-ASCII characters, 4 bytes each) in every app's kernel
-del _text
-
+    PATCHED = patch()                   # the patched bundle's text, or None
+    FULL_ESM, SMALL_ESM = (None, None) if PATCHED is None else (PATCHED, WAITER_ESM)
 
 def __getattr__(name):
     if name == "PATCHED":

@@ -5,9 +5,10 @@ template over plotly's default, sends 2-D plot data as binary float32, saves PNG
 width, and (`sync`) copies a figure's current state into its synced widget state.
 """
 
-import contextlib
 import copy
 import functools
+import importlib
+import importlib.util
 import sys
 import weakref
 
@@ -27,28 +28,52 @@ PRESENTATION_FONT = 24    # plotly's default is 12
 LEGEND_BELOW = dict(orientation="h", x=0, y=-0.2, yanchor="top")
 
 
-@contextlib.contextmanager
-def _unavailable(name):
-    """Imports inside see module `name` as missing (ImportError), unless it is loaded already."""
-    if name in sys.modules:
-        yield
-        return
-    sys.modules[name] = None
+PINNED_PLOTLY = "7.1."    # the plotly release whose module imports `_plotly_widget_class` adapts
+
+
+class _OnDemand:
+    """Stands for module `name` until it is used: any attribute imports it (and is the module's);
+    truthy when it is installed, as the module itself would be."""
+
+    def __init__(self, name):
+        self._name = name
+
+    def __bool__(self):
+        return importlib.util.find_spec(self._name) is not None
+
+    def __getattr__(self, attr):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+def _plotly_widget_class():
+    """plotly's FigureWidget class, imported without nbformat.
+
+    The class's module imports plotly.io._renderers, which imports nbformat at its own import
+    (`optional_imports.get_module`) for `fig.show()` alone, which no curvlab figure calls; and
+    nbformat imports jsonschema with its format checkers (~7 MB and ~0.5 s in every app kernel;
+    with rfc3987_syntax, which compiles a grammar at import, +15 MB and +2.5 s). So, with the
+    plotly curvlab pins and nbformat not loaded yet, that import sees nbformat as missing, and
+    plotly's name for it then becomes `_OnDemand("nbformat")`: `fig.show()` imports it when it
+    checks nbformat's version, as plotly would have at start. Another plotly: imported as is.
+    Checked in tests/dashboards/test_kernel_imports.py."""
+    import plotly
+    if (not plotly.__version__.startswith(PINNED_PLOTLY) or "nbformat" in sys.modules
+            or "plotly.io._renderers" in sys.modules):
+        return go.FigureWidget
+    from _plotly_utils import optional_imports
+    sys.modules["nbformat"] = None          # import_module("nbformat") raises ImportError
     try:
-        yield
+        widget = go.FigureWidget
     finally:
-        if sys.modules.get(name, 0) is None:
-            del sys.modules[name]
+        del sys.modules["nbformat"]
+    from plotly.io import _renderers
+    optional_imports._not_importable.discard("nbformat")     # plotly remembers the failure
+    if _renderers.nbformat is None:
+        _renderers.nbformat = _OnDemand("nbformat")
+    return widget
 
 
-# Needed (checked in tests/dashboards: test_importing_the_dashboards_skips_jsonschemas_grammar_
-# compiler): plotly's FigureWidget imports plotly.io's renderers -> nbformat -> jsonschema,
-# whose format checkers import rfc3987_syntax, which compiles a grammar at import: 2.5 s of
-# every app kernel's start (a pool of 30 fills that much slower), for IRI validation no kernel
-# asks for. jsonschema skips that checker when the module is missing; later imports of
-# rfc3987_syntax work as usual.
-with _unavailable("rfc3987_syntax"):
-    _PlotlyFigureWidget = go.FigureWidget
+_PlotlyFigureWidget = _plotly_widget_class()
 
 
 # Plain or exponent numbers on every axis and colour bar (1e-06, not plotly's SI "1µ", which

@@ -10,8 +10,8 @@ never a broken page.
 
 Under Voila with preheated kernels the app has been built before anyone asked for it, so the
 apps call `query_string()` in a second cell: it waits for the visitor's request (Voila's
-`get_query_string`) and the view is applied then; without preheating, or in Jupyter, it returns
-at once.
+`get_query_string`, as `visit` speaks it) and the view is applied then; without preheating, or
+in Jupyter, it returns at once.
 """
 
 import re
@@ -20,6 +20,7 @@ import urllib.parse
 import ipywidgets as W
 
 from .pagewidgets import LinkBox
+from .visit import get_query_string
 from .widgets import slug
 
 # True while a preheated kernel waits for its visitor's request (a load test asks for this).
@@ -28,12 +29,8 @@ waiting = False
 
 def query_string():
     """The page's query string under Voila ('' in Jupyter); with a preheated kernel, waits for
-    the visitor's request first."""
+    the visitor's request first (`visit`: Voila's protocol, without importing Voila)."""
     global waiting
-    try:
-        from voila.utils import get_query_string
-    except ImportError:
-        return ""
     waiting = True
     try:
         return get_query_string() or ""

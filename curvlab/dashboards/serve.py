@@ -43,8 +43,8 @@ TEMPLATES = pathlib.Path(__file__).resolve().parents[2] / "share" / "jupyter"
 # its visitor — and of the Voila server: measured on this project's machine kind with
 # `.venv/bin/python bench/class_load.py --memory` (bench/results_class.md). A kernel a student
 # has used holds a little more (its caches), hence the margin in `plan`.
-KERNEL_MB = {"landscape": 165, "spectra": 157, "damping": 167, "trajectories": 156,
-             "products": 155, "beyond": 156, "dynamics": 165, "uncertainty": 171}
+KERNEL_MB = {"landscape": 142, "spectra": 135, "damping": 144, "trajectories": 134,
+             "products": 132, "beyond": 136, "dynamics": 142, "uncertainty": 148}
 UNMEASURED_MB = 200         # an app not in the table
 SERVER_MB = 120
 USED_MARGIN = 1.15          # a used kernel's memory over a preheated one's
