@@ -911,9 +911,25 @@ def _modules(torch):
             def forward(self, x):
                 return x.mean(self.dim)
 
+        # module-level names (`__getattr__` below), so a module holding them pickles
+        for cls in (Residual, SelfAttention, MeanPool):
+            cls.__name__ = cls.__qualname__ = "Torch" + cls.__name__
+            cls.__module__ = __name__
         _MODULES["classes"] = SimpleNamespace(Residual=Residual, SelfAttention=SelfAttention,
                                               MeanPool=MeanPool)
     return _MODULES["classes"]
+
+
+_TORCH_CLASSES = {"TorchResidual": "Residual", "TorchSelfAttention": "SelfAttention",
+                  "TorchMeanPool": "MeanPool"}
+
+
+def __getattr__(name):
+    """curvlab.torch_bridge.TorchResidual, TorchSelfAttention, TorchMeanPool: the modules
+    to_torch writes, made when first asked for (torch is imported then, not with curvlab)."""
+    if name in _TORCH_CLASSES:
+        return getattr(_modules(_torch()), _TORCH_CLASSES[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _write(torch, layers, thetas):

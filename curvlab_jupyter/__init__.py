@@ -37,8 +37,17 @@ def _packed(text):
     return raw, gzip.compress(raw, compresslevel=6, mtime=0), hashlib.sha256(raw).hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=1)
+_BUILDING = threading.Lock()      # one build: a visitor during the start-up build waits for it
+
+
 def _bundles():
+    """`_build`'s result, built once (the start-up thread or the first request; others wait)."""
+    with _BUILDING:
+        return _build()
+
+
+@functools.lru_cache(maxsize=1)
+def _build():
     """{what: (text, gzip-compressed bytes, ETag)}: "widget", the module every figure imports
     (plotly_widget.split: plotly.js's cartesian traces only, 1.6 MB), "full", the whole
     plotly.js as a module (what a figure of another trace type imports when it first renders),

@@ -8,7 +8,8 @@ from this handler at its usual address, {base_url}voila/render/index.ipynb: the 
 markdown cells rendered once (mistune, which nbconvert brings), their attachments inline as data
 URIs, links left as written (relative, so `landscape.ipynb` opens /voila/render/landscape.ipynb).
 The page is rebuilt when the notebook file changes. A landing notebook with a code cell is not
-static: Voila renders it as before (`is_static`).
+static: Voila renders it as before (`is_static`, decided when the server starts; a code cell
+added later is refused with a message to restart the server).
 """
 
 import base64
@@ -78,6 +79,7 @@ def render(path):
                 return m.group(0)
             mime, data = next(iter(found.items()))
             data = "".join(data) if isinstance(data, list) else data
+            data = "".join(data.split())                # base64 may come in wrapped lines
             base64.b64decode(data, validate=True)       # a broken attachment fails here
             return f"(data:{mime};base64,{data})"
 
@@ -104,6 +106,9 @@ class LandingHandler(web.RequestHandler):
             raise web.HTTPError(404) from None
         key = (str(self.path), stamp)
         if key not in LandingHandler._cache:
+            if not is_static(self.path):         # a code cell added while the server runs
+                raise web.HTTPError(503, reason="the landing notebook has code cells now; "
+                                    "restart the server (./run apps) so that Voila renders it")
             LandingHandler._cache.clear()
             LandingHandler._cache[key] = render(self.path)
         self.set_header("Content-Type", "text/html; charset=utf-8")

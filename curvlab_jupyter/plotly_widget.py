@@ -134,8 +134,11 @@ _DISPATCH = ("var __curvlabPlotlyOf=new Proxy({},{get:(_,k)=>k===\"Plots\"?{resi
 _NEEDS_FULL = ("const __curvlabCartesian=new Set({types});let __curvlabFull=null;"
                "function __curvlabPlotlyFor(mm,el){{const d=mm.get(\"_widget_data\")||[];"
                "if(d.every(t=>__curvlabCartesian.has(t.type||\"scatter\")))return;"
-               "__curvlabFull??=import(new URL({name},import.meta.url).href).then(m=>m.default);"
-               "return __curvlabFull.then(P=>{{el.__curvlabPlotly=P}})}}")
+               "__curvlabFull??=import(new URL({name},import.meta.url).href).then(m=>m.default,"
+               "e=>{{__curvlabFull=null;throw e}});"
+               "return __curvlabFull.then(P=>{{el.__curvlabPlotly=P}},e=>{{el.textContent="
+               "\"curvlab: this figure needs the whole plotly.js, which did not load from \"+"
+               "\"the server (\"+e+\"); reload the page.\";throw e}})}}")
 
 
 def _version(head):
@@ -169,7 +172,9 @@ def _split_failure(src, cartesian, full):
 def split(src, cartesian=None, full=None):
     """The patched bundle `src` (from `patch`) with plotly.js replaced by its cartesian bundle
     (`cartesian`, default the vendored one; `full`, default the installed plotly.min.js, only
-    checked for its version), each view drawing with the plotly.js its traces need; None, with
+    checked for its version), each view drawing with the plotly.js its traces need when it is
+    first drawn (a 3-D or GL trace added to a figure drawn with the cartesian plotly.js later is
+    not drawn: no curvlab app does that, each builds such a figure with its trace); None, with
     a warning, when the bundle or the versions are not the ones curvlab splits (the server then
     sends `src` whole)."""
     if cartesian is None and not CARTESIAN_FILE.is_file():

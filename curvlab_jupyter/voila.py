@@ -45,7 +45,13 @@ class CurvlabVoila(Voila):
             # the root URL opens the landing page, not Voila's file list (still at /voila/tree)
             root = [(self.server_url, RedirectHandler,
                      {"url": page, "permanent": False})]   # browsers would keep a 301 for good
-            if landing.is_static(path):      # markdown only: served with no kernel (landing)
+            try:
+                static = landing.is_static(path)
+            except ValueError as e:              # not a notebook's JSON: Voila's to report
+                self.log.warning("curvlab: %s is not a readable notebook (%s); Voila renders "
+                                 "it", path, e)
+                static = False
+            if static:                           # markdown only: served with no kernel (landing)
                 root.append((re.escape(page), landing.LandingHandler, {"path": path}))
         return root + handlers(self.server_url) + super().init_handlers()
 

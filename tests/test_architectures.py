@@ -4,6 +4,8 @@ independent oracles: autograd's generic `hessian` / `jacobian` on a plain forwar
 written here from the layers' settings alone (nothing of curvlab's engine, patches or losses),
 finite differences, and the identities that must hold exactly."""
 
+import io
+
 import autograd.numpy as anp
 import autograd.scipy.special as aspecial
 import numpy as np
@@ -560,6 +562,12 @@ def test_to_torch_writes_residual_attention_and_mean_pool_and_reads_them_back(ca
     flat = torch.nn.utils.parameters_to_vector(net.parameters()).detach().numpy()
     assert np.array_equal(flat, w[cl.torch_order(model)])
     model2, w2 = cl.from_torch(net, (T, d))                             # and back
+    buf = io.BytesIO()                                  # and the module pickles whole
+    torch.save(net, buf)
+    buf.seek(0)
+    again = torch.load(buf, weights_only=False)
+    assert type(again[2]).__name__ == "TorchResidual"
+    assert np.array_equal(again(torch.as_tensor(X)).detach().numpy(), out)
     assert repr(model2) == repr(model)
     assert rel(model2.forward(w2, X), out) < 1e-13
     assert np.array_equal(w2[cl.torch_order(model2)], flat)

@@ -7,6 +7,7 @@ import pathlib
 import re
 import shutil
 import time
+import urllib.error
 import urllib.request
 
 import nbformat
@@ -31,6 +32,17 @@ def test_the_landing_notebook_renders_with_every_app_linked_and_its_picture_inli
         assert base64.b64decode(img.group(1)).startswith(b"\x89PNG\r\n\x1a\n"), name
     assert "attachment:" not in page and "http" not in page      # nothing off the machine
     assert "<strong>landscape</strong>" in page                   # markdown, not source text
+
+
+def test_attachments_in_wrapped_base64_lines_are_inlined(tmp_path):
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(60))).decode()
+    wrapped = "\n".join(png[i:i + 20] for i in range(0, len(png), 20))
+    cell = nbformat.v4.new_markdown_cell("# Hi\n\n![pic](attachment:a.png)")
+    cell.attachments = {"a.png": {"image/png": wrapped}}
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), tmp_path / "index.ipynb")
+    page = landing.render(tmp_path / "index.ipynb")
+    assert f'<img src="data:image/png;base64,{png}" alt="pic" />' in page
+    assert "<title>Hi</title>" in page
 
 
 def _processes():
@@ -75,6 +87,14 @@ def test_a_markdown_landing_page_starts_no_kernel_and_one_with_code_does(tmp_pat
         if not with_code:
             assert "jupyter-config-data" not in page                       # not Voila's page
             time.sleep(1)
+            assert _kernels(pid) == 0
+            # a code cell added while the server runs: refused with what to do, no kernel
+            nb = nbformat.read(tmp_path / "index.ipynb", as_version=4)
+            nb.cells.append(nbformat.v4.new_code_cell("print('late')"))
+            nbformat.write(nb, tmp_path / "index.ipynb")
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(url + "/voila/render/index.ipynb", timeout=60)
+            assert e.value.code == 503 and "restart the server" in e.value.reason
             assert _kernels(pid) == 0
         else:
             for _ in range(100):

@@ -47,16 +47,22 @@ def wait_for_request(env=os.environ):
     URL, and the environment is left as it is."""
     if env.get(PREHEAT, "False") == "False":
         return
-    from websockets.sync.client import connect  # Voila's dependency; ~1 MB
+    from websockets.exceptions import WebSocketException
+    from websockets.sync.client import connect  # websockets >= 11 (the apps extra); ~1 MB
 
     url = request_url(env)
     try:
         with connect(url, open_timeout=OPEN_TIMEOUT) as ws:
-            info = ws.recv()
-    except (TimeoutError, ConnectionRefusedError):
-        warnings.warn(f"Failed to connect to {url}", stacklevel=2)
+            info = json.loads(ws.recv())
+        if not isinstance(info, dict):
+            raise ValueError(f"expected a JSON object, got {type(info).__name__}")
+    except (OSError, WebSocketException, ValueError) as e:
+        # as Voila's helper (which runs in a thread): the app runs without the request's
+        # query string (its defaults), and says why
+        warnings.warn(f"Failed to read the visitor's request from {url} ({e}); the app "
+                      "opens with its defaults", stacklevel=2)
         return
-    for k, v in json.loads(info).items():
+    for k, v in info.items():
         env[k] = v
 
 

@@ -47,6 +47,8 @@ def matmul2d_add(c, a, B):
     """c += a @ B in place, c (..., n) and a (..., m) with the same leading axes, B (m, n): one
     BLAS product with β = 1 (C ← a B + C), so no temporary a @ B and no separate sum — the
     R-rules' sums of two products. Returns c. Cost: the product's, 2·|a|·n flops."""
+    if c.size == 0:
+        return c
     if not (c.flags.c_contiguous and c.dtype == np.float64):
         c += matmul2d(a, B)
         return c

@@ -12,7 +12,7 @@ import pytest
 from ipywidgets.widgets.widget import _put_buffers
 
 from curvlab.dashboards import LandscapeDashboard, SpectraDashboard
-from curvlab.dashboards.figure import GLYPH, PANEL_ROOM, wrap
+from curvlab.dashboards.figure import wrap
 from curvlab.dashboards.widgets import table_html
 
 
@@ -159,7 +159,7 @@ def test_the_page_gets_titles_that_fit_a_half_row_panel_and_the_figure_keeps_its
     state = plain(fig.get_state()["_widget_layout"])
     lines = state["title"]["text"].split("<br>")
     # 16.8 px (plotly's title font) × 0.45 per character within 400 px: 52 characters a line
-    assert len(lines) == 2 and all(len(line) * GLYPH * 16.8 <= PANEL_ROOM for line in lines)
+    assert len(lines) == 2 and all(len(line) <= 52 for line in lines)
     # the top margin grows by twice the added line (the first line sits at the margin's middle)
     assert state["margin"]["t"] == round(fig.layout.margin.t + 2 * 1.3 * 16.8)
     assert "<br>" not in plain(d.heat_fig.get_state()["_widget_layout"])["title"]["text"]
@@ -176,7 +176,7 @@ def test_the_page_gets_titles_that_fit_a_half_row_panel_and_the_figure_keeps_its
     d.presentation.value = True
     page_title = plain(fig.get_state()["_widget_layout"])["title"]["text"]
     size = fig.layout.title.font.size
-    assert size > 24 and all(len(line) * GLYPH * size <= 2 * PANEL_ROOM
+    assert size > 24 and all(len(line) * 0.45 * size <= 800   # twice 400 px
                              for line in page_title.split("<br>"))
     d.presentation.value = False
 

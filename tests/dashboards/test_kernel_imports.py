@@ -128,7 +128,7 @@ def test_without_preheating_the_request_is_in_the_environment_already():
     assert visit.get_query_string({}) is None
     assert visit.get_query_string({"VOILA_PREHEAT": "False", "QUERY_STRING": "a=1"}) == "a=1"
     env = {"VOILA_PREHEAT": "True", "VOILA_APP_PORT": "1", "VOILA_KERNEL_ID": "k"}
-    with pytest.warns(UserWarning, match="Failed to connect to ws://127.0.0.1:1/voila/query/k"):
+    with pytest.warns(UserWarning, match="Failed to read the visitor.s request from ws://127.0.0.1:1/voila/query/k"):
         assert visit.get_query_string(env) is None            # nothing listens on port 1
 
 
