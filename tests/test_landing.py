@@ -3,7 +3,6 @@ static page at Voila's usual address, every app linked with its picture inline; 
 notebook with code is Voila's to render, with a kernel as before."""
 
 import base64
-import pathlib
 import re
 import shutil
 import time
@@ -11,6 +10,7 @@ import urllib.error
 import urllib.request
 
 import nbformat
+import psutil
 import pytest
 
 from curvlab.dashboards import APPS
@@ -45,27 +45,18 @@ def test_attachments_in_wrapped_base64_lines_are_inlined(tmp_path):
     assert "<title>Hi</title>" in page
 
 
-def _processes():
-    """(pid, parent pid, command line) of every process."""
-    for proc in pathlib.Path("/proc").iterdir():
-        try:
-            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            yield int(proc.name), ppid, args
-        except (ValueError, OSError):
-            continue
-
-
 def _kernels(server):
-    """The server's kernel processes (its children running ipykernel)."""
-    return sum("ipykernel" in args for _, ppid, args in _processes() if ppid == server)
+    """How many kernel processes (ipykernel) the server has started."""
+    return sum("ipykernel" in " ".join(p.cmdline()) for p in server.children())
 
 
-def _server_pid(url):
+def _server(url):
+    """The Voila process serving `url`."""
     port = url.rsplit(":", 1)[1]
-    for pid, _, args in _processes():
+    for p in psutil.process_iter(["cmdline"]):
+        args = " ".join(p.info["cmdline"] or ())
         if "curvlab_jupyter.voila" in args and f"--port={port}" in args:
-            return pid
+            return p
     raise AssertionError("the server's process was not found")
 
 
@@ -77,8 +68,8 @@ def test_a_markdown_landing_page_starts_no_kernel_and_one_with_code_does(tmp_pat
         nb.cells.append(nbformat.v4.new_code_cell("print('from a kernel')"))
         nbformat.write(nb, tmp_path / "index.ipynb")
     with open(tmp_path / "voila.log", "w") as log, serve_voila(tmp_path, log) as url:
-        pid = _server_pid(url)
-        assert _kernels(pid) == 0
+        server = _server(url)
+        assert _kernels(server) == 0
         for _ in range(3):                    # three visitors
             with urllib.request.urlopen(url + "/", timeout=60) as reply:   # the root redirects
                 assert reply.url == url + "/voila/render/index.ipynb"
@@ -87,7 +78,7 @@ def test_a_markdown_landing_page_starts_no_kernel_and_one_with_code_does(tmp_pat
         if not with_code:
             assert "jupyter-config-data" not in page                       # not Voila's page
             time.sleep(1)
-            assert _kernels(pid) == 0
+            assert _kernels(server) == 0
             # a code cell added while the server runs: refused with what to do, no kernel
             nb = nbformat.read(tmp_path / "index.ipynb", as_version=4)
             nb.cells.append(nbformat.v4.new_code_cell("print('late')"))
@@ -95,10 +86,10 @@ def test_a_markdown_landing_page_starts_no_kernel_and_one_with_code_does(tmp_pat
             with pytest.raises(urllib.error.HTTPError) as e:
                 urllib.request.urlopen(url + "/voila/render/index.ipynb", timeout=60)
             assert e.value.code == 503 and "restart the server" in e.value.reason
-            assert _kernels(pid) == 0
+            assert _kernels(server) == 0
         else:
             for _ in range(100):
-                if _kernels(pid):
+                if _kernels(server):
                     break
                 time.sleep(0.2)
-            assert _kernels(pid) >= 1
+            assert _kernels(server) >= 1

@@ -28,6 +28,35 @@ def _free_port():
 
 
 @contextlib.contextmanager
+def running(argv, probe, what, log, **popen):
+    """Run `argv` in a process group of its own (output to `log`), yield once `probe` (a URL)
+    answers, and stop the whole group on exit. Raises RuntimeError if it exits early or does not
+    answer within 60 s."""
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            **popen)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(probe, timeout=1)
+                break
+            except Exception:
+                if proc.poll() is not None:
+                    where = getattr(log, "name", "its output")
+                    raise RuntimeError(f"{what} exited early; see {where}")
+                time.sleep(0.2)
+        else:
+            raise RuntimeError(f"{what} did not answer within 60 s")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
 def serve_voila(folder, log=subprocess.DEVNULL, args=(), **settings):
     """Voila serving `folder` on a free loopback port as `./run apps` does (preheated kernels,
     curvlab's template: curvlab.dashboards.serve; settings: pool, fill_delay, cull): yields its
@@ -36,29 +65,10 @@ def serve_voila(folder, log=subprocess.DEVNULL, args=(), **settings):
     from curvlab.dashboards.serve import command
     port = _free_port()
     argv, env = command(folder, port, extra=args, **settings)
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            cwd=ROOT, env={**os.environ, **env})
     url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                # Voila's file list: "/" redirects to the landing page
-                urllib.request.urlopen(url + "/voila/tree", timeout=1)
-                break
-            except Exception:
-                if proc.poll() is not None:
-                    where = getattr(log, "name", "its output")
-                    raise RuntimeError(f"voila exited early; see {where}")
-                time.sleep(0.2)
-        else:
-            raise RuntimeError("voila did not answer within 60 s")
+    # Voila's file list: "/" redirects to the landing page
+    with running(argv, url + "/voila/tree", "voila", log, cwd=ROOT, env={**os.environ, **env}):
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")

@@ -12,17 +12,15 @@ import os
 import pathlib
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from .conftest import ROOT, _free_port
+from .conftest import ROOT, _free_port, running
 from .drive import PLOTS, RENDER_COUNTER, assert_no_errors, block_outside, wait_rendered
 
 BASE = "/user/student-1/"        # a prefix as JupyterHub gives each user's server
@@ -110,35 +108,18 @@ def server(wheel_env, tmp_path_factory):
         JUPYTER_CONFIG_PATH=os.pathsep.join([str(env / "etc" / "jupyter"),
                                              str(voila_conf.parent)]))
     (ROOT / "test-output").mkdir(exist_ok=True)
-    log = open(ROOT / "test-output" / "extension-server.log", "w")
-    proc = subprocess.Popen(
-        [str(python), "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
-         "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0", f"--ServerApp.base_url={BASE}",
-         "--IdentityProvider.token=", f"--ServerApp.root_dir={ROOT}",
-         "--VoilaConfiguration.show_tracebacks=True",
-         "--VoilaExecutor.timeout=180", "--ServerApp.log_level=INFO"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=home, env=environ)
+    argv = [str(python), "-m", "jupyter_server", "--no-browser", "--allow-root", f"--port={port}",
+            "--ServerApp.ip=127.0.0.1", "--ServerApp.port_retries=0",
+            f"--ServerApp.base_url={BASE}", "--IdentityProvider.token=",
+            f"--ServerApp.root_dir={ROOT}", "--VoilaConfiguration.show_tracebacks=True",
+            "--VoilaExecutor.timeout=180", "--ServerApp.log_level=INFO"]
     url = f"http://127.0.0.1:{port}{BASE}"
-    try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(url + "api/status", timeout=1)
-                break
-            except Exception:
-                if proc.poll() is not None:
-                    pytest.fail("jupyter server exited early; see test-output/extension-server.log")
-                time.sleep(0.2)
-        else:
-            pytest.fail("jupyter server did not answer within 60 s")
-        yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+    with open(ROOT / "test-output" / "extension-server.log", "w") as log:
+        try:
+            with running(argv, url + "api/status", "jupyter server", log, cwd=home, env=environ):
+                yield url
+        except RuntimeError as e:
+            pytest.fail(str(e))
 
 
 def test_the_handler_serves_the_patched_bundle_compressed_and_revalidated(server, wheel_env):

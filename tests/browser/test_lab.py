@@ -13,17 +13,14 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
 from curvlab_jupyter.plotly_widget import patch
 
-from .conftest import ROOT, _free_port
+from .conftest import ROOT, _free_port, running
 from .drive import RENDER_COUNTER, SETTLED, readout, type_readout
 
 TOKEN = "curvlab-test"
@@ -66,34 +63,19 @@ def lab(tmp_path_factory):
                PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])]))
     port = _free_port()
     (ROOT / "test-output").mkdir(exist_ok=True)
-    log = open(ROOT / "test-output" / "lab.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-         f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={home}",
-         "--LabApp.news_url=None",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=home, env=env)
+    argv = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={TOKEN}", f"--ServerApp.root_dir={home}",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=1)
-                break
-            except Exception:
-                if proc.poll() is not None:
-                    pytest.fail("JupyterLab exited early; see test-output/lab.log")
-                time.sleep(0.2)
-        else:
-            pytest.fail("JupyterLab did not answer within 60 s")
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+    with open(ROOT / "test-output" / "lab.log", "w") as log:
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+            with running(argv, f"{url}/api/status?token={TOKEN}", "JupyterLab", log, cwd=home,
+                         env=env):
+                yield url
+        except RuntimeError as e:
+            pytest.fail(str(e))
 
 
 class KernelBytes:
