@@ -507,12 +507,12 @@ class Point:
         Vs = self.split(V)
         model = self.model
         rstates, Rz = rforward(model, self.Wbars, self.tr, Vs, first)
-        if "backprop" not in self._cache and not self._cache.pop("hv_once", False):
-            self._cache["hv_once"] = True
-            HV = rbackward_fused(model, self.Wbars, self.tr, self.r, rstates, Vs, self.Bu(Rz))
-        else:
+        if "backprop" in self._cache or self._cache.get("hv_before"):
             recs, gouts = self.backprop
             HV = rbackward(model, self.Wbars, self.tr, recs, gouts, rstates, Vs, self.Bu(Rz))
+        else:
+            self._cache["hv_before"] = True
+            HV = rbackward_fused(model, self.Wbars, self.tr, self.r, rstates, Vs, self.Bu(Rz))
         HV /= self.N
         if self.l2:
             HV += self.l2 * V
