@@ -89,13 +89,14 @@ def walk(model, x, visit, start=0, stop=None, stack=()):
     return x if stop is None else (x, stack)
 
 
-def walk_back(model, g, visit, add=operator.add):
+def walk_back(model, g, visit, add=operator.add, stop=None):
     """The walk backwards, from the outputs down to the first layer with parameters (below it
-    nothing depends on w): a JOIN hands its cotangent to both the block and the skip, the FORK
-    adds the two back (`add`; pairs of cotangents add pairwise); a layer step is
-    g -> visit(i, step, l, g, need_input), need_input False for the first layer with
-    parameters."""
-    steps, first = model.steps, model.first_param_step
+    nothing depends on w; or down to step `stop`, when given): a JOIN hands its cotangent to
+    both the block and the skip, the FORK adds the two back (`add`; pairs of cotangents add
+    pairwise); a layer step is g -> visit(i, step, l, g, need_input), need_input False for the
+    last step walked."""
+    steps = model.steps
+    first = model.first_param_step if stop is None else max(stop, model.first_param_step)
     stack = []
     for i in range(len(steps) - 1, first - 1, -1):
         step, l = steps[i]
@@ -326,6 +327,53 @@ def rbackward_fused(model, Wbars, tr, dz, rstates, Vs, Rseed):
     walk_back(model, (_seed_shape(model, dz[None]), _seed_shape(model, Rseed)), visit,
               add=lambda a, b: (a[0] + b[0], a[1] + b[1]))
     return np.concatenate(out, axis=1).T
+
+
+def step_of(model, l):
+    """The program index of layer l's step."""
+    return next(i for i, (_, k) in enumerate(model.steps) if k == l)
+
+
+def rforward_from(model, Wbars, tr, m, Rs, Vs):
+    """The R-forward of Q tangents injected at layer m's pre-activations, Rs (Q, N, *record)
+    in the space of its record (the layer's `rforward_preact`), with no parameter direction above it (Vs[l]: None
+    for the layers that take it, zeros for the others). Nothing below layer m is walked.
+    Returns the R-states (by step index) and R z (Q, N, K), as `rforward`."""
+    rstates = [None] * len(model.steps)
+    start = step_of(model, m)
+
+    def visit(i, step, l, Rx):
+        if i < start or (l is None and Rx is None):
+            return None
+        if i == start:
+            Ry, rstates[i] = step.rforward_preact(Wbars[m], tr.states[i], Rs)
+        else:
+            Ry, rstates[i] = step.rforward(None if l is None else Wbars[l], tr.states[i], Rx,
+                                           None if l is None else Vs[l])
+        return Ry
+
+    Rz = walk(model, None, visit)
+    return rstates, Rz.reshape(Rz.shape[:2] + (-1,))
+
+
+def rbackward_rows(model, Wbars, tr, recs, gouts, rstates, Vs, Rseed, m):
+    """The R-backward of `rforward_from`'s tangents, from the outputs down to layer m: for each
+    layer l ≥ m with the rule, its per-sample pair (R δ, R ā) (`Affine.rbackward_rows`), by
+    layer index; the other layers' R{∂ℓ/∂θ} are not kept (their blocks come from elsewhere)."""
+    rows = {}
+
+    def visit(i, step, l, Rg, need_input):
+        W, rst = None if l is None else Wbars[l], _take(rstates, i)
+        if l is not None and hasattr(step, "rbackward_rows"):
+            Rg, rows[l] = step.rbackward_rows(W, tr.states[i], rst, recs[l], gouts[i], Rg,
+                                              need_input)
+            return Rg
+        Rg, _ = step.rbackward(W, tr.states[i], rst, None if l is None else recs[l], gouts[i],
+                               Rg, None if l is None else Vs[l], need_input)
+        return Rg
+
+    walk_back(model, _seed_shape(model, Rseed), visit, stop=step_of(model, m))
+    return rows
 
 
 def _take(items, i):

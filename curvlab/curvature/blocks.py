@@ -234,7 +234,7 @@ def dense_from_layers(name, pt, exact, progress=None, top=None):
     """
     model = pt.problem.model
     if not model.is_chain:
-        return generic_dense(name, pt, exact, top)
+        return generic_dense(name, pt, exact, top, progress)
     P, L = model.n_params, len(model.layers)
     factor = (lambda c: c.problem.lossfn.sqrt_hessian(c.tr.z, c.problem.y)) if top is None else top
     sl = model.layer_slices()
@@ -409,15 +409,20 @@ def _symmetrise_diagonal_blocks(out, slices, tile=256):
 _BATCH_BYTES = 64 * 2**20
 
 
-def _direction_chunk(pt, cap=None):
-    """Directions per batched H V: as many as keep the R-passes' arrays (about four per step's
-    output per direction) within _BATCH_BYTES, at least one."""
+def _direction_chunk_bytes(pt):
+    """Working bytes of one direction's R-passes: about four arrays per step's output."""
     model = pt.problem.model
     per_sample = sum(int(np.prod(s.out_shape)) for s, _ in model.steps
                      if hasattr(s, "out_shape")) + sum(model.widths)
     per_sample += sum(layer.T * getattr(layer, "n_in", 0) for layer in model.layers)
+    return 8 * pt.N * 4 * max(per_sample, 1)
+
+
+def _direction_chunk(pt, cap=None):
+    """Directions per batched H V: as many as keep the R-passes' arrays (about four per step's
+    output per direction) within _BATCH_BYTES, at least one."""
     cap = _BATCH_BYTES if cap is None else min(cap, _BATCH_BYTES)
-    return chunk_size(8 * pt.N * 4 * max(per_sample, 1), model.n_params, cap)
+    return chunk_size(_direction_chunk_bytes(pt), pt.problem.model.n_params, cap)
 
 
 def hessian_columns(pt, cols, into=None):
@@ -438,19 +443,128 @@ def hessian_columns(pt, cols, into=None):
     return out
 
 
-def generic_dense(name, pt, exact, top=None):
+def generic_dense(name, pt, exact, top=None, progress=None):
     """The (P, P) Hessian (exact) or GGN / true Fisher (`top`) of any layered model, exactly
     symmetric, λI included (see the section's comment)."""
     P = pt.problem.n_params
     check_dense(name, P, extra_bytes=min(_CHUNK_BYTES, 8 * P * P))
     if exact:
-        M = hessian_columns(pt, np.arange(P))
+        if engine.couples(pt.problem.model):     # no per-sample split: H V columns only
+            M = hessian_columns(pt, np.arange(P))
+        else:
+            return structured_hessian(pt, name, progress)
     else:
         F = pt.problem.lossfn.sqrt_hessian(pt.tr.z, pt.problem.y) if top is None else top(pt)
         M = gram_of_seeds(name, pt, np.ascontiguousarray(F.transpose(2, 0, 1)))
     M += M.T
     M *= 0.5
     return M
+
+
+# the Hessian of any model with independent samples, its Affine columns from pre-activations ---
+# A column of H for W̄_m[i, j] of an Affine layer m is the H V of V = e_i e_jᵀ, whose R-forward
+# starts as R s_m = ā_m[:, :, j] e_iᵀ: per sample n and location t, the unit tangent of
+# s_m[n, t, i] weighted by ā_m[n, t, j]. Everything above s_m is linear in that tangent, so
+# with the samples independent, one R-pass of the T_m·n_m unit tangents of s_m (each set at
+# every sample at once) gives every column of layer m: for a later Affine layer l ≥ m,
+#     H[W̄_l, W̄_m[i, j]] = (1/N) Σₙ Σ_t ā_m[n, t, j] R{∂ℓ/∂W̄_l}ₙ(e_{t,i}),
+#     R{∂ℓ/∂W̄_l}ₙ = Σ_{t'} R δ_{l,n,t'} ā_{l,n,t'}ᵀ + δ_{l,n,t'} [R ā_{l,n,t'}; 0]ᵀ,
+# one matrix product with inner dimension N·T_m per block (the term δ_m V_W of layer m's own
+# R-backward reaches only layers below m, whose blocks are the mirror's). T_m·n_m directions
+# instead of n_m·(m_m + 1): on the bench's residual MLP 170 R-passes instead of 5,226 H V
+# columns, and the N·P_l·P_m products of Botev's chain build. Other layers (norms, attention,
+# Embedding, Function, conv layers with more locations than patch entries) give their columns
+# whole by H V, mirrored into their rows.
+
+_RULES = ("injection_blocks", "rforward_preact", "rbackward_rows", "rows_from")
+
+
+def _injected(layer, record):
+    """Whether a layer's columns come from its pre-activations: it has the rules and fewer
+    unit tangents (its record's numbers per sample, T·n summed over its blocks) than
+    parameters."""
+    return all(hasattr(layer, r) for r in _RULES) and int(np.prod(record)) < layer.size
+
+
+def structured_hessian(pt, name="hessian", progress=None):
+    """The exact (P, P) Hessian of a model with independent samples, exactly symmetric, λI
+    added: the columns of layers with pre-activation rules by `preact_columns`, the others'
+    by H V (the section's comment). Cost: Σ_m T_m n_m + Σ_other P_k R-passes and
+    Σ_{l ≥ m} N T_m P_l P_m multiply-adds."""
+    model = pt.problem.model
+    engine.require_independent(model, "the structured Hessian")
+    P, sl = model.n_params, model.layer_slices()
+    recs = pt.backprop[0]
+    injected = [l for l, layer in enumerate(model.layers) if _injected(layer, recs[l].shape[1:])]
+    out = np.empty((P, P))
+    show = progress if progress is not None else P > 3000
+    bar = tqdm(total=P, desc=name, disable=not show, leave=False)
+    for k, layer in enumerate(model.layers):
+        if k in injected:
+            continue
+        hessian_columns(pt, np.arange(sl[k].start, sl[k].stop), into=out[:, sl[k]])
+        out[sl[k], :] = out[:, sl[k]].T
+        bar.update(layer.size)
+    for m in injected:
+        preact_columns(pt, m, out, [l for l in injected if l >= m])
+        bar.update(model.layers[m].size)
+    bar.close()
+    # blocks (l, m ≠ l) were written with their mirrors; the diagonal blocks' two halves
+    # come from different products
+    _symmetrise_diagonal_blocks(out, sl)
+    for m in injected:
+        out[sl[m], sl[m]][np.diag_indices(model.layers[m].size)] += pt.l2
+    return out
+
+
+def preact_columns(pt, m, out, later):
+    """Blocks (l, m) and (m, l) of the Hessian (no λ) into `out`, for every layer l in `later`
+    (l ≥ m), from the R-passes of layer m's unit pre-activation tangents (the section's
+    comment): per block of layer m's parameters (`injection_blocks`: patches ā (N, T, m+1),
+    n units, layout (n, m+1) or transposed, offset, where its pre-activations sit in the
+    record; in an order where a block's patches may depend on earlier blocks, never on later
+    ones), a chunk of units (all T locations each) at a time."""
+    model, tr, N = pt.problem.model, pt.tr, pt.N
+    layer, sl = model.layers[m], model.layer_slices()
+    st = tr.layer_states[m]
+    recs, gouts = pt.backprop
+    record = recs[m].shape[1:]
+    per_dir = _direction_chunk_bytes(pt) + 8 * N * max(model.layers[l].size for l in later)
+    for ab, n, transposed, offset, where in layer.injection_blocks(st):
+        T, m1 = ab.shape[1:]
+        abT = np.ascontiguousarray(ab.transpose(1, 0, 2)).reshape(T * N, m1)  # (t, n) rows
+        k = chunk_size(T * per_dir, n, cap=_BATCH_BYTES)
+        buffer = np.empty(k * T * N * max(model.layers[l].size for l in later))  # Y, reused
+        start = sl[m].start + offset
+        for i0 in range(0, n, k):
+            kk = min(k, n - i0)
+            q = np.arange(kk * T)
+            R = np.zeros((kk * T, N) + record)
+            view = R if where is None else R[..., where, :]
+            view[q, :, q % T, i0 + q // T] = 1.0          # direction q = (i, t): e_{t, i0 + i}
+            # no parameter direction: None where the rule takes it, zeros elsewhere
+            Vs = [None if hasattr(lay, "rbackward_rows") else np.zeros((len(q),) + lay.shape)
+                  for lay in model.layers]
+            rstates, Rz = engine.rforward_from(model, pt.Wbars, tr, m, R, Vs)
+            del R, view                                   # the R-state holds it, used up below
+            rows = engine.rbackward_rows(model, pt.Wbars, tr, recs, gouts, rstates, Vs,
+                                         pt.Bu(Rz), m)
+            if transposed:                                # parameter (j, i) at j·n + i
+                at = (start + np.arange(m1)[:, None] * n + i0 + np.arange(kk)).T.ravel()
+            else:                                         # parameter (i, j) at i·(m+1) + j
+                at = slice(start + i0 * m1, start + (i0 + kk) * m1)
+            for l in later:
+                Y = buffer[: kk * T * N * model.layers[l].size].reshape(kk * T, N, -1)
+                Y = model.layers[l].rows_from(tr.layer_states[l], recs[l], *rows[l], out=Y)
+                # within layer m, only the blocks from this one on: an earlier block's rows
+                # miss this block's δ V term (attention's O meets ō, which Q, K, V move)
+                Y = Y[..., offset:] if l == m else Y
+                block = abT.T @ Y.reshape(kk, T * N, -1)    # (i, j, p_l): Σ_{n,t} ā[n,t,j] Y
+                block = block.reshape(kk * m1, -1)
+                block /= N
+                rows_l = slice(sl[l].start + (offset if l == m else 0), sl[l].stop)
+                out[at, rows_l] = block
+                out[rows_l, at] = block.T
 
 
 def generic_blocks(name, pt, exact):

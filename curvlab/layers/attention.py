@@ -226,10 +226,20 @@ class SelfAttention(Layer):
         return out
 
     def rforward(self, theta, st, Rx, V):
-        R = self.param_tangent(theta, st, V)                              # (Q, N, T, 4, d)
+        # V None: no parameter direction (a tangent from below only)
+        if V is None:
+            R = np.zeros(Rx.shape[:-1] + (4, self.d))
+        else:
+            R = self.param_tangent(theta, st, V)                          # (Q, N, T, 4, d)
         if Rx is not None:
             W = self._W(theta, slice(0, 3)).reshape(3 * self.d, self.d)
             R[..., :3, :] += matmul2d(Rx, W.T).reshape(Rx.shape[:-1] + (3, self.d))
+        return self.rforward_preact(theta, st, R, Rx)
+
+    def rforward_preact(self, theta, st, R, Rx=None):
+        """The rest of the R-forward from the tangents of the four blocks' pre-activations R
+        (Q, N, T, 4, d) (q, k, v and the output's): R y and the R-state. Called alone, it
+        starts tangents there (`engine.rforward_from`)."""
         Rq, Rk, Rv = (self._heads(R[..., j, :]) for j in range(3))
         RS = Rq @ st.k.swapaxes(-1, -2)
         RS += st.q @ Rk.swapaxes(-1, -2)
@@ -242,10 +252,10 @@ class SelfAttention(Layer):
         Ry = R[..., 3, :] + matmul2d(Ro, self._W(theta, 3).T)
         return Ry, AttentionRState(Rq, Rk, Rv, RA, Ro, Rx)
 
-    def rbackward(self, theta, st, rst, rec, g, Rg, V, need_input=True):
-        """Every backprop line differentiated (module docstring); rec, g without the seed axis,
-        Rg (Q, N, T, d)."""
-        Wo, Vo = self._W(theta, 3), self._W(V, 3)                         # (d, d), (Q, d, d)
+    def _rrecord(self, theta, st, rst, g, Rg, V):
+        """R of the record (Q, N, T, 4, d): every backprop line differentiated (module
+        docstring); g without the seed axis, Rg (Q, N, T, d); V None: no parameter direction."""
+        Wo = self._W(theta, 3)                                            # (d, d)
         N, T, d = g.shape
         Q = Rg.shape[0]
         A = st.A
@@ -255,7 +265,10 @@ class SelfAttention(Layer):
         r = np.sum(dA * A, axis=-1, keepdims=True)
         dS = A * (dA - r)
         # its R{·}, line by line
-        Rdo = self._heads(matmul2d(Rg, Wo) + (g.reshape(N * T, d) @ Vo).reshape(Rg.shape))
+        Rdo = matmul2d(Rg, Wo)
+        if V is not None:
+            Rdo += (g.reshape(N * T, d) @ self._W(V, 3)).reshape(Rg.shape)
+        Rdo = self._heads(Rdo)
         RdA = Rdo @ st.v.swapaxes(-1, -2)
         RdA += do @ rst.Rv.swapaxes(-1, -2)
         Rr = np.sum(RdA * A, axis=-1, keepdims=True)
@@ -273,6 +286,14 @@ class SelfAttention(Layer):
         Rdv += A.swapaxes(-1, -2) @ Rdo
         self._put(r6, 2, Rdv)
         Rrec[..., 3, :] = Rg
+        return Rrec
+
+    def rbackward(self, theta, st, rst, rec, g, Rg, V, need_input=True):
+        """Every backprop line differentiated (module docstring); rec, g without the seed axis,
+        Rg (Q, N, T, d)."""
+        N, T, d = g.shape
+        Q = Rg.shape[0]
+        Rrec = self._rrecord(theta, st, rst, g, Rg, V)
         RG = self.param_grads(theta, st, Rrec).reshape((Q,) + self.shape)
         # the blocks' inputs move too: Σ_t δ_t [R x_t; 0]ᵀ (Q, K, V) and Σ_t g_t [R o_t; 0]ᵀ (O)
         qkv = self._qkv(rec).reshape(N * T, 3 * d)
@@ -281,9 +302,41 @@ class SelfAttention(Layer):
         RG[:, 3, :, :d] += g.reshape(N * T, d).T @ rst.Ro.reshape(Q, N * T, d)
         Rgin = None
         if need_input:
-            VW = self._W(V, slice(0, 3)).reshape(Q, 3 * d, d)
-            Rgin = self._input_back(theta, Rrec) + (qkv @ VW).reshape(Q, N, T, d)
+            Rgin = self._input_back(theta, Rrec)
+            if V is not None:
+                VW = self._W(V, slice(0, 3)).reshape(Q, 3 * d, d)
+                Rgin += (qkv @ VW).reshape(Q, N, T, d)
         return Rgin, RG.reshape(Q, -1)
+
+    # the structured Hessian's view (curvature.blocks.preact_columns) --------------------------
+    def injection_blocks(self, st):
+        """Four blocks of parameters, each a Dense shared over the T positions: Q, K, V meet
+        x̄, O meets ō; their pre-activations are the record's blocks 0-3:
+        [(ā, n, transposed, offset, index in the record)]."""
+        size = self.d * st.xb.shape[-1]
+        return ([(st.xb, self.d, False, j * size, j) for j in range(3)]
+                + [(st.ob, self.d, False, 3 * size, 3)])
+
+    def rbackward_rows(self, theta, st, rst, rec, g, Rg, need_input=True):
+        """The R-backward with no parameter direction, keeping per sample what R{∂ℓ/∂θ} is
+        made of: (R record, R x, R o, g) (`rows_from`)."""
+        Rrec = self._rrecord(theta, st, rst, g, Rg, None)
+        Rgin = self._input_back(theta, Rrec) if need_input else None
+        return Rgin, (Rrec, rst.Rx, rst.Ro, g)
+
+    def rows_from(self, st, rec, Rrec, Rx, Ro, g, out=None):
+        """Per direction and sample R{∂ℓ/∂θ}ₙ: Σ_t R δ_{j,t} ā_{j,t}ᵀ per block, plus the
+        inputs' moves Σ_t δ_{j,t} [R x_t; 0]ᵀ (Q, K, V) and Σ_t g_t [R o_t; 0]ᵀ (O):
+        (Q, N, size), written into `out` when given."""
+        Y = self.param_rows(None, st, Rrec, out=out)
+        Q, N = Rrec.shape[:2]
+        d = self.d
+        view = Y.reshape(Q, N, 4, d, -1)
+        if Rx is not None:
+            view[:, :, :3, :, :d] += np.matmul(self._qkv(rec).swapaxes(-1, -2), Rx).reshape(
+                Q, N, 3, d, d)
+        view[:, :, 3, :, :d] += np.matmul(g.swapaxes(-1, -2), Ro)
+        return Y
 
     def kron_pairs(self, theta, st, rec):
         """The Kronecker kinds' view (curvature.kfac.kron_blocks): four blocks Q, K, V, O in the

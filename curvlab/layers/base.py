@@ -312,24 +312,37 @@ class Affine(Layer):
         return (ab.reshape(N * T, m1) @ V.transpose(0, 2, 1)).reshape(Q, N, T, self.n_out)
 
     def rforward(self, Wbar, st, Rx, V):
-        Rs = self.param_tangent(Wbar, st, V)                 # ā Vᵀ, a fresh (Q, N, T, n)
+        # V None: no parameter direction (a tangent injected below, `rforward_preact`)
+        Rs = None if V is None else self.param_tangent(Wbar, st, V)      # ā Vᵀ, fresh
         Rp = None
         if Rx is not None:
             Rp = self.patches(Rx)
-            matmul2d_add(Rs, Rp, self.weight(Wbar).T)        # + R ā Wᵀ, accumulated in place
+            if Rs is None:
+                Rs = matmul2d(Rp, self.weight(Wbar).T)
+            else:
+                matmul2d_add(Rs, Rp, self.weight(Wbar).T)    # + R ā Wᵀ, accumulated in place
+        return self.rforward_preact(Wbar, st, Rs, Rp)
+
+    def rforward_preact(self, Wbar, st, Rs, Rp=None):
+        """The rest of the R-forward from R s (Q, N, T, n): R a = f' ⊙ R s, folded, and the
+        R-state (R s, R ā). Called alone, it starts tangents at this layer's pre-activations
+        (`engine.rforward_from`)."""
         Ra = Rs if self.act.linear else st.fp * Rs
         return self.fold(Ra), (Rs, Rp)
 
-    def rbackward(self, Wbar, st, rst, d, g, Rg, V, need_input=True):
-        # R δ = f' ⊙ R g + f'' ⊙ g ⊙ R s is formed in R s itself, which only this rule reads
-        # (used up, `engine.rbackward`; a nonlinear f makes R a another array); f' ⊙ R g is a
-        # temporary, as R g may also be a residual skip's
-        Rs, Rp = rst
+    def _rdelta(self, st, Rs, d, g, Rg):
+        """R δ = f' ⊙ R g + f'' ⊙ g ⊙ R s, formed in R s itself, which only this rule reads
+        (used up, `engine.rbackward`; a nonlinear f makes R a another array); f' ⊙ R g is a
+        temporary, as R g may also be a residual skip's."""
         if self.act.name not in PIECEWISE_LINEAR:
             Rd = st.times_g_fpp(Rs, self.unfold(g), d)
             Rd += self.unfold(Rg) * st.fp
-        else:
-            Rd = self.unfold(Rg) if self.act.linear else self.unfold(Rg) * st.fp
+            return Rd
+        return self.unfold(Rg) if self.act.linear else self.unfold(Rg) * st.fp
+
+    def rbackward(self, Wbar, st, rst, d, g, Rg, V, need_input=True):
+        Rs, Rp = rst
+        Rd = self._rdelta(st, Rs, d, g, Rg)
         G = self.param_grads(Wbar, st, Rd).reshape((-1,) + self.shape)
         N, T, n = d.shape
         d2 = d.reshape(N * T, n)
@@ -338,10 +351,39 @@ class Affine(Layer):
         Rgin = None
         if need_input:
             Rgin = matmul2d(Rd, self.weight(Wbar))                      # R δ W
-            for Rg_q, V_q in zip(Rgin, V):                              # + δ V_W per direction
+            for Rg_q, V_q in zip(Rgin, () if V is None else V):         # + δ V_W per direction
                 matmul2d_add(Rg_q, d2, self.weight(V_q))
             Rgin = self.patches_T(Rgin)
         return Rgin, G.reshape(G.shape[0], -1)
+
+    def rbackward_rows(self, Wbar, st, rst, d, g, Rg, need_input=True):
+        """The R-backward with no parameter direction, keeping per sample what R{∂ℓ/∂W̄} is
+        made of instead of its sum: (R δ (Q, N, T, n), R ā (Q, N, T, m) or None), so that
+        R{∂ℓ/∂W̄}ₙ = Σ_t R δ_{n,t} ā_{n,t}ᵀ + δ_{n,t} [R ā_{n,t}; 0]ᵀ (`curvature.blocks`'
+        structured Hessian weighs it by another layer's patches)."""
+        Rs, Rp = rst
+        Rd = self._rdelta(st, Rs, d, g, Rg)
+        Rgin = self.patches_T(matmul2d(Rd, self.weight(Wbar))) if need_input else None
+        return Rgin, (Rd, Rp)
+
+    def injection_blocks(self, st):
+        """The structured Hessian's view (`curvature.blocks.preact_columns`): one block of
+        parameters W̄ (n, m+1) meeting the patches ā (N, T, m+1) at the pre-activations, which
+        are the whole record; [(ā, n, transposed, offset, index in the record)]."""
+        return [(st.abar, self.n_out, False, 0, None)]
+
+    def rows_from(self, st, d, Rd, Rp, out=None):
+        """Per direction and sample R{∂ℓ/∂W̄}ₙ from `rbackward_rows`' pair: (Q, N, size),
+        written into `out` when given."""
+        Y = self.param_rows(None, st, Rd, out=out)
+        if Rp is not None:
+            Q, N, T, n = Rd.shape
+            view = Y.reshape(Q, N, n, -1)[..., : self.n_in]
+            if T == 1:                                            # δ R āᵀ: an outer product
+                view += d[None, :, 0, :, None] * Rp[:, :, 0, None, :]
+            else:                                                 # Σ_t δ_t R ā_tᵀ
+                view += np.matmul(d.transpose(0, 2, 1), Rp)
+        return Y
 
 
 class AffineState:

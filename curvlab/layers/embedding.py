@@ -145,6 +145,28 @@ class Embedding(Layer):
     def rbackward(self, E, x, rst, d, g, Rg, V, need_input=True):
         return None, self._scatter(x, Rg, per_sample=False)
 
+    # the structured Hessian's view (curvature.blocks.preact_columns) --------------------------
+    def injection_blocks(self, x):
+        """A Dense on one-hot inputs e_{x_t} (N, T, V) whose pre-activations are the rows read,
+        the table laid out (V, d) — transposed against a Dense's (n_out, n_in)."""
+        return [(np.eye(self.V)[x], self.d, True, 0, None)]
+
+    def rforward_preact(self, E, x, R):
+        """Tangents R (Q, N, T, d) of the rows read, passed on (no state)."""
+        return R, None
+
+    def rbackward_rows(self, E, x, rst, d, g, Rg, need_input=True):
+        return None, (Rg,)
+
+    def rows_from(self, x, d, Rg, out=None):
+        """Per direction and sample R{∂ℓ/∂E}ₙ = Σ_t e_{x_t} R gₜᵀ: (Q, N, V·d)."""
+        Q, N = Rg.shape[:2]
+        onehot = np.eye(self.V)[x]                                         # (N, T, V)
+        if out is None:
+            out = np.empty((Q, N, self.V * self.d))
+        np.matmul(onehot.swapaxes(1, 2), Rg, out=out.reshape(Q, N, self.V, self.d))
+        return out
+
     def kron_pairs(self, E, x, d):
         """The Kronecker kinds' view (curvature.kfac.kron_blocks): a Dense on one-hot inputs
         e_{x_t} (N, T, V) with records δ = ∂ℓ/∂E[x_t]; the table is laid out (V, d), the

@@ -1,0 +1,123 @@
+"""The structured dense Hessian of models that are not chains (curvature.blocks.structured_hessian):
+columns of Dense, conv, attention and Embedding layers from R-passes of their unit
+pre-activation tangents, the other layers' by H V. Checked against autograd's generic `hessian`
+on the plain forward of tests/test_attention_layers.py (nothing of curvlab's layers, engine or
+losses), with each layer kind taking each route, and against the H V columns."""
+
+import numpy as np
+import pytest
+from autograd import hessian
+
+import curvlab as cl
+from curvlab.curvature import blocks
+from tests.test_attention_layers import Oracle, rel
+
+TOL = 1e-10
+V, D = 5, 4
+
+
+def injected(problem, w):
+    """Which layers the structured build takes from their pre-activations."""
+    pt = problem.point(w)
+    recs = pt.backprop[0]
+    return [l for l, layer in enumerate(problem.model.layers)
+            if blocks._injected(layer, recs[l].shape[1:])]
+
+
+def make(modules, shape, loss, N=3, l2=0.0, seed=0):
+    model = cl.Sequential(modules, input_shape=shape)
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, V, (N,) + shape) if len(shape) == 1 else rng.standard_normal((N,) + shape)
+    out = model.out_shape
+    y = (rng.integers(0, out[-1], (N,) + out[:-1]) if loss == "cross_entropy"
+         else rng.standard_normal((N,) + out))
+    problem = cl.Problem(model, loss, X, y, l2=l2)
+    w = model.init(seed) + 0.5 * rng.standard_normal(model.n_params)
+    return problem, w, Oracle(problem, loss, X, y)
+
+
+def transformer(T, heads=2, bias=True):
+    return ([cl.Embedding(V, D),
+             cl.Residual([cl.LayerNorm(D), cl.SelfAttention(D, heads=heads, causal=True,
+                                                            bias=bias)]),
+             cl.Residual([cl.LayerNorm(D), cl.Dense(D, 6, "gelu"), cl.Dense(6, D)]),
+             cl.LayerNorm(D), cl.Dense(D, V)], (T,), "cross_entropy")
+
+
+# (modules, input shape, loss, the layers expected from their pre-activations): T positions
+# against V (Embedding), d + 1 (attention, Dense) — more positions than a block's inputs, and
+# the layer's columns are cheaper by H V
+CASES = {
+    "short": (*transformer(T=2), [0, 2, 4, 5, 7]),
+    "long": (*transformer(T=6), [5]),    # only Dense(6, D): 6 positions < 6 + 1 inputs
+    "no-bias": (*transformer(T=3, heads=1, bias=False), [0, 2, 4, 5, 7]),
+    "meanpool": ([cl.Embedding(V, D), cl.SelfAttention(D, heads=1), cl.Dense(D, D, "tanh"),
+                  cl.MeanPool(), cl.Dense(D, 3)], (3,), "cross_entropy", [0, 1, 2, 3]),
+    "float-inputs": ([cl.SelfAttention(D, heads=2, causal=True),
+                      cl.Residual([cl.LayerNorm(D), cl.Dense(D, D, "tanh")]),
+                      cl.Dense(D, 2)], (3, D), "mse", [0, 2, 3]),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_structured_hessian_matches_autograd_on_either_route(name, record_error):
+    mods, shape, loss, expected = CASES[name]
+    problem, w, o = make(mods, shape, loss, l2=0.01)
+    assert injected(problem, w) == expected
+    H = cl.hessian(problem, w)
+    assert np.array_equal(H, H.T)
+    assert record_error(rel(H, hessian(o.L)(w))) < TOL
+
+
+def test_each_route_alone_gives_the_same_matrix(monkeypatch):
+    """Every layer by H V columns (no layer injected) and by pre-activations agree, and both
+    with autograd: the routes share no code but the layers' R-rules."""
+    mods, shape, loss, _ = CASES["short"]
+    problem, w, o = make(mods, shape, loss, N=4, l2=0.1, seed=3)
+    H = cl.hessian(problem, w)
+    monkeypatch.setattr(blocks, "_injected", lambda layer, record: False)
+    Hc = cl.hessian(problem, w)
+    assert rel(H, Hc) < 1e-13
+    assert rel(Hc, hessian(o.L)(w)) < TOL
+
+
+def test_chunks_of_units_do_not_change_the_matrix(monkeypatch):
+    """One unit per R-pass (the smallest chunks) gives the matrix of whole layers at once."""
+    mods, shape, loss, _ = CASES["no-bias"]
+    problem, w, _ = make(mods, shape, loss)
+    H = cl.hessian(problem, w)
+    monkeypatch.setattr(blocks, "_BATCH_BYTES", 1)
+    assert rel(cl.hessian(problem, w), H) < 1e-13
+
+
+def test_within_attention_the_output_block_meets_what_q_k_v_move():
+    """The attention's own block: Q, K, V against O carries the term where W_O meets ō, which
+    the O block's pre-activation tangents cannot give (their rows come from the Q, K, V
+    tangents instead); compared block by block with autograd."""
+    mods, shape, loss, _ = CASES["float-inputs"]
+    problem, w, o = make(mods, shape, loss, seed=1)
+    H, ref = cl.hessian(problem, w), hessian(o.L)(w)
+    sl = problem.model.layer_slices()[0]
+    size = D * (D + 1)
+    for a in range(4):
+        for b in range(4):
+            rows = slice(sl.start + a * size, sl.start + (a + 1) * size)
+            cols = slice(sl.start + b * size, sl.start + (b + 1) * size)
+            assert rel(H[rows, cols], ref[rows, cols]) < TOL, (a, b)
+
+
+def test_coupled_samples_take_the_columns_and_the_split_refuses():
+    """Train-mode BatchNorm couples the samples: the pre-activation tangents set at every
+    sample at once would mix, so the Hessian comes from H V columns, and the structured build
+    refuses by name."""
+    model = cl.Sequential([cl.Dense(3, 4, "tanh"), cl.BatchNorm(4, mode="train"),
+                           cl.Residual([cl.Dense(4, 4, "tanh")]), cl.Dense(4, 2)],
+                          input_shape=(3,))
+    rng = np.random.default_rng(0)
+    problem = cl.Problem(model, "cross_entropy", rng.standard_normal((5, 3)),
+                         rng.integers(0, 2, 5))
+    w = model.init(0)
+    H = cl.hessian(problem, w)
+    assert rel(H, hessian(problem.loss)(w)) < TOL
+    with pytest.raises(ValueError, match="BatchNorm"):
+        blocks.structured_hessian(problem.point(w))
