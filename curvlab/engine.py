@@ -336,8 +336,9 @@ def step_of(model, l):
 
 def rforward_from(model, Wbars, tr, m, Rs, Vs):
     """The R-forward of Q tangents injected at layer m's pre-activations, Rs (Q, N, *record)
-    in the space of its record (the layer's `rforward_preact`), with no parameter direction above it (Vs[l]: None
-    for the layers that take it, zeros for the others). Nothing below layer m is walked.
+    in the space of its record (the layer's `rforward_preact`), with no parameter direction
+    above it (Vs[l]: None for the layers that take it, zeros for the others). Nothing below
+    layer m is walked.
     Returns the R-states (by step index) and R z (Q, N, K), as `rforward`."""
     rstates = [None] * len(model.steps)
     start = step_of(model, m)
