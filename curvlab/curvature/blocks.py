@@ -486,6 +486,29 @@ def _injected(layer, record):
     return all(hasattr(layer, r) for r in _RULES) and int(np.prod(record)) < layer.size
 
 
+def _per_position(model, lossfn, m):
+    """Whether layer m's positions stay apart up to the loss: it and every step after it act
+    on each position alone (`positionwise`) and the loss is one per position (B block-diagonal
+    over them, `PerPosition`). Then its unit tangents set at every position at once separate
+    like samples: n_m R-passes instead of T_m·n_m, the positions counted as samples."""
+    from ..layers import FORK, JOIN
+    from ..losses import PerPosition
+    if not (isinstance(lossfn, PerPosition) and getattr(model.layers[m], "T", 1) > 1):
+        return False
+    after = model.steps[engine.step_of(model, m):]
+    return all(s in (FORK, JOIN) or getattr(s, "positionwise", False) for s, _ in after)
+
+
+def structured_routes(pt):
+    """(the layers whose columns come from pre-activation tangents, per layer whether its
+    positions stay apart (`_per_position`)) for `structured_hessian` at a point."""
+    model, recs = pt.problem.model, pt.backprop[0]
+    apart = [_per_position(model, pt.problem.lossfn, l) for l in range(len(model.layers))]
+    injected = [l for l, layer in enumerate(model.layers)
+                if _injected(layer, recs[l].shape[-1:] if apart[l] else recs[l].shape[1:])]
+    return injected, apart
+
+
 def structured_hessian(pt, name="hessian", progress=None):
     """The exact (P, P) Hessian of a model with independent samples, exactly symmetric, λI
     added: the columns of layers with pre-activation rules by `preact_columns`, the others'
@@ -494,8 +517,7 @@ def structured_hessian(pt, name="hessian", progress=None):
     model = pt.problem.model
     engine.require_independent(model, "the structured Hessian")
     P, sl = model.n_params, model.layer_slices()
-    recs = pt.backprop[0]
-    injected = [l for l, layer in enumerate(model.layers) if _injected(layer, recs[l].shape[1:])]
+    injected, apart = structured_routes(pt)
     out = np.empty((P, P))
     show = progress if progress is not None else P > 3000
     bar = tqdm(total=P, desc=name, disable=not show, leave=False)
@@ -505,8 +527,9 @@ def structured_hessian(pt, name="hessian", progress=None):
         hessian_columns(pt, np.arange(sl[k].start, sl[k].stop), into=out[:, sl[k]])
         out[sl[k], :] = out[:, sl[k]].T
         bar.update(layer.size)
+    buffer = None
     for m in injected:
-        preact_columns(pt, m, out, [l for l in injected if l >= m])
+        buffer = preact_columns(pt, m, out, [l for l in injected if l >= m], apart[m], buffer)
         bar.update(model.layers[m].size)
     bar.close()
     # blocks (l, m ≠ l) were written with their mirrors; the diagonal blocks' two halves
@@ -517,31 +540,43 @@ def structured_hessian(pt, name="hessian", progress=None):
     return out
 
 
-def preact_columns(pt, m, out, later):
+def preact_columns(pt, m, out, later, apart=False, buffer=None):
     """Blocks (l, m) and (m, l) of the Hessian (no λ) into `out`, for every layer l in `later`
     (l ≥ m), from the R-passes of layer m's unit pre-activation tangents (the section's
     comment): per block of layer m's parameters (`injection_blocks`: patches ā (N, T, m+1),
     n units, layout (n, m+1) or transposed, offset, where its pre-activations sit in the
     record; in an order where a block's patches may depend on earlier blocks, never on later
-    ones), a chunk of units (all T locations each) at a time."""
+    ones), a chunk of units (all T locations each) at a time. apart (`_per_position`): one
+    tangent per unit set at every position, the N·T positions taken as samples. buffer: a
+    flat array for the rows Y, reused if large enough; the one used is returned."""
     model, tr, N = pt.problem.model, pt.tr, pt.N
     layer, sl = model.layers[m], model.layer_slices()
     st = tr.layer_states[m]
     recs, gouts = pt.backprop
     record = recs[m].shape[1:]
-    per_dir = _direction_chunk_bytes(pt) + 8 * N * max(model.layers[l].size for l in later)
+    widest = max(model.layers[l].size for l in later)
     for ab, n, transposed, offset, where in layer.injection_blocks(st):
         T, m1 = ab.shape[1:]
-        abT = np.ascontiguousarray(ab.transpose(1, 0, 2)).reshape(T * N, m1)  # (t, n) rows
-        k = chunk_size(T * per_dir, n, cap=_BATCH_BYTES)
-        buffer = np.empty(k * T * N * max(model.layers[l].size for l in later))  # Y, reused
+        S, each = (N * T, 1) if apart else (N, T)          # samples, directions per unit
+        if apart:                                          # positions as samples: (n, t) rows
+            abT = ab.reshape(N * T, m1)
+        else:                                              # (t, n) rows
+            abT = np.ascontiguousarray(ab.transpose(1, 0, 2)).reshape(T * N, m1)
+        # per unit: its R-passes' arrays and its rows Y (N·T·P_l numbers either way)
+        k = chunk_size(each * _direction_chunk_bytes(pt) + 8 * N * T * widest, n,
+                       cap=_BATCH_BYTES)
+        if buffer is None or buffer.size < k * T * N * widest:
+            buffer = np.empty(k * T * N * widest)         # Y, reused (fresh pages are slow)
         start = sl[m].start + offset
         for i0 in range(0, n, k):
             kk = min(k, n - i0)
-            q = np.arange(kk * T)
-            R = np.zeros((kk * T, N) + record)
+            q = np.arange(kk * each)
+            R = np.zeros((len(q), N) + record)
             view = R if where is None else R[..., where, :]
-            view[q, :, q % T, i0 + q // T] = 1.0          # direction q = (i, t): e_{t, i0 + i}
+            if apart:
+                view[q, :, :, i0 + q] = 1.0                # direction q: e_{i0 + q} everywhere
+            else:
+                view[q, :, q % T, i0 + q // T] = 1.0       # direction q = (i, t): e_{t, i0 + i}
             # no parameter direction: None where the rule takes it, zeros elsewhere
             Vs = [None if hasattr(lay, "rbackward_rows") else np.zeros((len(q),) + lay.shape)
                   for lay in model.layers]
@@ -554,8 +589,14 @@ def preact_columns(pt, m, out, later):
             else:                                         # parameter (i, j) at i·(m+1) + j
                 at = slice(start + i0 * m1, start + (i0 + kk) * m1)
             for l in later:
-                Y = buffer[: kk * T * N * model.layers[l].size].reshape(kk * T, N, -1)
-                Y = model.layers[l].rows_from(tr.layer_states[l], recs[l], *rows[l], out=Y)
+                Y = buffer[: kk * T * N * model.layers[l].size].reshape(kk * each, S, -1)
+                parts = [recs[l], *rows[l]]
+                lst = tr.layer_states[l]
+                if apart:                                 # Dense layers: fold T into N
+                    lst = _Positions(lst.abar)
+                    parts = [None if a is None else a.reshape(a.shape[:-3] + (S, 1, -1))
+                             for a in parts]
+                Y = model.layers[l].rows_from(lst, *parts, out=Y)
                 # within layer m, only the blocks from this one on: an earlier block's rows
                 # miss this block's δ V term (attention's O meets ō, which Q, K, V move)
                 Y = Y[..., offset:] if l == m else Y
@@ -565,6 +606,15 @@ def preact_columns(pt, m, out, later):
                 rows_l = slice(sl[l].start + (offset if l == m else 0), sl[l].stop)
                 out[at, rows_l] = block
                 out[rows_l, at] = block.T
+    return buffer
+
+
+class _Positions:
+    """An Affine layer's state with its T positions taken as samples: ā (N·T, 1, m+1)."""
+
+    def __init__(self, abar):
+        N, T, m1 = abar.shape
+        self.abar = abar.reshape(N * T, 1, m1)
 
 
 def generic_blocks(name, pt, exact):

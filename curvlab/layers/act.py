@@ -25,6 +25,7 @@ class Act(Layer):
     ('relu', 'tanh', 'sigmoid', 'softplus', 'gelu' (erf form), 'silu', 'identity')."""
 
     linear = False
+    positionwise = True      # elementwise (curvature.blocks)
 
     def __init__(self, activation):
         self.act = _activation(activation)

@@ -13,6 +13,7 @@ class Dense(Affine):
     On (N, T, D) inputs it acts on the last axis, one weight shared by the T positions."""
 
     T = 1
+    positionwise = True      # on a sequence, each position alone (curvature.blocks)
 
     def __init__(self, n_in, n_out, activation=None, bias=True, activation_name=None):
         if int(n_in) < 1 or int(n_out) < 1:

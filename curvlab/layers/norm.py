@@ -234,6 +234,8 @@ class NormState:
 class _LastAxis(_Norm):
     """Normalisation over the last axis of vectors (N, d) and sequences (N, T, d)."""
 
+    positionwise = True      # each position alone (curvature.blocks)
+
     def build(self, in_shape):
         name = type(self).__name__
         if is_map(in_shape):

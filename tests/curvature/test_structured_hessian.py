@@ -16,12 +16,11 @@ TOL = 1e-10
 V, D = 5, 4
 
 
-def injected(problem, w):
-    """Which layers the structured build takes from their pre-activations."""
-    pt = problem.point(w)
-    recs = pt.backprop[0]
-    return [l for l, layer in enumerate(problem.model.layers)
-            if blocks._injected(layer, recs[l].shape[1:])]
+def routes(problem, w):
+    """(the layers built from their pre-activations, those of them whose positions stay
+    apart, taken as samples)."""
+    injected, apart = blocks.structured_routes(problem.point(w))
+    return injected, [l for l in injected if apart[l]]
 
 
 def make(modules, shape, loss, N=3, l2=0.0, seed=0):
@@ -44,18 +43,22 @@ def transformer(T, heads=2, bias=True):
              cl.LayerNorm(D), cl.Dense(D, V)], (T,), "cross_entropy")
 
 
-# (modules, input shape, loss, the layers expected from their pre-activations): T positions
-# against V (Embedding), d + 1 (attention, Dense) — more positions than a block's inputs, and
-# the layer's columns are cheaper by H V
+# (modules, input shape, loss, the routes expected: layers from their pre-activations, those
+# with their positions apart). Against T positions: V (Embedding), d + 1 (attention, Dense) —
+# with more positions than a block's inputs the layer's columns are cheaper by H V — unless
+# the positions stay apart up to a loss at every position (the Dense layers after the last
+# attention), when a unit's tangent is set at every position at once
 CASES = {
-    "short": (*transformer(T=2), [0, 2, 4, 5, 7]),
-    "long": (*transformer(T=6), [5]),    # only Dense(6, D): 6 positions < 6 + 1 inputs
-    "no-bias": (*transformer(T=3, heads=1, bias=False), [0, 2, 4, 5, 7]),
+    "short": (*transformer(T=2), ([0, 2, 4, 5, 7], [4, 5, 7])),
+    "long": (*transformer(T=6), ([4, 5, 7], [4, 5, 7])),
+    "no-bias": (*transformer(T=3, heads=1, bias=False), ([0, 2, 4, 5, 7], [4, 5, 7])),
     "meanpool": ([cl.Embedding(V, D), cl.SelfAttention(D, heads=1), cl.Dense(D, D, "tanh"),
-                  cl.MeanPool(), cl.Dense(D, 3)], (3,), "cross_entropy", [0, 1, 2, 3]),
+                  cl.MeanPool(), cl.Dense(D, 3)], (3,), "cross_entropy", ([0, 1, 2, 3], [])),
     "float-inputs": ([cl.SelfAttention(D, heads=2, causal=True),
                       cl.Residual([cl.LayerNorm(D), cl.Dense(D, D, "tanh")]),
-                      cl.Dense(D, 2)], (3, D), "mse", [0, 2, 3]),
+                      cl.Dense(D, 2)], (3, D), "mse", ([0, 2, 3], [2, 3])),
+    "dense-then-attention": ([cl.Dense(D, 6, "tanh"), cl.Dense(6, D), cl.SelfAttention(D, 2),
+                              cl.Dense(D, 3)], (5, D), "cross_entropy", ([1, 3], [3])),
 }
 
 
@@ -63,7 +66,7 @@ CASES = {
 def test_structured_hessian_matches_autograd_on_either_route(name, record_error):
     mods, shape, loss, expected = CASES[name]
     problem, w, o = make(mods, shape, loss, l2=0.01)
-    assert injected(problem, w) == expected
+    assert routes(problem, w) == expected
     H = cl.hessian(problem, w)
     assert np.array_equal(H, H.T)
     assert record_error(rel(H, hessian(o.L)(w))) < TOL
@@ -76,6 +79,7 @@ def test_each_route_alone_gives_the_same_matrix(monkeypatch):
     problem, w, o = make(mods, shape, loss, N=4, l2=0.1, seed=3)
     H = cl.hessian(problem, w)
     monkeypatch.setattr(blocks, "_injected", lambda layer, record: False)
+    assert routes(problem, w) == ([], [])
     Hc = cl.hessian(problem, w)
     assert rel(H, Hc) < 1e-13
     assert rel(Hc, hessian(o.L)(w)) < TOL
@@ -121,3 +125,24 @@ def test_coupled_samples_take_the_columns_and_the_split_refuses():
     assert rel(H, hessian(problem.loss)(w)) < TOL
     with pytest.raises(ValueError, match="BatchNorm"):
         blocks.structured_hessian(problem.point(w))
+
+
+def test_positions_apart_only_with_a_loss_at_every_position():
+    """The same net with MSE at every position and with a loss of your own on the whole
+    sequence (here through the positions' sum, which couples them): only the first takes
+    positions apart; both match autograd."""
+    from autograd import numpy as anp
+
+    def summed(z, y):                                    # z (N, T, K): one value per sample
+        return 0.5 * anp.sum((anp.sum(z, axis=1) - y) ** 2, axis=1)
+
+    model = cl.Sequential([cl.Dense(D, 3, "tanh"), cl.Dense(3, 2)], input_shape=(2, D))
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((4, 2, D))
+    w = model.init(2) + 0.3 * rng.standard_normal(model.n_params)
+    per_position = cl.Problem(model, "mse", X, rng.standard_normal((4, 2, 2)))
+    whole = cl.Problem(model, cl.Loss(summed), X, rng.standard_normal((4, 2)))
+    assert routes(per_position, w) == ([0, 1], [0, 1])
+    assert routes(whole, w) == ([0, 1], [])
+    for problem in (per_position, whole):
+        assert rel(cl.hessian(problem, w), hessian(problem.loss)(w)) < TOL
