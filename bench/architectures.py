@@ -237,24 +237,21 @@ def torch_columns(p, spec, w):
 
 NOTES = """## Notes (by hand, 2026-12-07)
 
-**Dense Hessian: goal (≤ 0.25× JAX) not met** — 0.74× on the transformer, 0.54× on the residual
-MLP. Neither net is a chain, so curvlab builds the Hessian column block by column block from
-batched H V (`curvature.blocks.hessian_columns`): P Hessian-vector products, as JAX's and
-torch.func's rows do; per column all three cost about the same (curvlab 1.7-2.5 ms of CPU, JAX
-1.7-2.4 ms at 16 columns per batch). A 4× margin needs the nets' structure (as
-`dense_from_layers` uses Botev's per-layer recursion on chains), not a faster H V; the Gram
-route is no shortcut here (J has T·V = 384 rows per sequence: 12,288 × 4,896 for N = 32).
-
-What changed here (results bit-for-bit equal: columns from every layer compared with the
-previous engine, `np.array_equal`): (1) a batch of Hessian columns whose first column belongs to
-layer m carries no tangent through the layers before m (`engine.rforward(..., first=m)`: their
-R-states are still made, the R-backward reads them, but their zero output tangent stays None, so
-the products with R x are skipped); (2) the batch size: 11-14 directions instead of 40
-(CPU ms per column at Q = 1 / 8 / 16 / 40 / 96 directions per batch, transformer: 3.0 / 1.75 /
-1.65 / 2.45 / 2.55; residual MLP: 2.6 / 1.4 / 1.4 / 1.95 / 2.2). Whole Hessians before → after,
-measured interleaved in fresh processes (CPU s, two rounds): residual MLP 11.3, 14.4 → 8.3, 10.4;
-transformer 12.6, 13.4 → 12.5, 13.8 (no clear gain on the whole matrix there, although the
-column batches of its MLP block measured 1.5× faster).
+**Dense Hessian: goal (≤ 0.25× JAX) met** (2026-12-07, second session; the figures above).
+Before, neither net being a chain, curvlab built the Hessian from P batched H V columns
+(`curvature.blocks.hessian_columns`), as JAX's and torch.func's rows do, at about their cost
+per column (0.84× and 0.50× JAX). Now (`curvature.blocks.structured_hessian`) a column of H for
+W̄_m[i, j] of a Dense, conv, attention or Embedding layer is, by linearity of everything above
+s_m in its tangent, Σₙ Σ_t ā_m[n, t, j] × (the R-passes of the unit tangent of s_m[n, t, i]);
+with independent samples one R-pass sets that tangent at every sample at once, so a layer
+needs T·n passes instead of n·(m + 1), and each block (l, m) is then one matrix product with
+inner dimension N·T. Where every later step acts on each position alone and the loss is one
+per position (the transformer's MLP block and head) the positions separate like samples: n
+passes. The norms' γ, β (96 and 192 columns) keep H V. Per layer on the transformer (CPU s):
+Embedding 0.76 (128 passes, and the first touch of the 190 MB matrix, ~0.5 s on this VM),
+attention 0.83 (512 passes), LayerNorms 0.21 (H V), Dense 0.45. The residual MLP needs 170
+passes for its 5,226 Dense parameters. Results equal to H V columns to 1e-15 and to autograd on
+a plain forward (tests/curvature/test_structured_hessian.py).
 
 **The bench MLP's one-shot hvp: goal (≤ 1.5× a gradient) not met** — 1.7-2.0× in CPU time
 (was 1.9-2.1× side by side). Almost all of the difference between an hvp and a gradient beyond

@@ -394,11 +394,12 @@ def _symmetrise_diagonal_blocks(out, slices, tile=256):
 
 # every other model: from the engine's products -------------------------------------------------
 # A model that is not a chain (Residual, MeanPool, a Dense shared over positions, cl.Function,
-# sequence outputs) has no per-layer recursion here: its Hessian comes column by column from
+# sequence outputs) has no per-layer recursion here: its Hessian comes from pre-activation
+# tangents where it can (`structured_hessian`, below) and otherwise column by column from
 # Pearlmutter's H V (P directions, pushed through the net a block at a time), its GGN and true
 # Fisher as the Gram matrix of per-sample Jacobian rows Jₙᵀ Cₙ (R backprops, R the columns of
-# the output curvature's factor C). Both are exact; each costs about P (Hessian) or R (Gram)
-# gradients instead of the chain's N·P²/2 multiply-adds.
+# the output curvature's factor C). All exact; H V columns cost about P gradients, the Gram
+# about R, instead of the chain's N·P²/2 multiply-adds.
 
 # Directions per batched H V: the gain of a batch is fewer, larger products, its cost arrays
 # that outgrow the caches. Measured in CPU time on the bench's transformer and residual MLP

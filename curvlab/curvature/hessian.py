@@ -14,10 +14,14 @@ diag(f'' ⊙ ∂ℓ/∂a); the second is ∂ℓ/∂s_l · 2 V_l R a_{l-1}.) Each
 product with inner dimension N (blocks.khatri_rao_into), so the Hessian costs about N·P²/2
 multiply-adds — K times fewer than a K-output MᵀM Gram product.
 
-A model that is not a chain (Residual, MeanPool, a Dense shared over positions, cl.Function,
-sequence outputs) takes its columns from Pearlmutter's H V instead, P directions pushed through
-the net a block at a time (blocks.generic_dense). For a generic objective: autograd's
-reverse-over-reverse `hessian` (the reference in tests).
+A model that is not a chain (Residual, norms, attention, Embedding, MeanPool, a Dense shared
+over positions, cl.Function, sequence outputs) has no such recursion; with independent samples
+the columns of its Dense, conv, attention and Embedding layers come from R-passes of their unit
+pre-activation tangents — T·n passes per layer (n when its positions stay apart up to a loss at
+every position) instead of one per parameter, each block then one matrix product over the
+samples as above — and the other layers' from Pearlmutter's H V (blocks.structured_hessian);
+with coupled samples (train-mode BatchNorm) all P columns from H V. For a generic objective:
+autograd's reverse-over-reverse `hessian` (the reference in tests).
 """
 
 import numpy as np
