@@ -6,10 +6,11 @@ import plotly's widget code, patched (plotly_widget.patch), from the server that
     GET {base_url}curvlab/plotly-widget.js
 
 so the browser fetches it once per page (and revalidates its cached copy by ETag), instead of the
-kernel sending its 5 MB through the widget channel with each figure. That module carries only
-plotly.js's cartesian traces (plotly_widget.split: 1.6 MB, evaluated in about a third of the
-time, which a visitor's first plot waits for); a figure with another trace type (a 3-D surface)
-imports the whole plotly.js from {base_url}curvlab/plotly-full.js when it is first shown.
+kernel sending its 5 MB through the widget channel with each figure. That module carries a
+partial plotly.js, the trace types curvlab's 2-D figures draw (plotly_widget.split: 1.3 MB,
+evaluated in a fraction of the whole one's time, which a visitor's first plot waits for); a
+figure with another trace type (a 3-D surface) imports the whole plotly.js from
+{base_url}curvlab/plotly-full.js when it is first shown.
 The same handler serves every route: Voila as a server extension and JupyterLab (`jupyter
 server`, JupyterHub's single user servers, Binder: enabled by
 etc/jupyter/jupyter_server_config.d/curvlab_jupyter.json, which `pip install` puts in the
@@ -49,7 +50,7 @@ def _bundles():
 @functools.lru_cache(maxsize=1)
 def _build():
     """{what: (text, gzip-compressed bytes, ETag)}: "widget", the module every figure imports
-    (plotly_widget.split: plotly.js's cartesian traces only, 1.6 MB), "full", the whole
+    (plotly_widget.split: a partial plotly.js, 1.3 MB), "full", the whole
     plotly.js as a module (what a figure of another trace type imports when it first renders),
     and "whole", the patched bundle with all of plotly.js in it (4.96 MB; `?whole` on the
     widget URL, for comparing; also the widget itself when the split does not apply, warned).

@@ -18,12 +18,14 @@ The patches are keyed on bundler-generated names (`MD`, `j4t`, `Md`, …), so th
 nothing behind one gate (`patch`): every text a patch replaces must occur exactly once, or the
 bundle is not the one curvlab adapts and FigureWidget stays plotly's own, with a warning.
 
-`split` then makes the text the server sends (curvlab_jupyter): the same widget code with only
-plotly.js's cartesian trace types (the vendored plotly.js-cartesian-dist-min, 1.5 MB instead of
-4.8 MB), because evaluating all of plotly.js held a visitor's first plot ~1.6 s on a quiet machine
-(issue 24; bench/first_render.py). A figure with another trace type (the landscape app's 3-D
-surface) gets the whole plotly.js when its first view renders (`full_module`, beside the bundle),
-and that view draws with it.
+`split` then makes the text the server sends (curvlab_jupyter): the same widget code with a
+partial plotly.js, only the trace types curvlab's 2-D figures draw (scatter, contour, heatmap;
+vendor/plotly-curvlab-4.1.1.min.js, 1.2 MB instead of 4.8 MB, built from plotly.js's sources by
+tools/plotly_build), because evaluating all of plotly.js held a visitor's first plot ~1.6 s on a
+quiet machine, and npm's cartesian bundle ~0.7 s against ~0.15 s for these three (issue 24;
+bench/first_render.py). A figure with another trace type (the landscape app's 3-D surface) gets
+the whole plotly.js when its first view renders (`full_module`, beside the bundle), and that
+view draws with it.
 
 This module imports only the standard library (plotly when called): the Jupyter server loads it
 (curvlab_jupyter serves the patched bundle) without importing curvlab's numerics.
@@ -105,17 +107,18 @@ def patch(src=None):
     return src
 
 
-# ---- the split bundle: plotly.js's cartesian traces at once, the rest when a figure needs it ----
+# ---- the split bundle: a partial plotly.js at once, the whole one when a figure needs it -------
 
-# vendor/: npm's plotly.js-cartesian-dist-min 4.1.1 (MIT, vendor/LICENSE.plotly.js; npm's sha1
-# 4282e25097f00195aa7aeafb3f1678d6bf25a36c): the version of plotly.js that plotly 7.1's widget
-# bundle embeds and that it ships whole (package_data/plotly.min.js, which the 3-D figures get).
-CARTESIAN_VERSION = "4.1.1"
-CARTESIAN_FILE = (pathlib.Path(__file__).parent / "vendor"
-                  / f"plotly-cartesian-{CARTESIAN_VERSION}.min.js")
-# its trace types (the package's README); a figure with any other type needs the whole plotly.js
-CARTESIAN_TYPES = ("bar", "box", "contour", "heatmap", "histogram", "histogram2d",
-                   "histogram2dcontour", "image", "pie", "scatter", "scatterternary", "violin")
+# vendor/: plotly.js 4.1.1 (MIT, vendor/LICENSE.plotly.js) with the trace types of PARTIAL_TYPES,
+# built by tools/plotly_build (plotly.js's core and trace modules from npm, its esbuild settings
+# and UMD wrapper): the version of plotly.js that plotly 7.1's widget bundle embeds and that it
+# ships whole (package_data/plotly.min.js, which the other figures get).
+PARTIAL_VERSION = "4.1.1"
+PARTIAL_FILE = (pathlib.Path(__file__).parent / "vendor"
+                / f"plotly-curvlab-{PARTIAL_VERSION}.min.js")
+# its trace types (tools/plotly_build/build.mjs: scatter comes with plotly.js's core); a figure
+# with any other type needs the whole plotly.js
+PARTIAL_TYPES = ("contour", "heatmap", "scatter")
 FULL_NAME = "plotly-full.js"        # the whole plotly.js as a module, beside the bundle's URL
 
 # plotly.js inside the widget bundle: one CommonJS wrapper (esbuild's), from its head to its tail;
@@ -127,13 +130,13 @@ _PLOTLY_USES = 11
 _MD_DEF = "var Md=dbe(LQ());"
 _VIEW_RENDER = "render({model:mm,el:ne}){"            # the "view" patch's render
 # Every call goes to the plotly.js that drew its graph div: the whole one for a view that
-# needed it (render sets `__curvlabPlotly` on its div before the view draws), else the cartesian.
+# needed it (render sets `__curvlabPlotly` on its div before the view draws), else the partial.
 _DISPATCH = ("var __curvlabPlotlyOf=new Proxy({},{get:(_,k)=>k===\"Plots\"?{resize:gd=>"
              "(gd.__curvlabPlotly||Md.default).Plots.resize(gd)}:(gd,...a)=>"
              "(gd.__curvlabPlotly||Md.default)[k](gd,...a)});")
-_NEEDS_FULL = ("const __curvlabCartesian=new Set({types});let __curvlabFull=null;"
+_NEEDS_FULL = ("const __curvlabPartial=new Set({types});let __curvlabFull=null;"
                "function __curvlabPlotlyFor(mm,el){{const d=mm.get(\"_widget_data\")||[];"
-               "if(d.every(t=>__curvlabCartesian.has(t.type||\"scatter\")))return;"
+               "if(d.every(t=>__curvlabPartial.has(t.type||\"scatter\")))return;"
                "__curvlabFull??=import(new URL({name},import.meta.url).href).then(m=>m.default,"
                "e=>{{__curvlabFull=null;throw e}});"
                "return __curvlabFull.then(P=>{{el.__curvlabPlotly=P}},e=>{{el.textContent="
@@ -152,15 +155,15 @@ def plotly_full_source():
     return (pathlib.Path(plotly.__file__).parent / "package_data" / "plotly.min.js").read_text()
 
 
-def _split_failure(src, cartesian, full):
+def _split_failure(src, partial, full):
     """Why `split` cannot apply (a sentence), or None."""
     head, tail = src.find(_PLOTLY_HEAD), src.find(_PLOTLY_TAIL)
     embedded = re.findall(r'\.version="(\d+\.\d+\.\d+)"', src[max(head, 0):max(tail, 0)])
     versions = {"widget bundle": embedded[0] if len(embedded) == 1 else None,
-                "plotly.min.js": _version(full), "cartesian bundle": _version(cartesian)}
-    if set(versions.values()) != {CARTESIAN_VERSION}:
-        return (f"plotly.js versions {versions}: they must all be {CARTESIAN_VERSION}, the "
-                "version of curvlab's cartesian bundle")
+                "plotly.min.js": _version(full), "partial bundle": _version(partial)}
+    if set(versions.values()) != {PARTIAL_VERSION}:
+        return (f"plotly.js versions {versions}: they must all be {PARTIAL_VERSION}, the "
+                "version of curvlab's partial bundle")
     counts = [src.count(t) for t in (_PLOTLY_HEAD, _PLOTLY_TAIL, _MD_DEF, _VIEW_RENDER)]
     rest = src[tail:]
     if counts != [1, 1, 1, 1] or not 0 <= head < tail or rest.count(_PLOTLY_USE) != _PLOTLY_USES \
@@ -169,20 +172,20 @@ def _split_failure(src, cartesian, full):
     return None
 
 
-def split(src, cartesian=None, full=None):
-    """The patched bundle `src` (from `patch`) with plotly.js replaced by its cartesian bundle
-    (`cartesian`, default the vendored one; `full`, default the installed plotly.min.js, only
+def split(src, partial=None, full=None):
+    """The patched bundle `src` (from `patch`) with plotly.js replaced by the partial bundle
+    (`partial`, default the vendored one; `full`, default the installed plotly.min.js, only
     checked for its version), each view drawing with the plotly.js its traces need when it is
-    first drawn (a 3-D or GL trace added to a figure drawn with the cartesian plotly.js later is
+    first drawn (a trace of another type added to a figure drawn with the partial plotly.js later is
     not drawn: no curvlab app does that, each builds such a figure with its trace); None, with
     a warning, when the bundle or the versions are not the ones curvlab splits (the server then
     sends `src` whole)."""
-    if cartesian is None and not CARTESIAN_FILE.is_file():
-        why = f"{CARTESIAN_FILE} is missing (curvlab installed without its package data)"
+    if partial is None and not PARTIAL_FILE.is_file():
+        why = f"{PARTIAL_FILE} is missing (curvlab installed without its package data)"
     else:
-        cartesian = CARTESIAN_FILE.read_text() if cartesian is None else cartesian
+        partial = PARTIAL_FILE.read_text() if partial is None else partial
         full = plotly_full_source() if full is None else full
-        why = _split_failure(src, cartesian, full)
+        why = _split_failure(src, partial, full)
     if why:
         warnings.warn(f"curvlab_jupyter: plotly's widget code is sent whole (4.9 MB to evaluate "
                       f"before the first plot): {why}.", RuntimeWarning, stacklevel=2)
@@ -192,16 +195,16 @@ def split(src, cartesian=None, full=None):
     # the CommonJS wrapper's parameters renamed as the UMD bundle expects them
     rest = src[tail:].replace(_PLOTLY_USE, "__curvlabPlotlyOf.")
     rest = rest.replace(_MD_DEF, _MD_DEF + _DISPATCH + _NEEDS_FULL.format(
-        types=json.dumps(list(CARTESIAN_TYPES)), name=json.dumps(FULL_NAME)))
+        types=json.dumps(list(PARTIAL_TYPES)), name=json.dumps(FULL_NAME)))
     rest = rest.replace(_VIEW_RENDER, "async " + _VIEW_RENDER
                         + "await __curvlabPlotlyFor(mm,ne);")
-    return (src[:head] + "var LQ=fbe((exports,module)=>{\n" + cartesian + "\n});"
+    return (src[:head] + "var LQ=fbe((exports,module)=>{\n" + partial + "\n});"
             + rest)
 
 
 def full_module(full=None):
     """The whole plotly.js (`full`, default the installed plotly.min.js) as a module whose default
-    export is Plotly; the page's global `Plotly` (the cartesian one) is left as it was."""
+    export is Plotly; the page's global `Plotly` (the partial one) is left as it was."""
     full = plotly_full_source() if full is None else full
     return ("const __saved = globalThis.Plotly;\nconst module = { exports: {} };\n" + full
             + "\n;globalThis.Plotly = __saved;\nexport default module.exports;\n")

@@ -124,7 +124,7 @@ def server(wheel_env, tmp_path_factory):
 
 def test_the_handler_serves_the_patched_bundle_compressed_and_revalidated(server, wheel_env):
     python, _ = wheel_env
-    # the patched bundle with plotly.js's cartesian traces only (its vendored file in the wheel)
+    # the patched bundle with the partial plotly.js (its vendored file in the wheel)
     expected = _run([str(python), "-c", "import sys; from curvlab_jupyter.plotly_widget import "
                      "patch, split; sys.stdout.write(split(patch()))"]).stdout
     assert len(expected) > 10 ** 6 and "__curvlabPlotlyWidget" in expected

@@ -1,10 +1,10 @@
 """What a visitor's first plot waits for (issue 24; timings in bench/first_render.py, not here):
 plotly's widget code is requested once per page, before the page even connects to its kernel
-(curvlab's template starts it; the figures' modules reuse it), and it carries only plotly.js's
-cartesian traces (curvlab_jupyter.plotly_widget.split); the landscape app's 3-D surface gets the
-whole plotly.js when first shown, once, and draws with it."""
+(curvlab's template starts it; the figures' modules reuse it), and it carries a partial
+plotly.js (curvlab_jupyter.plotly_widget.split: scatter, contour, heatmap); the landscape app's
+3-D surface gets the whole plotly.js when first shown, once, and draws with it."""
 
-from curvlab_jupyter.plotly_widget import CARTESIAN_TYPES
+from curvlab_jupyter.plotly_widget import PARTIAL_TYPES
 
 from .drive import assert_no_errors, block_outside, open_app
 
@@ -50,8 +50,8 @@ def test_plotly_comes_once_before_the_kernel_connection_and_whole_only_for_the_3
         ws = page.evaluate("window.__curvlabWs")
         assert len(started) == 1 and ws is not None and started[0] < ws, (started, ws)
         assert page.evaluate("window.__curvlabPublished") == 1      # evaluated once
-        # the page's plotly.js has the cartesian traces and no other; both plots drew with it
-        assert page.evaluate(f"({TYPES})(window.Plotly)") == sorted(CARTESIAN_TYPES)
+        # the page's plotly.js has the partial bundle's traces and no other; both plots drew with it
+        assert page.evaluate(f"({TYPES})(window.Plotly)") == sorted(PARTIAL_TYPES)
         drawn = page.evaluate(f"() => {GRAPHS}.map(e => [e._fullData[0].type,"
                               " !!e.__curvlabPlotly])")
         assert sorted(drawn) == [["contour", False], ["scatter", False]], drawn
@@ -63,7 +63,7 @@ def test_plotly_comes_once_before_the_kernel_connection_and_whole_only_for_the_3
         assert asked == ["plotly-widget.js", "plotly-full.js"], asked
         whole = page.evaluate(f"({TYPES})({GRAPHS}.find(e => e.__curvlabPlotly).__curvlabPlotly)")
         assert {"surface", "scatter3d", "scattergl"} <= set(whole) and len(whole) > 30
-        assert page.evaluate(f"({TYPES})(window.Plotly)") == sorted(CARTESIAN_TYPES)
+        assert page.evaluate(f"({TYPES})(window.Plotly)") == sorted(PARTIAL_TYPES)
 
         page.get_by_role("button", name="contour", exact=True).click()     # and back, and again
         page.wait_for_function(f"() => {GRAPHS}.some(e => e._fullData &&"
