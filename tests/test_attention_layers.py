@@ -145,7 +145,12 @@ MODELS = models()
 
 
 def make(name, N=3, l2=0.0, seed=0):
-    mods, shape, loss = MODELS[name]
+    return make_from(*MODELS[name], N=N, l2=l2, seed=seed)
+
+
+def make_from(mods, shape, loss, N=3, l2=0.0, seed=0):
+    """(problem, w, its oracle) for the modules on random token ids (a (T,) input, V tokens) or
+    features, random targets."""
     model = cl.Sequential(mods, input_shape=shape)
     rng = np.random.default_rng(seed)
     X = rng.integers(0, V, (N,) + shape) if len(shape) == 1 else rng.standard_normal((N,) + shape)

@@ -10,7 +10,8 @@ from autograd import hessian
 
 import curvlab as cl
 from curvlab.curvature import blocks
-from tests.test_attention_layers import Oracle, rel
+from tests.test_attention_layers import make_from as make
+from tests.test_attention_layers import rel
 
 TOL = 1e-10
 V, D = 5, 4
@@ -21,18 +22,6 @@ def routes(problem, w):
     apart, taken as samples)."""
     injected, apart = blocks.structured_routes(problem.point(w))
     return injected, [l for l in injected if apart[l]]
-
-
-def make(modules, shape, loss, N=3, l2=0.0, seed=0):
-    model = cl.Sequential(modules, input_shape=shape)
-    rng = np.random.default_rng(seed)
-    X = rng.integers(0, V, (N,) + shape) if len(shape) == 1 else rng.standard_normal((N,) + shape)
-    out = model.out_shape
-    y = (rng.integers(0, out[-1], (N,) + out[:-1]) if loss == "cross_entropy"
-         else rng.standard_normal((N,) + out))
-    problem = cl.Problem(model, loss, X, y, l2=l2)
-    w = model.init(seed) + 0.5 * rng.standard_normal(model.n_params)
-    return problem, w, Oracle(problem, loss, X, y)
 
 
 def transformer(T, heads=2, bias=True):
