@@ -357,15 +357,16 @@ def rforward_from(model, Wbars, tr, m, Rs, Vs):
     return rstates, Rz.reshape(Rz.shape[:2] + (-1,))
 
 
-def rbackward_rows(model, Wbars, tr, recs, gouts, rstates, Vs, Rseed, m):
+def rbackward_rows(model, Wbars, tr, recs, gouts, rstates, Vs, Rseed, m, keep):
     """The R-backward of `rforward_from`'s tangents, from the outputs down to layer m: for each
-    layer l ≥ m with the rule, its per-sample pair (R δ, R ā) (`Affine.rbackward_rows`), by
-    layer index; the other layers' R{∂ℓ/∂θ} are not kept (their blocks come from elsewhere)."""
+    layer l in `keep` (l ≥ m, with the rule), by layer index, what its per-sample R{∂ℓ/∂θ} is
+    made of (`rbackward_rows`: (R δ, R ā) for an Affine layer; its `rows_from` reads it); the
+    other layers' R{∂ℓ/∂θ} are not kept (their blocks come from elsewhere)."""
     rows = {}
 
     def visit(i, step, l, Rg, need_input):
         W, rst = None if l is None else Wbars[l], _take(rstates, i)
-        if l is not None and hasattr(step, "rbackward_rows"):
+        if l in keep:
             Rg, rows[l] = step.rbackward_rows(W, tr.states[i], rst, recs[l], gouts[i], Rg,
                                               need_input)
             return Rg

@@ -471,20 +471,30 @@ def generic_dense(name, pt, exact, top=None, progress=None):
 #     H[W̄_l, W̄_m[i, j]] = (1/N) Σₙ Σ_t ā_m[n, t, j] R{∂ℓ/∂W̄_l}ₙ(e_{t,i}),
 #     R{∂ℓ/∂W̄_l}ₙ = Σ_{t'} R δ_{l,n,t'} ā_{l,n,t'}ᵀ + δ_{l,n,t'} [R ā_{l,n,t'}; 0]ᵀ,
 # one matrix product with inner dimension N·T_m per block (the term δ_m V_W of layer m's own
-# R-backward reaches only layers below m, whose blocks are the mirror's). T_m·n_m directions
-# instead of n_m·(m_m + 1): on the bench's residual MLP 170 R-passes instead of 5,226 H V
-# columns, and the N·P_l·P_m products of Botev's chain build. Other layers (norms, attention,
-# Embedding, Function, conv layers with more locations than patch entries) give their columns
-# whole by H V, mirrored into their rows.
+# R-backward reaches only layers below m, whose blocks are the mirror's; within a layer of
+# several blocks, attention's O meets ō, which Q, K, V move: see `preact_columns`). T_m·n_m
+# directions instead of n_m·(m_m + 1): on the bench's residual MLP 170 R-passes instead of
+# 5,226 H V columns, and the N·P_l·P_m products of Botev's chain build. The same for attention
+# (four blocks, Q, K, V on x̄ and O on ō) and Embedding (one-hot patches, its table transposed).
+# Layers without these rules (norms, Function), those whose tangents would cost more than half
+# their H V columns or whose rows Y (N·T·P_l numbers per unit) outgrow the working budget, and
+# every layer of a model that couples its samples give their columns whole by H V, mirrored.
 
 _RULES = ("injection_blocks", "rforward_preact", "rbackward_rows", "rows_from")
 
 
-def _injected(layer, record):
-    """Whether a layer's columns come from its pre-activations: it has the rules and fewer
-    unit tangents (its record's numbers per sample, T·n summed over its blocks) than
-    parameters."""
-    return all(hasattr(layer, r) for r in _RULES) and int(np.prod(record)) < layer.size
+def _injected(layer, record, unit_bytes=0):
+    """Whether a layer's columns come from its pre-activations: it has the rules, at most half
+    as many unit tangents (its record's numbers per sample, T·n summed over its blocks) as
+    parameters (the block products cost extra), and one unit's working arrays (`unit_bytes`)
+    fit the batch budget."""
+    return (all(hasattr(layer, r) for r in _RULES) and 2 * int(np.prod(record)) <= layer.size
+            and unit_bytes <= _BATCH_BYTES)
+
+
+def _unit_bytes(pt, T, each, widest):
+    """Working bytes of one unit's R-passes (`each` directions) and rows Y (N·T·P_l numbers)."""
+    return each * _direction_chunk_bytes(pt) + 8 * pt.N * T * widest
 
 
 def _per_position(model, lossfn, m):
@@ -504,17 +514,24 @@ def structured_routes(pt):
     """(the layers whose columns come from pre-activation tangents, per layer whether its
     positions stay apart (`_per_position`)) for `structured_hessian` at a point."""
     model, recs = pt.problem.model, pt.backprop[0]
-    apart = [_per_position(model, pt.problem.lossfn, l) for l in range(len(model.layers))]
-    injected = [l for l, layer in enumerate(model.layers)
-                if _injected(layer, recs[l].shape[-1:] if apart[l] else recs[l].shape[1:])]
+    L = len(model.layers)
+    apart = [_per_position(model, pt.problem.lossfn, l) for l in range(L)]
+    widest = max(layer.size for layer in model.layers)      # a bound on the later layers' P_l
+    injected = []
+    for l, layer in enumerate(model.layers):
+        record = recs[l].shape[1:]
+        T = record[0] if len(record) > 1 else 1
+        unit = _unit_bytes(pt, T, 1 if apart[l] else T, widest)
+        if _injected(layer, record[-1:] if apart[l] else record, unit):
+            injected.append(l)
     return injected, apart
 
 
 def structured_hessian(pt, name="hessian", progress=None):
     """The exact (P, P) Hessian of a model with independent samples, exactly symmetric, λI
     added: the columns of layers with pre-activation rules by `preact_columns`, the others'
-    by H V (the section's comment). Cost: Σ_m T_m n_m + Σ_other P_k R-passes and
-    Σ_{l ≥ m} N T_m P_l P_m multiply-adds."""
+    by H V (the section's comment). Cost: Σ_m T_m n_m (n_m where the positions stay apart)
+    + Σ_other P_k R-passes and Σ_{l ≥ m} N T_m P_l P_m multiply-adds."""
     model = pt.problem.model
     engine.require_independent(model, "the structured Hessian")
     P, sl = model.n_params, model.layer_slices()
@@ -526,7 +543,7 @@ def structured_hessian(pt, name="hessian", progress=None):
         if k in injected:
             continue
         hessian_columns(pt, np.arange(sl[k].start, sl[k].stop), into=out[:, sl[k]])
-        out[sl[k], :] = out[:, sl[k]].T
+        _mirror(out, slice(0, P), sl[k])                   # rows = columns, tile by tile
         bar.update(layer.size)
     buffer = None
     for m in injected:
@@ -564,8 +581,7 @@ def preact_columns(pt, m, out, later, apart=False, buffer=None):
         else:                                              # (t, n) rows
             abT = np.ascontiguousarray(ab.transpose(1, 0, 2)).reshape(T * N, m1)
         # per unit: its R-passes' arrays and its rows Y (N·T·P_l numbers either way)
-        k = chunk_size(each * _direction_chunk_bytes(pt) + 8 * N * T * widest, n,
-                       cap=_BATCH_BYTES)
+        k = chunk_size(_unit_bytes(pt, T, each, widest), n, cap=_BATCH_BYTES)
         if buffer is None or buffer.size < k * T * N * widest:
             buffer = np.empty(k * T * N * widest)         # Y, reused (fresh pages are slow)
         start = sl[m].start + offset
@@ -584,7 +600,7 @@ def preact_columns(pt, m, out, later, apart=False, buffer=None):
             rstates, Rz = engine.rforward_from(model, pt.Wbars, tr, m, R, Vs)
             del R, view                                   # the R-state holds it, used up below
             rows = engine.rbackward_rows(model, pt.Wbars, tr, recs, gouts, rstates, Vs,
-                                         pt.Bu(Rz), m)
+                                         pt.Bu(Rz), m, later)
             if transposed:                                # parameter (j, i) at j·n + i
                 at = (start + np.arange(m1)[:, None] * n + i0 + np.arange(kk)).T.ravel()
             else:                                         # parameter (i, j) at i·(m+1) + j

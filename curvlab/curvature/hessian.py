@@ -19,7 +19,8 @@ over positions, cl.Function, sequence outputs) has no such recursion; with indep
 the columns of its Dense, conv, attention and Embedding layers come from R-passes of their unit
 pre-activation tangents — T·n passes per layer (n when its positions stay apart up to a loss at
 every position) instead of one per parameter, each block then one matrix product over the
-samples as above — and the other layers' from Pearlmutter's H V (blocks.structured_hessian);
+samples as above; where T·n is more than half the parameters or one unit's arrays outgrow the
+working budget, H V — and the other layers' from Pearlmutter's H V (blocks.structured_hessian);
 with coupled samples (train-mode BatchNorm) all P columns from H V. For a generic objective:
 autograd's reverse-over-reverse `hessian` (the reference in tests).
 """

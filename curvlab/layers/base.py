@@ -331,9 +331,10 @@ class Affine(Layer):
         return self.fold(Ra), (Rs, Rp)
 
     def _rdelta(self, st, Rs, d, g, Rg):
-        """R δ = f' ⊙ R g + f'' ⊙ g ⊙ R s, formed in R s itself, which only this rule reads
-        (used up, `engine.rbackward`; a nonlinear f makes R a another array); f' ⊙ R g is a
-        temporary, as R g may also be a residual skip's."""
+        """R δ = f' ⊙ R g + f'' ⊙ g ⊙ R s: for an f that is not piecewise linear formed in R s
+        itself, which only this rule reads (used up, `engine.rbackward`; a nonlinear f makes
+        R a another array), f' ⊙ R g a temporary, as R g may also be a residual skip's; for
+        the identity R g itself (not written to), else f' ⊙ R g."""
         if self.act.name not in PIECEWISE_LINEAR:
             Rd = st.times_g_fpp(Rs, self.unfold(g), d)
             Rd += self.unfold(Rg) * st.fp

@@ -33,21 +33,21 @@ def transformer(T, heads=2, bias=True):
 
 
 # (modules, input shape, loss, the routes expected: layers from their pre-activations, those
-# with their positions apart). Against T positions: V (Embedding), d + 1 (attention, Dense) —
-# with more positions than a block's inputs the layer's columns are cheaper by H V — unless
-# the positions stay apart up to a loss at every position (the Dense layers after the last
-# attention), when a unit's tangent is set at every position at once
+# with their positions apart). A layer is built from its T·n unit tangents when they are at most
+# half its parameters: T against V / 2 (Embedding), (d + 1) / 2 (attention, Dense) — or n when
+# its positions stay apart up to a loss at every position (the Dense layers after the last
+# attention), a unit's tangent then set at every position at once
 CASES = {
     "short": (*transformer(T=2), ([0, 2, 4, 5, 7], [4, 5, 7])),
     "long": (*transformer(T=6), ([4, 5, 7], [4, 5, 7])),
-    "no-bias": (*transformer(T=3, heads=1, bias=False), ([0, 2, 4, 5, 7], [4, 5, 7])),
+    "no-bias": (*transformer(T=2, heads=1, bias=False), ([0, 2, 4, 5, 7], [4, 5, 7])),
     "meanpool": ([cl.Embedding(V, D), cl.SelfAttention(D, heads=1), cl.Dense(D, D, "tanh"),
-                  cl.MeanPool(), cl.Dense(D, 3)], (3,), "cross_entropy", ([0, 1, 2, 3], [])),
+                  cl.MeanPool(), cl.Dense(D, 3)], (2,), "cross_entropy", ([0, 1, 2, 3], [])),
     "float-inputs": ([cl.SelfAttention(D, heads=2, causal=True),
                       cl.Residual([cl.LayerNorm(D), cl.Dense(D, D, "tanh")]),
-                      cl.Dense(D, 2)], (3, D), "mse", ([0, 2, 3], [2, 3])),
+                      cl.Dense(D, 2)], (2, D), "mse", ([0, 2, 3], [2, 3])),
     "dense-then-attention": ([cl.Dense(D, 6, "tanh"), cl.Dense(6, D), cl.SelfAttention(D, 2),
-                              cl.Dense(D, 3)], (5, D), "cross_entropy", ([1, 3], [3])),
+                              cl.Dense(D, 3)], (3, D), "cross_entropy", ([1, 3], [3])),
 }
 
 
@@ -67,7 +67,7 @@ def test_each_route_alone_gives_the_same_matrix(monkeypatch):
     mods, shape, loss, _ = CASES["short"]
     problem, w, o = make(mods, shape, loss, N=4, l2=0.1, seed=3)
     H = cl.hessian(problem, w)
-    monkeypatch.setattr(blocks, "_injected", lambda layer, record: False)
+    monkeypatch.setattr(blocks, "_injected", lambda *args: False)
     assert routes(problem, w) == ([], [])
     Hc = cl.hessian(problem, w)
     assert rel(H, Hc) < 1e-13
@@ -79,7 +79,8 @@ def test_chunks_of_units_do_not_change_the_matrix(monkeypatch):
     mods, shape, loss, _ = CASES["no-bias"]
     problem, w, _ = make(mods, shape, loss)
     H = cl.hessian(problem, w)
-    monkeypatch.setattr(blocks, "_BATCH_BYTES", 1)
+    monkeypatch.setattr(blocks, "chunk_size", lambda *args, **kw: 1)
+    assert routes(problem, w) == CASES["no-bias"][3]
     assert rel(cl.hessian(problem, w), H) < 1e-13
 
 
@@ -135,3 +136,14 @@ def test_positions_apart_only_with_a_loss_at_every_position():
     assert routes(whole, w) == ([0, 1], [])
     for problem in (per_position, whole):
         assert rel(cl.hessian(problem, w), hessian(problem.loss)(w)) < TOL
+
+
+def test_a_layer_whose_rows_outgrow_the_budget_takes_h_v_columns(monkeypatch):
+    """One unit's rows Y hold N·T·P_l numbers: past the working budget the layer's columns come
+    from H V (bounded memory), with the same matrix."""
+    mods, shape, loss, _ = CASES["short"]
+    problem, w, o = make(mods, shape, loss, N=4)
+    H = cl.hessian(problem, w)
+    monkeypatch.setattr(blocks, "_BATCH_BYTES", 8 * 4 * 2 * 60)    # under any layer's unit
+    assert routes(problem, w) == ([], [])
+    assert rel(cl.hessian(problem, w), H) < 1e-13
