@@ -462,7 +462,7 @@ def generic_dense(name, pt, exact, top=None, progress=None):
     return M
 
 
-# the Hessian of any model with independent samples, its Affine columns from pre-activations ---
+# the Hessian of a model with independent samples: columns from pre-activation tangents ------
 # A column of H for W̄_m[i, j] of an Affine layer m is the H V of V = e_i e_jᵀ, whose R-forward
 # starts as R s_m = ā_m[:, :, j] e_iᵀ: per sample n and location t, the unit tangent of
 # s_m[n, t, i] weighted by ā_m[n, t, j]. Everything above s_m is linear in that tangent, so
