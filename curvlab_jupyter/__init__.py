@@ -117,8 +117,20 @@ def _jupyter_server_extension_points():
     return [{"module": "curvlab_jupyter"}]
 
 
+# The landing notebook, under the server's root: JupyterHub's and Binder's default URL is
+# {base_url}voila/render/apps/index.ipynb (deploy/).
+LANDING = "apps/index.ipynb"
+
+
 def _load_jupyter_server_extension(serverapp):
-    serverapp.web_app.add_handlers(".*$", handlers(serverapp.web_app.settings["base_url"]))
+    from pathlib import Path
+
+    from . import landing
+    base_url = serverapp.web_app.settings["base_url"]
+    # the landing page with no kernel per visit (curvlab_jupyter.landing); these routes are
+    # tried before Voila's /voila/render/(.*), whose extension loads after this one (by name)
+    page = landing.routes(base_url, Path(serverapp.root_dir) / LANDING, LANDING, serverapp.log)
+    serverapp.web_app.add_handlers(".*$", page + handlers(base_url))
     from .guard import install  # a kernel websocket frame that does not parse closes its socket
     install(serverapp)
     serverapp.log.info("curvlab: plotly's widget code at %s", serverapp.base_url + URL_PATH)

@@ -4,7 +4,9 @@ Voila starts a kernel for every page it renders, even a notebook of markdown cel
 class opens the landing page at once, that is one kernel start per student (~1–2 s of CPU and
 ~60 MB each, on the cores that are about to build their apps). The landing page (apps/index.ipynb)
 is markdown only, so standalone Voila (`curvlab_jupyter.voila`, what `./run apps` runs) serves it
-from this handler at its usual address, {base_url}voila/render/index.ipynb: the notebook's
+from this handler at its usual address, {base_url}voila/render/index.ipynb, and so does Voila as
+a server extension (JupyterHub, Binder, JupyterLab: curvlab_jupyter's extension, at
+{base_url}voila/render/apps/index.ipynb, the hub's default URL): the notebook's
 markdown cells rendered once (mistune, which nbconvert brings), their attachments inline as data
 URIs, links left as written (relative, so `landscape.ipynb` opens /voila/render/landscape.ipynb).
 The page is rebuilt when the notebook file changes. A landing notebook with a code cell is not
@@ -91,6 +93,24 @@ def render(path):
     return PAGE.format(title=html.escape(title), body="\n".join(parts))
 
 
+def routes(base_url, path, rel, log):
+    """[(route, LandingHandler, its arguments)] serving the notebook `path` at
+    {base_url}voila/render/`rel` with no kernel when it is markdown only; [] when it is missing
+    or has code (Voila renders it, with a kernel) or is not a notebook's JSON (Voila's to
+    report, `log` says so)."""
+    from jupyter_server.utils import url_path_join
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        static = is_static(path)
+    except ValueError as e:
+        log.warning("curvlab: %s is not a readable notebook (%s); Voila renders it", path, e)
+        return []
+    page = url_path_join(base_url, "voila/render", rel)
+    return [(re.escape(page), LandingHandler, {"path": path})] if static else []
+
+
 class LandingHandler(web.RequestHandler):
     """GET the landing notebook as a static page (`render`), rebuilt when the file changes."""
 
@@ -108,7 +128,8 @@ class LandingHandler(web.RequestHandler):
         if key not in LandingHandler._cache:
             if not is_static(self.path):         # a code cell added while the server runs
                 raise web.HTTPError(503, reason="the landing notebook has code cells now; "
-                                    "restart the server (./run apps) so that Voila renders it")
+                                    "restart the server (./run apps, or your Jupyter server) "
+                                    "so that Voila renders it")
             LandingHandler._cache.clear()
             LandingHandler._cache[key] = render(self.path)
         self.set_header("Content-Type", "text/html; charset=utf-8")

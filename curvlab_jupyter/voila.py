@@ -4,7 +4,6 @@ the route that serves plotly's patched widget bundle (curvlab_jupyter.PlotlyWidg
 root URL sent to the landing page, and that page served with no kernel when it is markdown only
 (curvlab_jupyter.landing)."""
 
-import re
 from pathlib import Path
 
 from tornado.web import RedirectHandler
@@ -45,14 +44,8 @@ class CurvlabVoila(Voila):
             # the root URL opens the landing page, not Voila's file list (still at /voila/tree)
             root = [(self.server_url, RedirectHandler,
                      {"url": page, "permanent": False})]   # browsers would keep a 301 for good
-            try:
-                static = landing.is_static(path)
-            except ValueError as e:              # not a notebook's JSON: Voila's to report
-                self.log.warning("curvlab: %s is not a readable notebook (%s); Voila renders "
-                                 "it", path, e)
-                static = False
-            if static:                           # markdown only: served with no kernel (landing)
-                root.append((re.escape(page), landing.LandingHandler, {"path": path}))
+            # markdown only: served with no kernel (landing)
+            root += landing.routes(self.server_url, path, self.landing, self.log)
         return root + handlers(self.server_url) + super().init_handlers()
 
 

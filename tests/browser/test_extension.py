@@ -8,6 +8,7 @@ curvlab_jupyter (enabled by the config file the wheel installs), not through the
 and the app's figures are drawn with no console error and no outside request."""
 
 import gzip
+import json
 import os
 import pathlib
 import re
@@ -15,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import time
 import urllib.error
 import urllib.request
 
@@ -140,6 +142,24 @@ def test_the_handler_serves_the_patched_bundle_compressed_and_revalidated(server
     with pytest.raises(urllib.error.HTTPError) as not_modified:
         urllib.request.urlopen(again, timeout=30)
     assert not_modified.value.code == 304
+
+
+def _kernel_ids(server):
+    with urllib.request.urlopen(server + "api/kernels", timeout=30) as r:
+        return {k["id"] for k in json.load(r)}
+
+
+def test_the_landing_page_through_the_extension_starts_no_kernel(server):
+    """JupyterHub's and Binder's default URL, the markdown-only landing notebook: served by
+    curvlab_jupyter.landing before Voila's route, so no visit starts a kernel; its links open
+    the apps through Voila (relative to the page)."""
+    before = _kernel_ids(server)
+    for _ in range(2):
+        with urllib.request.urlopen(server + "voila/render/apps/index.ipynb", timeout=60) as r:
+            page = r.read().decode()
+        assert 'href="landscape.ipynb"' in page and "jupyter-config-data" not in page
+    time.sleep(1)
+    assert _kernel_ids(server) - before == set()
 
 
 def test_an_app_through_voila_as_a_server_extension_is_curvlabs_app_offline(server, browser):
