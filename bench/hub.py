@@ -119,8 +119,8 @@ def section(rows, overhead, users, app, load):
              " headless Chromium contexts, offline. From the login page: server up (the landing"
              " page's response begins: login, spawn, the server's start, OAuth) and landing page"
              " (its links shown); from the click on the app's link: first plot / every plot"
-             " drawn. Memory = RSS of the student's server and its kernels (the landing page's"
-             " kernel is gone once the app is open).", "",
+             " drawn. Memory = RSS of the student's server and its kernels (the landing page"
+             " starts none: curvlab_jupyter.landing).", "",
              "| student | server up (s) | landing page (s) | app first plot (s) | app all plots (s)"
              " | server + kernels with the app open (MB) | of which the server (MB) | kernels |"
              " after closing the page (MB) | outside requests / console errors |",
