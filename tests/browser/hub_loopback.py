@@ -169,8 +169,7 @@ def log_in(page, hub, name):
 
 def wait_landing(page, name, timeout=120_000):
     """Wait until `name`'s server has opened its default URL, the landing page, with its links
-    and its picture (inline: curvlab_jupyter.landing serves the page; Voila 0.5 as a server
-    extension failed on the picture, its exporter reading the async contents manager as sync)."""
+    and its picture (inline: curvlab_jupyter.landing serves the page with no kernel)."""
     page.wait_for_url(f"**/user/{name}/{LANDING}*", timeout=timeout)
     page.wait_for_selector("a[href$='landscape.ipynb']", timeout=timeout)
     page.wait_for_selector("img[src^='data:image/png;base64,']", timeout=timeout)
