@@ -156,6 +156,7 @@ class Embedding(Layer):
         return R, None
 
     def rbackward_rows(self, E, x, rst, d, g, Rg, need_input=True):
+        """Nothing below (it reads token ids); its per-sample R{∂ℓ/∂E} is made of R g alone."""
         return None, (Rg,)
 
     def rows_from(self, x, d, Rg, out=None):
