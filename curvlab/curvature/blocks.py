@@ -492,6 +492,12 @@ def _injected(layer, record, unit_bytes=0):
             and unit_bytes <= _BATCH_BYTES)
 
 
+def _widest_from(model, m):
+    """The most parameters of a layer l ≥ m: a bound on the later layers' P_l, for one unit's
+    rows Y (both the route's budget check and the chunks use it)."""
+    return max(layer.size for layer in model.layers[m:])
+
+
 def _unit_bytes(pt, T, each, widest):
     """Working bytes of one unit's R-passes (`each` directions) and rows Y (N·T·P_l numbers)."""
     return each * _direction_chunk_bytes(pt) + 8 * pt.N * T * widest
@@ -516,12 +522,11 @@ def structured_routes(pt):
     model, recs = pt.problem.model, pt.backprop[0]
     L = len(model.layers)
     apart = [_per_position(model, pt.problem.lossfn, l) for l in range(L)]
-    widest = max(layer.size for layer in model.layers)      # a bound on the later layers' P_l
     injected = []
     for l, layer in enumerate(model.layers):
         record = recs[l].shape[1:]
         T = record[0] if len(record) > 1 else 1
-        unit = _unit_bytes(pt, T, 1 if apart[l] else T, widest)
+        unit = _unit_bytes(pt, T, 1 if apart[l] else T, _widest_from(model, l))
         if _injected(layer, record[-1:] if apart[l] else record, unit):
             injected.append(l)
     return injected, apart
@@ -572,7 +577,7 @@ def preact_columns(pt, m, out, later, apart=False, buffer=None):
     st = tr.layer_states[m]
     recs, gouts = pt.backprop
     record = recs[m].shape[1:]
-    widest = max(model.layers[l].size for l in later)
+    widest = _widest_from(model, m)
     for ab, n, transposed, offset, where in layer.injection_blocks(st):
         T, m1 = ab.shape[1:]
         S, each = (N * T, 1) if apart else (N, T)          # samples, directions per unit
