@@ -22,8 +22,8 @@ bundle is not the one curvlab adapts and FigureWidget stays plotly's own, with a
 partial plotly.js, only the trace types curvlab's 2-D figures draw (scatter, contour, heatmap;
 vendor/plotly-curvlab-4.1.1.min.js, 1.2 MB instead of 4.8 MB, built from plotly.js's sources by
 tools/plotly_build), because evaluating all of plotly.js held a visitor's first plot ~1.6 s on a
-quiet machine, and npm's cartesian bundle ~0.7 s against ~0.15 s for these three (issue 24;
-bench/first_render.py). A figure with another trace type (the landscape app's 3-D surface) gets
+quiet machine (issue 24; bench/first_render.py), and npm's cartesian bundle ~0.7 s against
+~0.15 s for these three (bench/plotly_eval.py). A figure with another trace type (the landscape app's 3-D surface) gets
 the whole plotly.js when its first view renders (`full_module`, beside the bundle), and that
 view draws with it.
 

@@ -7,8 +7,9 @@
 //
 // Why not npm's plotly.js-cartesian-dist-min: its twelve trace types and the world calendars
 // take about 0.7 s of a page's main thread to evaluate on a 2-core machine, these three about
-// 0.15 s (bench/first_render.py). Rebuild (the output is committed; nothing runs this at
-// install or test time):
+// 0.15 s (bench/plotly_eval.py). Rebuild (the output is committed; nothing runs this at
+// install time, and tests/dashboards/test_split.py rebuilds it in a scratch directory and
+// compares the bytes):
 //     cd tools/plotly_build && npm ci && npm run build
 import { build } from "esbuild";
 import { environmentPlugin } from "esbuild-plugin-environment";
